@@ -1,0 +1,41 @@
+#pragma once
+
+#include "air/config.h"
+#include "air/safetensors.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace air {
+
+// A HuggingFace model directory: config.json plus its weights, either one model.safetensors or
+// shards listed by model.safetensors.index.json. Opening it validates every file header and the
+// shard index; no tensor data is read until it is used.
+class Checkpoint {
+ public:
+  static Checkpoint open(const std::filesystem::path& dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  const ModelConfig& config() const { return config_; }
+  const std::vector<SafetensorsFile>& files() const { return files_; }
+
+  bool contains(const std::string& name) const { return where_.count(name) != 0; }
+  // The file holding `name`; throws CheckpointError listing the files when it is absent.
+  const SafetensorsFile& file_of(const std::string& name) const;
+  const TensorInfo& info(const std::string& name) const { return file_of(name).info(name); }
+  at::Tensor tensor(const std::string& name) const { return file_of(name).tensor(name); }
+  // All tensor names, sorted.
+  std::vector<std::string> tensor_names() const;
+
+ private:
+  std::filesystem::path dir_;
+  ModelConfig config_;
+  std::vector<SafetensorsFile> files_;
+  std::map<std::string, size_t> where_;  // tensor name -> index into files_
+};
+
+}  // namespace air

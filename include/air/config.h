@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace air {
+
+// The model families `air` runs; all are Llama-shaped decoders.
+enum class Architecture { kLlama, kMistral, kQwen2, kQwen3 };
+
+// HF architecture names accepted in config.json's "architectures".
+const std::vector<std::string>& supported_architectures();
+
+// Rotary position embedding frequency scaling (config.json "rope_scaling").
+struct RopeScaling {
+  enum class Type { kNone, kLinear, kLlama3 };
+  Type type = Type::kNone;
+  double factor = 1.0;                         // linear and llama3
+  double low_freq_factor = 1.0;                // llama3
+  double high_freq_factor = 4.0;               // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+// Everything the model needs from config.json, checked for consistency.
+struct ModelConfig {
+  Architecture architecture = Architecture::kLlama;
+  std::string architecture_name;   // as in config.json, e.g. "Qwen2ForCausalLM"
+  std::string model_type;          // e.g. "qwen2"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;   // query heads per layer
+  int64_t num_key_value_heads = 0;   // kv heads per layer (GQA when fewer than query heads)
+  int64_t head_dim = 0;              // explicit, or hidden_size / num_attention_heads
+  int64_t max_position_embeddings = 0;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  bool tie_word_embeddings = false;  // lm_head shares embed_tokens.weight
+  bool qkv_bias = false;             // q/k/v projections carry a bias (Qwen2, attention_bias)
+  bool o_bias = false;               // o_proj carries a bias (attention_bias)
+  bool mlp_bias = false;             // gate/up/down projections carry a bias
+  bool qk_norm = false;              // per-head RMSNorm on q and k before RoPE (Qwen3)
+  int64_t sliding_window = 0;        // attend to the last N keys only (0 = full causal)
+  int64_t max_window_layers = 0;     // Qwen2/3: layers >= this use the sliding window
+  std::string torch_dtype;           // "float32", "bfloat16", "float16" or empty
+
+  // Keys visible to layer `layer` (0 = all causal keys).
+  int64_t window_for_layer(int64_t layer) const;
+};
+
+// Parses config.json text; `where` names the file in errors (CheckpointError).
+ModelConfig parse_model_config(const std::string& json_text, const std::string& where);
+// Reads and parses DIR/config.json.
+ModelConfig load_model_config(const std::filesystem::path& model_dir);
+
+}  // namespace air

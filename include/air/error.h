@@ -1,0 +1,53 @@
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace air {
+
+// Base of everything the library throws. `main` maps the subclasses to exit codes;
+// each stage adds its context once ("loading checkpoint DIR: ...") through with_context().
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  // Process exit code for this kind of failure.
+  virtual int exit_code() const { return 1; }
+  // Throws a copy of this error, same dynamic type, with "context: " in front.
+  [[noreturn]] virtual void rethrow_with(const std::string& context) const {
+    throw Error(context + ": " + what());
+  }
+};
+
+#define AIR_DEFINE_ERROR(Name, code)                                     \
+  class Name : public Error {                                            \
+   public:                                                               \
+    using Error::Error;                                                  \
+    int exit_code() const override { return code; }                      \
+    [[noreturn]] void rethrow_with(const std::string& context) const override { \
+      throw Name(context + ": " + what());                               \
+    }                                                                    \
+  };
+
+// Bad usage: flags, option values, head lists that do not fit the model.
+AIR_DEFINE_ERROR(UsageError, 2)
+// Bad input data: malformed JSONL lines, missing fields, token ids out of range.
+AIR_DEFINE_ERROR(DataError, 3)
+// Broken or unsupported checkpoint: safetensors, shards, config.json, tokenizer files.
+AIR_DEFINE_ERROR(CheckpointError, 4)
+// An output could not be written.
+AIR_DEFINE_ERROR(IoError, 5)
+
+#undef AIR_DEFINE_ERROR
+
+// Runs fn(); an air::Error escaping it is rethrown with `context` prefixed, type kept.
+template <class Fn>
+decltype(auto) with_context(const std::string& context, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    e.rethrow_with(context);
+  }
+  throw;  // unreachable: rethrow_with never returns
+}
+
+}  // namespace air

@@ -1,0 +1,47 @@
+#pragma once
+
+#include "air/checkpoint.h"
+#include "air/nn/model.h"
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <string>
+
+namespace air {
+
+// Where and how the model runs; each field mirrors a command-line flag.
+struct RuntimeOptions {
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
+  std::string dtype = "auto";  // auto | fp32 | bf16 | fp16 (auto: fp32 on CPU, checkpoint's on GPU)
+  int threads = 0;             // intra-op threads (0 = all cores)
+};
+
+// Parses a --device value; throws UsageError for a bad name or an absent GPU.
+c10::Device parse_device(const std::string& name);
+// Resolves a --dtype value for a device and checkpoint; throws UsageError for a bad name.
+at::ScalarType resolve_dtype(const std::string& name, const c10::Device& device,
+                             const ModelConfig& config);
+// Sets torch's intra-op thread count (0 = all cores).
+void set_threads(int threads);
+// "fp32", "bf16", "fp16".
+std::string dtype_name(at::ScalarType t);
+
+// Builds the model for ckpt and fills every parameter from it: each must be present with the
+// checkpoint's shape and a floating dtype. Tensors already on the device in the right dtype
+// are used in place (no copy). Throws CheckpointError naming file, tensor, expected and got.
+nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& device,
+                            at::ScalarType dtype);
+
+// A model ready to run, with what it was loaded from.
+struct LoadedModel {
+  Checkpoint checkpoint;
+  nn::CausalLM model{nullptr};
+  c10::Device device{c10::kCPU};
+  at::ScalarType dtype = at::kFloat;
+};
+
+// Opens DIR and loads it under the runtime options (threads set too).
+LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt);
+
+}  // namespace air

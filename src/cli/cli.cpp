@@ -1,0 +1,71 @@
+#include "cli/cli.h"
+
+#include "air/error.h"
+
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace air::cli {
+namespace {
+
+void setup_logging(const std::string& level) {
+  // Logs go to stderr only; stdout carries data.
+  auto logger = spdlog::stderr_color_mt("air");
+  logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+}  // namespace
+
+void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
+  cmd.add_option("--device", rt.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd.add_option("--dtype", rt.dtype, "auto, fp32, bf16 or fp16 (auto: fp32 on CPU, the "
+                                      "checkpoint's dtype on GPU)")
+      ->capture_default_str();
+  cmd.add_option("--threads", rt.threads, "intra-op CPU threads (0 = all cores)")
+      ->capture_default_str();
+}
+
+int run(int argc, const char* const* argv) {
+  CLI::App app{"air: select reasoning post-training data by Attention Influence (AIR)"};
+  app.set_version_flag("--version", std::string("air ") + AIR_VERSION);
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.parse_complete_callback([&] {
+    if (!spdlog::get("air")) setup_logging(log_level);
+    spdlog::set_level(spdlog::level::from_str(log_level));
+  });
+  register_inspect(app);
+  register_loss(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    return e.exit_code();
+  } catch (const c10::Error& e) {
+    spdlog::error("internal error in libtorch: {}", e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+int run(const std::vector<std::string>& args) {
+  std::vector<const char*> argv{"air"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return run(static_cast<int>(argv.size()), argv.data());
+}
+
+}  // namespace air::cli

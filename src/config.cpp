@@ -1,0 +1,208 @@
+#include "air/config.h"
+
+#include "air/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace air {
+namespace {
+
+using nlohmann::json;
+
+class Fields {
+ public:
+  Fields(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+
+  bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
+
+  int64_t integer(const char* key) const {
+    if (!has(key)) throw CheckpointError(where_ + ": missing field '" + key + "'");
+    return integer_or(key, 0);
+  }
+  int64_t integer_or(const char* key, int64_t fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_[key];
+    if (!v.is_number_integer())
+      throw CheckpointError(where_ + ": field '" + key + "': expected an integer, got " +
+                            v.dump());
+    return v.get<int64_t>();
+  }
+  double number_or(const char* key, double fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_[key];
+    if (!v.is_number())
+      throw CheckpointError(where_ + ": field '" + key + "': expected a number, got " + v.dump());
+    return v.get<double>();
+  }
+  bool boolean_or(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_[key];
+    if (!v.is_boolean())
+      throw CheckpointError(where_ + ": field '" + key + "': expected true or false, got " +
+                            v.dump());
+    return v.get<bool>();
+  }
+  std::string string_or(const char* key, const std::string& fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_[key];
+    if (!v.is_string())
+      throw CheckpointError(where_ + ": field '" + key + "': expected a string, got " + v.dump());
+    return v.get<std::string>();
+  }
+
+ private:
+  const json& j_;
+  std::string where_;
+};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
+
+RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
+  RopeScaling r;
+  if (j.is_null()) return r;
+  const std::string at = where + ": rope_scaling";
+  if (!j.is_object()) throw CheckpointError(at + ": expected an object or null, got " + j.dump());
+  Fields f(j, at);
+  // HF spells the kind "rope_type" (current) or "type" (older configs).
+  const std::string type = f.string_or("rope_type", f.string_or("type", "default"));
+  if (type == "default") return r;
+  if (type == "linear") {
+    r.type = RopeScaling::Type::kLinear;
+    r.factor = f.number_or("factor", 0.0);
+    if (r.factor <= 0) throw CheckpointError(at + ": linear scaling needs factor > 0");
+    return r;
+  }
+  if (type == "llama3") {
+    r.type = RopeScaling::Type::kLlama3;
+    r.factor = f.number_or("factor", 0.0);
+    r.low_freq_factor = f.number_or("low_freq_factor", 1.0);
+    r.high_freq_factor = f.number_or("high_freq_factor", 4.0);
+    r.original_max_position_embeddings = f.integer_or("original_max_position_embeddings", 8192);
+    if (r.factor <= 0 || r.high_freq_factor <= r.low_freq_factor ||
+        r.original_max_position_embeddings <= 0)
+      throw CheckpointError(at + ": llama3 scaling needs factor > 0, high_freq_factor > "
+                                 "low_freq_factor and original_max_position_embeddings > 0, got " +
+                            j.dump());
+    return r;
+  }
+  throw CheckpointError(at + ": type '" + type +
+                        "' is not supported (supported: none, linear, llama3)");
+}
+
+}  // namespace
+
+const std::vector<std::string>& supported_architectures() {
+  static const std::vector<std::string> kNames = {"LlamaForCausalLM", "MistralForCausalLM",
+                                                  "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+  return kNames;
+}
+
+int64_t ModelConfig::window_for_layer(int64_t layer) const {
+  if (sliding_window <= 0) return 0;
+  if (architecture == Architecture::kQwen2 || architecture == Architecture::kQwen3)
+    return layer >= max_window_layers ? sliding_window : 0;
+  return sliding_window;
+}
+
+ModelConfig parse_model_config(const std::string& json_text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw CheckpointError(where + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object()) throw CheckpointError(where + ": expected a JSON object");
+  Fields f(j, where);
+
+  ModelConfig c;
+  if (!f.has("architectures") || !j["architectures"].is_array() || j["architectures"].empty() ||
+      !j["architectures"][0].is_string())
+    throw CheckpointError(where + ": missing 'architectures' (supported: " +
+                          join(supported_architectures()) + ")");
+  c.architecture_name = j["architectures"][0].get<std::string>();
+  if (c.architecture_name == "LlamaForCausalLM") c.architecture = Architecture::kLlama;
+  else if (c.architecture_name == "MistralForCausalLM") c.architecture = Architecture::kMistral;
+  else if (c.architecture_name == "Qwen2ForCausalLM") c.architecture = Architecture::kQwen2;
+  else if (c.architecture_name == "Qwen3ForCausalLM") c.architecture = Architecture::kQwen3;
+  else
+    throw CheckpointError(where + ": unknown architecture '" + c.architecture_name +
+                          "' (supported: " + join(supported_architectures()) + ")");
+  c.model_type = f.string_or("model_type", "");
+
+  c.vocab_size = f.integer("vocab_size");
+  c.hidden_size = f.integer("hidden_size");
+  c.intermediate_size = f.integer("intermediate_size");
+  c.num_hidden_layers = f.integer("num_hidden_layers");
+  c.num_attention_heads = f.integer("num_attention_heads");
+  c.num_key_value_heads = f.integer_or("num_key_value_heads", c.num_attention_heads);
+  c.max_position_embeddings = f.integer_or("max_position_embeddings", 0);
+  c.rms_norm_eps = f.number_or("rms_norm_eps", 1e-6);
+  c.rope_theta = f.number_or("rope_theta", 10000.0);
+  c.tie_word_embeddings = f.boolean_or("tie_word_embeddings", false);
+  c.torch_dtype = f.string_or("torch_dtype", f.string_or("dtype", ""));
+
+  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                          "num_attention_heads", "num_key_value_heads"}) {
+    if (f.integer_or(key, 1) <= 0)
+      throw CheckpointError(where + ": field '" + key + "' must be positive, got " +
+                            j[key].dump());
+  }
+  if (c.num_attention_heads % c.num_key_value_heads != 0)
+    throw CheckpointError(where + ": num_attention_heads (" +
+                          std::to_string(c.num_attention_heads) +
+                          ") is not a multiple of num_key_value_heads (" +
+                          std::to_string(c.num_key_value_heads) + ")");
+  c.head_dim = f.integer_or("head_dim", 0);
+  if (c.head_dim == 0) {
+    if (c.hidden_size % c.num_attention_heads != 0)
+      throw CheckpointError(where + ": hidden_size " + std::to_string(c.hidden_size) +
+                            " is not divisible by num_attention_heads " +
+                            std::to_string(c.num_attention_heads) + " and no head_dim is given");
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
+    throw CheckpointError(where + ": head_dim must be positive and even, got " +
+                          std::to_string(c.head_dim));
+
+  const std::string act = f.string_or("hidden_act", "silu");
+  if (act != "silu")
+    throw CheckpointError(where + ": hidden_act '" + act + "' is not supported (expected silu)");
+  if (f.integer_or("pretraining_tp", 1) != 1)
+    throw CheckpointError(where + ": pretraining_tp other than 1 is not supported");
+
+  const bool attention_bias = f.boolean_or("attention_bias", false);
+  c.qkv_bias = attention_bias || c.architecture == Architecture::kQwen2;
+  c.o_bias = attention_bias;
+  c.mlp_bias = f.boolean_or("mlp_bias", false);
+  c.qk_norm = c.architecture == Architecture::kQwen3;
+
+  if (j.contains("rope_scaling")) c.rope_scaling = parse_rope_scaling(j["rope_scaling"], where);
+
+  const int64_t window = f.integer_or("sliding_window", 0);
+  if (window < 0) throw CheckpointError(where + ": sliding_window must be >= 0");
+  if (c.architecture == Architecture::kMistral) {
+    c.sliding_window = window;
+  } else if (c.architecture == Architecture::kQwen2 || c.architecture == Architecture::kQwen3) {
+    if (f.boolean_or("use_sliding_window", false)) c.sliding_window = window;
+    c.max_window_layers = f.integer_or("max_window_layers", c.num_hidden_layers);
+  }
+  return c;
+}
+
+ModelConfig load_model_config(const std::filesystem::path& model_dir) {
+  const auto path = model_dir / "config.json";
+  std::ifstream in(path);
+  if (!in) throw CheckpointError(path.string() + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_model_config(ss.str(), path.string());
+}
+
+}  // namespace air

@@ -1,0 +1,301 @@
+#include "air/nn/model.h"
+
+#include "air/error.h"
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <cmath>
+
+namespace air::nn {
+namespace {
+
+// Bytes allowed for one block of attention scores [B, H, Tq, Tk] in float32.
+constexpr int64_t kScoreBlockBytes = 128ll << 20;
+// Bytes allowed for one block of float32 logits [rows, vocab] in the loss.
+constexpr int64_t kLogitBlockBytes = 128ll << 20;
+
+at::Tensor param(const std::vector<int64_t>& shape) {
+  // Placeholder storage: the loader replaces it with checkpoint data (set_data), so these
+  // pages are never touched.
+  return at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// x: [B, heads, T, Dh]; cos/sin: [T, Dh]
+at::Tensor apply_rope(const at::Tensor& x, const Rope& r) {
+  return x * r.cos + rotate_half(x) * r.sin;
+}
+
+// Visible keys for queries [q0, q0+nq) over keys [0, nk): causal, optionally windowed.
+// [nq, nk] bool
+at::Tensor visible_mask(int64_t q0, int64_t nq, int64_t nk, int64_t window,
+                        const at::Device& dev) {
+  auto opts = at::TensorOptions().dtype(at::kLong).device(dev);
+  at::Tensor q = at::arange(q0, q0 + nq, opts).unsqueeze(1);  // [nq, 1]
+  at::Tensor k = at::arange(0, nk, opts).unsqueeze(0);        // [1, nk]
+  at::Tensor m = k <= q;
+  if (window > 0) m = m & (q - k < window);
+  return m;
+}
+
+// Attention with explicit probabilities, in query blocks so that no [B, H, T, T] tensor
+// exists for long T. Matches HF eager: scores in the model dtype, softmax in float32.
+// q: [B, H, T, Dh] (already scaled by 1/sqrt(Dh)); k, v: [B, Hkv, T, Dh] -> [B, H, T, Dh]
+at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           int64_t layer, int64_t window, const ForwardOptions& opt) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
+  const int64_t Hkv = k.size(1), rep = H / Hkv;
+  int64_t chunk = opt.query_chunk;
+  if (chunk <= 0) chunk = std::max<int64_t>(16, kScoreBlockBytes / std::max<int64_t>(1, B * H * T * 4));
+  chunk = std::min(chunk, T);
+
+  at::Tensor out = at::empty_like(q);  // [B, H, T, Dh]
+  const at::Tensor kt = k.transpose(-2, -1);  // [B, Hkv, Dh, T]
+  for (int64_t s = 0; s < T; s += chunk) {
+    const int64_t c = std::min(chunk, T - s), e = s + c;
+    // Query head h reads kv head h / rep (HF's repeat_kv), so grouping query heads under
+    // their kv head lets one matmul serve the group without copying k or v.
+    at::Tensor qc = q.narrow(2, s, c).reshape({B, Hkv, rep * c, Dh});
+    at::Tensor scores = at::matmul(qc, kt.narrow(-1, 0, e)).view({B, H, c, e});
+    at::Tensor probs = scores.to(at::kFloat)
+                           .masked_fill(visible_mask(s, c, e, window, q.device()).logical_not(),
+                                        -std::numeric_limits<float>::infinity())
+                           .softmax(-1);  // [B, H, c, e] float32, rows sum to 1
+    if (opt.observer) opt.observer->observe(layer, s, probs);
+    at::Tensor oc = at::matmul(probs.to(q.scalar_type()).view({B, Hkv, rep * c, e}),
+                               v.narrow(2, 0, e));  // [B, Hkv, rep*c, Dh]
+    out.narrow(2, s, c).copy_(oc.view({B, H, c, Dh}));
+  }
+  return out;
+}
+
+}  // namespace
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
+  weight = register_parameter("weight", param({out, in}), /*requires_grad=*/false);
+  if (with_bias) bias = register_parameter("bias", param({out}), false);
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+
+EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim) {
+  weight = register_parameter("weight", param({vocab, dim}), false);
+}
+
+at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const {
+  return at::embedding(weight, ids);
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", param({dim}), false);
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) const {
+  at::Tensor xf = x.to(at::kFloat);
+  xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer_)
+    : layer(layer_),
+      num_heads(c.num_attention_heads),
+      num_kv_heads(c.num_key_value_heads),
+      head_dim(c.head_dim),
+      window(c.window_for_layer(layer_)) {
+  q_proj = register_module("q_proj", Linear(c.hidden_size, num_heads * head_dim, c.qkv_bias));
+  k_proj = register_module("k_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
+  v_proj = register_module("v_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
+  o_proj = register_module("o_proj", Linear(num_heads * head_dim, c.hidden_size, c.o_bias));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps));
+  }
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const Rope& rope,
+                                  const ForwardOptions& opt) const {
+  const int64_t B = x.size(0), T = x.size(1);
+  at::Tensor q = q_proj->forward(x).view({B, T, num_heads, head_dim});
+  at::Tensor k = k_proj->forward(x).view({B, T, num_kv_heads, head_dim});
+  at::Tensor v = v_proj->forward(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);
+  if (q_norm) {  // Qwen3: per-head norm before RoPE
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
+  q = apply_rope(q.transpose(1, 2), rope);  // [B, H, T, Dh]
+  k = apply_rope(k.transpose(1, 2), rope);  // [B, Hkv, T, Dh]
+
+  if (opt.uniform_heads && !opt.uniform_heads->empty()) {
+    const std::vector<int64_t> heads = opt.uniform_heads->heads_in_layer(layer);
+    if (!heads.empty()) {
+      // Uniform over visible keys: zeroing q makes every score equal, softmax does the rest.
+      // Only this query head changes; the kv heads it shares stay intact.
+      at::Tensor idx = at::tensor(heads, at::TensorOptions().dtype(at::kLong)).to(q.device());
+      q = q.index_fill(1, idx, 0);
+    }
+  }
+
+  at::Tensor o;  // [B, H, T, Dh]
+#if TORCH_VERSION_MAJOR >= 2
+  if (!opt.observer && window == 0) {
+    const int64_t rep = num_heads / num_kv_heads;
+    auto expand = [&](const at::Tensor& t) {
+      return t.unsqueeze(2).expand({B, num_kv_heads, rep, T, head_dim}).reshape(
+          {B, num_heads, T, head_dim});
+    };
+    o = at::scaled_dot_product_attention(q, expand(k), expand(v), {}, 0.0, /*is_causal=*/true);
+  } else
+#endif
+  {
+    o = attend_explicit(q * (1.0 / std::sqrt(static_cast<double>(head_dim))), k, v, layer, window,
+                        opt);
+  }
+  return o_proj->forward(o.transpose(1, 2).reshape({B, T, num_heads * head_dim}));
+}
+
+MLPImpl::MLPImpl(const ModelConfig& c) {
+  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
+  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
+  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, c.mlp_bias));
+}
+
+at::Tensor MLPImpl::forward(const at::Tensor& x) const {
+  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
+  self_attn = register_module("self_attn", Attention(c, layer));
+  mlp = register_module("mlp", MLP(c));
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const Rope& rope,
+                                     const ForwardOptions& opt) const {
+  at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), rope, opt);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+LayerListImpl::LayerListImpl(const ModelConfig& c) {
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+    items.push_back(register_module(std::to_string(i), DecoderLayer(c, i)));
+}
+
+DecoderImpl::DecoderImpl(const ModelConfig& c) {
+  embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size));
+  layers = register_module("layers", LayerList(c));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+at::Tensor rope_inv_freq(const ModelConfig& c) {
+  // As HF, in float32 tensor ops: 1 / theta^(2i / d).
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor exponent = at::arange(0, c.head_dim, 2, f32) / static_cast<double>(c.head_dim);
+  at::Tensor inv = 1.0 / at::pow(c.rope_theta, exponent);  // [Dh/2]
+  const auto& rs = c.rope_scaling;
+  if (rs.type == RopeScaling::Type::kLinear) return inv / rs.factor;
+  if (rs.type == RopeScaling::Type::kLlama3) {
+    // Llama 3.1: long wavelengths scaled down by factor, short ones kept, the band between
+    // interpolated smoothly.
+    const double old_len = static_cast<double>(rs.original_max_position_embeddings);
+    const double low_wavelen = old_len / rs.low_freq_factor;
+    const double high_wavelen = old_len / rs.high_freq_factor;
+    at::Tensor wavelen = 2.0 * M_PI / inv;
+    at::Tensor scaled = at::where(wavelen > low_wavelen, inv / rs.factor, inv);
+    at::Tensor smooth =
+        (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled;
+    at::Tensor medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen);
+    return at::where(medium, smoothed, scaled);
+  }
+  return inv;
+}
+
+CausalLMImpl::CausalLMImpl(const ModelConfig& c) : config(c) {
+  model = register_module("model", Decoder(c));
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false));
+  inv_freq = rope_inv_freq(c);
+}
+
+const at::Tensor& CausalLMImpl::output_weight() const {
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+Rope CausalLMImpl::rope(int64_t T) const {
+  const at::Tensor& w = model->embed_tokens->weight;
+  at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(w.device()));
+  at::Tensor freqs = at::outer(pos, inv_freq.to(w.device()));  // [T, Dh/2] float32
+  at::Tensor emb = at::cat({freqs, freqs}, -1);                 // [T, Dh]
+  return {emb.cos().to(w.scalar_type()), emb.sin().to(w.scalar_type())};
+}
+
+at::Tensor CausalLMImpl::hidden_states(const at::Tensor& ids, const ForwardOptions& opt) const {
+  if (ids.dim() != 2) throw UsageError("hidden_states: ids must be [B, T]");
+  const Rope r = rope(ids.size(1));
+  at::Tensor h = model->embed_tokens->forward(ids.to(output_weight().device()));
+  for (const auto& layer : model->layers->items) h = layer->forward(h, r, opt);
+  return model->norm->forward(h);
+}
+
+at::Tensor CausalLMImpl::logits(const at::Tensor& ids, const ForwardOptions& opt) const {
+  return at::linear(hidden_states(ids, opt), output_weight()).to(at::kFloat);
+}
+
+std::vector<NextTokenStats> CausalLMImpl::next_token_stats(const at::Tensor& ids,
+                                                           const std::vector<int64_t>& lengths,
+                                                           const ForwardOptions& opt,
+                                                           bool entropy) const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  if (static_cast<int64_t>(lengths.size()) != B)
+    throw UsageError("next_token_stats: " + std::to_string(lengths.size()) + " lengths for " +
+                     std::to_string(B) + " rows");
+  const at::Tensor h = hidden_states(ids, opt);  // [B, T, D]
+  const at::Device dev = h.device();
+
+  // Rows that predict a real next token: (b, t) with t + 1 < lengths[b]; padding does no work.
+  std::vector<int64_t> rows;
+  std::vector<int64_t> counts(B);
+  for (int64_t b = 0; b < B; ++b) {
+    counts[b] = std::max<int64_t>(0, std::min(lengths[b], T) - 1);
+    for (int64_t t = 0; t < counts[b]; ++t) rows.push_back(b * T + t);
+  }
+  const int64_t N = static_cast<int64_t>(rows.size());
+  at::Tensor lp = at::empty({N}, at::TensorOptions().dtype(at::kFloat).device(dev));
+  at::Tensor ent;
+  if (entropy) ent = at::empty({N}, at::TensorOptions().dtype(at::kFloat).device(dev));
+  if (N > 0) {
+    at::Tensor row_idx = at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(dev);
+    at::Tensor flat_ids = ids.to(dev).reshape({B * T});
+    at::Tensor targets = flat_ids.index_select(0, row_idx + 1);           // [N]
+    at::Tensor hs = h.reshape({B * T, h.size(2)}).index_select(0, row_idx);  // [N, D]
+    const at::Tensor& w = output_weight();
+    const int64_t block =
+        std::max<int64_t>(16, kLogitBlockBytes / (4 * std::max<int64_t>(1, w.size(0))));
+    for (int64_t s = 0; s < N; s += block) {
+      const int64_t n = std::min(block, N - s);
+      // [n, vocab] float32 log-probabilities of this block only.
+      at::Tensor logp = at::linear(hs.narrow(0, s, n), w).to(at::kFloat).log_softmax(-1);
+      lp.narrow(0, s, n).copy_(logp.gather(1, targets.narrow(0, s, n).unsqueeze(1)).squeeze(1));
+      if (entropy) ent.narrow(0, s, n).copy_(-(logp.exp() * logp).sum(-1));
+    }
+  }
+  lp = lp.cpu();
+  if (entropy) ent = ent.cpu();
+  std::vector<NextTokenStats> out(B);
+  int64_t off = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    out[b].logprob = lp.narrow(0, off, counts[b]);
+    if (entropy) out[b].entropy = ent.narrow(0, off, counts[b]);
+    off += counts[b];
+  }
+  return out;
+}
+
+}  // namespace air::nn

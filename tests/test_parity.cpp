@@ -1,0 +1,163 @@
+// Parity against HuggingFace transformers' own modeling code: per-token losses (plain and with
+// heads made uniform) and attention argmaxes, from tests/data/fixtures (computed elsewhere).
+
+#include "air/runtime.h"
+#include "test_util.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+namespace air::test {
+namespace {
+
+// Collects full attention maps [H, T, T] per layer for a batch of one.
+class RecordingObserver : public nn::AttentionObserver {
+ public:
+  RecordingObserver(int64_t layers, int64_t T) : maps_(layers), T_(T) {}
+  void observe(int64_t layer, int64_t q0, const at::Tensor& probs) override {
+    if (!maps_[layer].defined()) maps_[layer] = at::zeros({probs.size(1), T_, T_});
+    maps_[layer].narrow(1, q0, probs.size(2)).narrow(2, 0, probs.size(3)).copy_(probs[0]);
+  }
+  const at::Tensor& map(int64_t layer) const { return maps_[layer]; }
+
+ private:
+  std::vector<at::Tensor> maps_;
+  int64_t T_;
+};
+
+struct Case {
+  std::string name;
+  fs::path model;
+  fs::path expected;
+};
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3"})
+    cases.push_back({f, fixture_dir(f), fixture_dir(f) / "expected.json"});
+  cases.push_back({"stories260K", model_dir("stories260K"),
+                   fixture_dir("stories260K-expected.json")});
+  return cases;
+}
+
+at::Tensor losses_of(const LoadedModel& m, const std::vector<int64_t>& ids,
+                     const nn::ForwardOptions& opt = {}) {
+  c10::InferenceMode guard;
+  at::Tensor x = at::tensor(ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+  return m.model->next_token_stats(x, {static_cast<int64_t>(ids.size())}, opt)[0].logprob.neg();
+}
+
+at::Tensor to_tensor(const nlohmann::json& a) {
+  return at::tensor(a.get<std::vector<double>>(), at::TensorOptions().dtype(at::kDouble))
+      .to(at::kFloat);
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a - b).abs().max().item<double>();
+}
+
+class ParityTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ParityTest, PlainLossesMatchHuggingFace) {
+  const Case& c = GetParam();
+  const LoadedModel m = load_model(c.model, RuntimeOptions{});
+  const auto expected = read_json(c.expected);
+  ASSERT_FALSE(expected["cases"].empty());
+  for (const auto& ex : expected["cases"]) {
+    const auto ids = ex["ids"].get<std::vector<int64_t>>();
+    const double d = max_abs_diff(losses_of(m, ids), to_tensor(ex["per_token_loss"]));
+    EXPECT_LT(d, 1e-4) << c.name << " T=" << ids.size();
+  }
+}
+
+TEST_P(ParityTest, MaskedHeadLossesMatchHuggingFace) {
+  const Case& c = GetParam();
+  const LoadedModel m = load_model(c.model, RuntimeOptions{});
+  const auto expected = read_json(c.expected);
+  int checked = 0;
+  for (const auto& ex : expected["cases"]) {
+    const auto ids = ex["ids"].get<std::vector<int64_t>>();
+    const at::Tensor plain = losses_of(m, ids);
+    for (const auto& masked : ex["masked"]) {
+      std::vector<Head> heads;
+      for (const auto& h : masked["heads"]) heads.push_back({h[0].get<int64_t>(), h[1].get<int64_t>()});
+      const HeadSet set(heads);
+      nn::ForwardOptions opt;
+      opt.uniform_heads = &set;
+      const at::Tensor got = losses_of(m, ids, opt);
+      const at::Tensor want = to_tensor(masked["per_token_loss"]);
+      EXPECT_LT(max_abs_diff(got, want), 1e-4) << c.name << " heads " << set.to_string();
+      // The masking must matter, or this comparison proves nothing.
+      EXPECT_GT(max_abs_diff(plain, want), 1e-3) << c.name << " heads " << set.to_string();
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
+TEST_P(ParityTest, AttentionArgmaxMatchesHuggingFace) {
+  const Case& c = GetParam();
+  const LoadedModel m = load_model(c.model, RuntimeOptions{});
+  const auto expected = read_json(c.expected);
+  const int64_t L = m.checkpoint.config().num_hidden_layers;
+  int64_t compared = 0, mismatched = 0;
+  for (const auto& ex : expected["cases"]) {
+    const auto ids = ex["ids"].get<std::vector<int64_t>>();
+    const int64_t T = static_cast<int64_t>(ids.size());
+    RecordingObserver obs(L, T);
+    nn::ForwardOptions opt;
+    opt.observer = &obs;
+    opt.query_chunk = 7;  // several blocks, so the observer sees chunked queries
+    losses_of(m, ids, opt);
+    for (int64_t l = 0; l < L; ++l) {
+      const at::Tensor& map = obs.map(l);  // [H, T, T]
+      for (int64_t h = 0; h < map.size(0); ++h) {
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t want = ex["attn_argmax"][l][h][t].get<int64_t>();
+          at::Tensor row = map[h][t];
+          // Skip near-ties: the top two probabilities within 1e-4 of each other.
+          at::Tensor top = std::get<0>(row.topk(std::min<int64_t>(2, t + 1)));
+          if (t > 0 && (top[0] - top[1]).item<float>() < 1e-4) continue;
+          ++compared;
+          if (row.argmax().item<int64_t>() != want) ++mismatched;
+          EXPECT_NEAR(row[want].item<float>(), ex["attn_max_prob"][l][h][t].get<float>(), 1e-4);
+        }
+      }
+    }
+  }
+  EXPECT_GT(compared, 0);
+  EXPECT_EQ(mismatched, 0) << c.name << ": " << mismatched << " of " << compared;
+}
+
+TEST_P(ParityTest, Bf16StaysCloseToFp32) {
+  const Case& c = GetParam();
+  RuntimeOptions rt;
+  const LoadedModel fp32 = load_model(c.model, rt);
+  rt.dtype = "bf16";
+  const LoadedModel bf16 = load_model(c.model, rt);
+  ASSERT_EQ(bf16.model->output_weight().scalar_type(), at::kBFloat16);
+  const auto expected = read_json(c.expected);
+  for (const auto& ex : expected["cases"]) {
+    const auto ids = ex["ids"].get<std::vector<int64_t>>();
+    const at::Tensor a = losses_of(fp32, ids), b = losses_of(bf16, ids);
+    EXPECT_EQ(b.scalar_type(), at::kFloat);
+    EXPECT_TRUE(b.isfinite().all().item<bool>());
+    // bf16 rounds logits of magnitude ~10 to steps of 1/16, so single tokens can move by more;
+    // the sequence's mean loss and the typical token must stay within 5e-2.
+    EXPECT_LT(std::abs(a.mean().item<double>() - b.mean().item<double>()), 5e-2) << c.name;
+    EXPECT_LT((a - b).abs().mean().item<double>(), 5e-2) << c.name;
+    EXPECT_LT(max_abs_diff(a, b), 0.25) << c.name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ParityTest, ::testing::ValuesIn(all_cases()),
+                         [](const auto& info) {
+                           std::string n = info.param.name;
+                           for (char& ch : n)
+                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace air::test
