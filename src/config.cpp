@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -25,6 +26,10 @@ class Fields {
   int64_t integer_or(const char* key, int64_t fallback) const {
     if (!has(key)) return fallback;
     const json& v = j_[key];
+    // Some exporters write integral values as floats (8192.0); those are accepted.
+    if (v.is_number_float() && std::nearbyint(v.get<double>()) == v.get<double>() &&
+        std::abs(v.get<double>()) < 9e15)
+      return static_cast<int64_t>(v.get<double>());
     if (!v.is_number_integer())
       throw CheckpointError(where_ + ": field '" + key + "': expected an integer, got " +
                             v.dump());

@@ -1,1 +1,144 @@
-#include <gtest/gtest.h>
+#include "air/config.h"
+#include "air/error.h"
+#include "air/nn/model.h"
+#include "test_util.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace air::test {
+namespace {
+
+nlohmann::json base_config() { return read_json(fixture_dir("llama") / "config.json"); }
+
+ModelConfig parse(const nlohmann::json& j) { return parse_model_config(j.dump(), "cfg.json"); }
+
+std::string error_of(const nlohmann::json& j) {
+  try {
+    parse(j);
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ConfigTest, ReadsEveryFixture) {
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3"}) {
+    const ModelConfig c = load_model_config(fixture_dir(f));
+    EXPECT_EQ(c.num_attention_heads, 4) << f;
+    EXPECT_EQ(c.num_key_value_heads, 2) << f;
+  }
+  const ModelConfig q2 = load_model_config(fixture_dir("qwen2"));
+  EXPECT_TRUE(q2.qkv_bias);
+  EXPECT_FALSE(q2.o_bias);
+  const ModelConfig q3 = load_model_config(fixture_dir("qwen3"));
+  EXPECT_TRUE(q3.qk_norm);
+  EXPECT_EQ(q3.head_dim, 32);  // explicit, not hidden / heads = 16
+  EXPECT_TRUE(load_model_config(fixture_dir("qwen2-tied")).tie_word_embeddings);
+}
+
+TEST(ConfigTest, HeadDimDefaultsToHiddenOverHeads) {
+  auto j = base_config();
+  j.erase("head_dim");
+  EXPECT_EQ(parse(j).head_dim, 64 / 4);
+}
+
+TEST(ConfigTest, UnknownArchitectureListsSupported) {
+  auto j = base_config();
+  j["architectures"] = {"GPTNeoXForCausalLM"};
+  const std::string e = error_of(j);
+  EXPECT_NE(e.find("cfg.json"), std::string::npos);
+  EXPECT_NE(e.find("GPTNeoXForCausalLM"), std::string::npos);
+  for (const auto& a : supported_architectures()) EXPECT_NE(e.find(a), std::string::npos) << e;
+}
+
+TEST(ConfigTest, MalformedJsonAndBadFields) {
+  EXPECT_NE(std::string([] {
+              try {
+                parse_model_config("{\"architectures\": [", "cfg.json");
+              } catch (const CheckpointError& e) {
+                return std::string(e.what());
+              }
+              return std::string();
+            }())
+                .find("not valid JSON"),
+            std::string::npos);
+  auto j = base_config();
+  j["hidden_size"] = "64";
+  EXPECT_NE(error_of(j).find("'hidden_size': expected an integer, got \"64\""), std::string::npos);
+  j = base_config();
+  j.erase("vocab_size");
+  EXPECT_NE(error_of(j).find("missing field 'vocab_size'"), std::string::npos);
+  j = base_config();
+  j["num_key_value_heads"] = 3;
+  EXPECT_NE(error_of(j).find("not a multiple"), std::string::npos);
+  j = base_config();
+  j["hidden_act"] = "gelu";
+  EXPECT_NE(error_of(j).find("hidden_act 'gelu'"), std::string::npos);
+}
+
+TEST(ConfigTest, RopeScalingKinds) {
+  auto j = base_config();
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  EXPECT_NE(error_of(j).find("'yarn' is not supported"), std::string::npos);
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  const ModelConfig lin = parse(j);
+  EXPECT_EQ(lin.rope_scaling.type, RopeScaling::Type::kLinear);
+  j["rope_scaling"] = {{"rope_type", "default"}};
+  EXPECT_EQ(parse(j).rope_scaling.type, RopeScaling::Type::kNone);
+}
+
+TEST(RopeTest, LinearScalingDividesEveryFrequency) {
+  auto j = base_config();
+  const at::Tensor plain = nn::rope_inv_freq(parse(j));
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
+  EXPECT_TRUE(nn::rope_inv_freq(parse(j)).allclose(plain / 4.0));
+}
+
+TEST(RopeTest, Llama3ScalingKeepsHighAndScalesLowFrequencies) {
+  auto j = base_config();
+  j["head_dim"] = 128;
+  j["hidden_size"] = 512;
+  j["rope_theta"] = 500000.0;
+  const at::Tensor plain = nn::rope_inv_freq(parse(j));
+  const double factor = 8, low = 1, high = 4, old_len = 8192;
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", factor}, {"low_freq_factor", low},
+                       {"high_freq_factor", high}, {"original_max_position_embeddings", old_len}};
+  const at::Tensor scaled = nn::rope_inv_freq(parse(j));
+  int seen_high = 0, seen_low = 0, seen_mid = 0;
+  for (int64_t i = 0; i < plain.size(0); ++i) {
+    const double f = plain[i].item<double>(), g = scaled[i].item<double>();
+    const double wavelen = 2 * M_PI / f;
+    if (wavelen < old_len / high) {  // short wavelengths: unchanged
+      EXPECT_FLOAT_EQ(g, f);
+      ++seen_high;
+    } else if (wavelen > old_len / low) {  // long wavelengths: divided by factor
+      EXPECT_NEAR(g, f / factor, 1e-6 * f);
+      ++seen_low;
+    } else {  // in between: strictly between the two
+      EXPECT_LT(g, f);
+      EXPECT_GT(g, f / factor);
+      ++seen_mid;
+    }
+  }
+  EXPECT_GT(seen_high, 0);
+  EXPECT_GT(seen_low, 0);
+  EXPECT_GT(seen_mid, 0);
+}
+
+TEST(ConfigTest, SlidingWindowPerFamily) {
+  auto j = read_json(fixture_dir("mistral") / "config.json");
+  j["sliding_window"] = 16;
+  EXPECT_EQ(parse(j).window_for_layer(0), 16);
+  auto q = read_json(fixture_dir("qwen2") / "config.json");
+  q["sliding_window"] = 16;
+  EXPECT_EQ(parse(q).window_for_layer(3), 0);  // use_sliding_window false
+  q["use_sliding_window"] = true;
+  q["max_window_layers"] = 2;
+  EXPECT_EQ(parse(q).window_for_layer(1), 0);
+  EXPECT_EQ(parse(q).window_for_layer(2), 16);
+}
+
+}  // namespace
+}  // namespace air::test
