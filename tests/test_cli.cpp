@@ -1,1 +1,145 @@
-#include <gtest/gtest.h>
+// The command line, run in-process: outputs, exit codes and the absence of partial outputs.
+
+#include "cli/cli.h"
+#include "test_util.h"
+
+#include <ATen/Context.h>
+
+#include <fstream>
+
+namespace air::test {
+namespace {
+
+class CliTest : public TempDirTest {
+ protected:
+  // Writes the fixture's cases as an ids JSONL file.
+  fs::path write_ids(const nlohmann::json& expected) {
+    const fs::path p = tmp_ / "ids.jsonl";
+    std::string text;
+    for (const auto& c : expected["cases"]) text += nlohmann::json{{"ids", c["ids"]}}.dump() + "\n";
+    write_text(p, text);
+    return p;
+  }
+  std::vector<nlohmann::json> read_lines(const fs::path& p) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(p);
+    std::string line;
+    while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+    return out;
+  }
+  static double max_diff(const nlohmann::json& a, const nlohmann::json& b) {
+    EXPECT_EQ(a.size(), b.size());
+    double d = 0;
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+      d = std::max(d, std::abs(a[i].get<double>() - b[i].get<double>()));
+    return d;
+  }
+};
+
+TEST_F(CliTest, LossMatchesHuggingFacePlainAndMasked) {
+  for (const char* fixture : {"qwen3", "mistral"}) {
+    const auto expected = read_json(fixture_dir(fixture) / "expected.json");
+    const fs::path ids = write_ids(expected);
+    const fs::path out = tmp_ / "loss.jsonl";
+    ASSERT_EQ(cli::run({"loss", "--model", fixture_dir(fixture).string(), "--input", ids.string(),
+                        "--out", out.string(), "--threads", "1", "--batch-tokens", "64"}),
+              0);
+    auto lines = read_lines(out);
+    ASSERT_EQ(lines.size(), expected["cases"].size());
+    for (size_t i = 0; i < lines.size(); ++i)
+      EXPECT_LT(max_diff(lines[i]["per_token_loss"], expected["cases"][i]["per_token_loss"]), 1e-4);
+
+    const auto& masked = expected["cases"][0]["masked"].back();
+    std::string spec;
+    for (const auto& h : masked["heads"])
+      spec += (spec.empty() ? "" : ",") + std::to_string(h[0].get<int>()) + ":" +
+              std::to_string(h[1].get<int>());
+    ASSERT_EQ(cli::run({"loss", "--model", fixture_dir(fixture).string(), "--input",
+                        ids.string(), "--out", out.string(), "--mask-heads", spec}),
+              0);
+    lines = read_lines(out);
+    EXPECT_LT(max_diff(lines[0]["per_token_loss"], masked["per_token_loss"]), 1e-4);
+  }
+}
+
+TEST_F(CliTest, BadInputLineFailsWithFileAndLineAndLeavesNoOutput) {
+  const fs::path ids = tmp_ / "ids.jsonl";
+  const fs::path out = tmp_ / "loss.jsonl";
+  write_text(ids, "{\"ids\": [1, 2, 3]}\n\n{\"ids\": [1, 2\n");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli::run({"loss", "--model", fixture_dir("llama").string(), "--input", ids.string(),
+                      "--out", out.string()}),
+            3);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find(ids.string() + ":3"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out.string() + ".tmp"));
+
+  write_text(ids, "{\"ids\": [1, 2, 1000]}\n");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli::run({"loss", "--model", fixture_dir("llama").string(), "--input", ids.string(),
+                      "--out", out.string()}),
+            3);
+  const std::string err2 = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err2.find("ids[2] = 1000"), std::string::npos) << err2;
+  EXPECT_NE(err2.find("[0, 1000)"), std::string::npos) << err2;
+
+  write_text(ids, "{\"tokens\": [1, 2]}\n");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli::run({"loss", "--model", fixture_dir("llama").string(), "--input", ids.string()}),
+            3);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("field 'ids'"), std::string::npos);
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  const fs::path ids = tmp_ / "ids.jsonl";
+  write_text(ids, "{\"ids\": [1, 2, 3]}\n");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli::run({"loss", "--model", fixture_dir("llama").string(), "--input", ids.string(),
+                      "--mask-heads", "4:0"}),
+            2);
+  EXPECT_EQ(cli::run({"loss", "--model", fixture_dir("llama").string(), "--input", ids.string(),
+                      "--dtype", "int8"}),
+            2);
+  EXPECT_EQ(cli::run({"loss", "--bogus"}), 2);
+  EXPECT_EQ(cli::run({}), 2);
+  EXPECT_EQ(cli::run({"inspect", "--model", fixture_dir("llama").string(), "--threads", "-1"}), 2);
+  if (!at::hasCUDA())
+    EXPECT_EQ(cli::run({"loss", "--model", fixture_dir("llama").string(), "--input", ids.string(),
+                        "--device", "cuda"}),
+              2);
+  testing::internal::GetCapturedStderr();
+}
+
+TEST_F(CliTest, InspectDescribesAndRejects) {
+  testing::internal::CaptureStdout();
+  ASSERT_EQ(cli::run({"inspect", "--model", fixture_dir("qwen3").string(), "--json"}), 0);
+  const auto j = nlohmann::json::parse(testing::internal::GetCapturedStdout());
+  EXPECT_EQ(j["architecture"], "Qwen3ForCausalLM");
+  EXPECT_EQ(j["layers"], 4);
+  EXPECT_EQ(j["heads"], 4);
+  EXPECT_EQ(j["kv_heads"], 2);
+  EXPECT_EQ(j["head_dim"], 32);
+  EXPECT_EQ(j["tensor_dtypes"]["BF16"].get<int>(), j["files"][0]["tensors"].get<int>());
+  EXPECT_EQ(j["files"][0]["bytes"].get<uint64_t>(),
+            fs::file_size(fixture_dir("qwen3") / "model.safetensors"));
+  EXPECT_TRUE(j["unused_tensors"].empty());
+
+  const fs::path dir = copy_fixture("llama", "broken");
+  const std::string bytes = read_text(dir / "model.safetensors");
+  write_text(dir / "model.safetensors", bytes.substr(0, bytes.size() / 2));
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli::run({"inspect", "--model", dir.string()}), 4);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("model.safetensors"), std::string::npos) << err;
+  EXPECT_NE(err.find("out of range"), std::string::npos) << err;
+
+  write_text(dir / "config.json", "{\"architectures\": [\"BertModel\"]}");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli::run({"inspect", "--model", dir.string()}), 4);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("unknown architecture 'BertModel'"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace air::test

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian machine needs to run the test suite: packages, build, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh
+cd build
+ctest --output-on-failure --parallel "$(nproc)"
