@@ -6,8 +6,8 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev
   libopenblas0-pthread
-  libsentencepiece-dev
   libpcre2-dev
+  libutf8proc-dev
   nlohmann-json3-dev
   libcli11-dev
   libspdlog-dev

@@ -43,6 +43,7 @@ int run(int argc, const char* const* argv) {
   });
   register_inspect(app);
   register_loss(app);
+  register_tokenize(app);
 
   try {
     app.parse(argc, argv);

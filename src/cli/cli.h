@@ -23,5 +23,6 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt);
 // Each command registers itself as a subcommand of `app`.
 void register_inspect(CLI::App& app);
 void register_loss(CLI::App& app);
+void register_tokenize(CLI::App& app);
 
 }  // namespace air::cli

@@ -1,0 +1,238 @@
+#include "tokenizer/bpe.h"
+
+#include "air/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <queue>
+
+namespace air::tok {
+namespace {
+
+// Pieces up to this many bytes are cached; the cache is cleared past kCacheEntries.
+constexpr size_t kCacheMaxBytes = 64;
+constexpr size_t kCacheEntries = 1 << 18;
+
+std::string utf8(uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    s += static_cast<char>(0xE0 | (cp >> 12));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+size_t utf8_len(unsigned char c) {
+  if (c < 0x80) return 1;
+  if ((c >> 5) == 0x6) return 2;
+  if ((c >> 4) == 0xE) return 3;
+  if ((c >> 3) == 0x1E) return 4;
+  return 1;
+}
+
+}  // namespace
+
+const std::vector<std::string>& byte_level_alphabet() {
+  static const std::vector<std::string> table = [] {
+    std::vector<std::string> t(256);
+    int n = 0;
+    for (int b = 0; b < 256; ++b) {
+      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+      t[b] = utf8(printable ? b : 256 + n++);
+    }
+    return t;
+  }();
+  return table;
+}
+
+bool byte_level_decode(std::string_view token, std::string& bytes) {
+  static const std::unordered_map<std::string, unsigned char> inverse = [] {
+    std::unordered_map<std::string, unsigned char> m;
+    const auto& t = byte_level_alphabet();
+    for (int b = 0; b < 256; ++b) m[t[b]] = static_cast<unsigned char>(b);
+    return m;
+  }();
+  bytes.clear();
+  size_t i = 0;
+  while (i < token.size()) {
+    const size_t n = utf8_len(static_cast<unsigned char>(token[i]));
+    auto it = inverse.find(std::string(token.substr(i, n)));
+    if (it == inverse.end()) return false;
+    bytes += static_cast<char>(it->second);
+    i += n;
+  }
+  return true;
+}
+
+Bpe::Bpe(const nlohmann::json& m, bool byte_level) : byte_level_(byte_level) {
+  auto flag = [&](const char* k) { return m.contains(k) && m[k].is_boolean() && m[k].get<bool>(); };
+  ignore_merges_ = flag("ignore_merges");
+  byte_fallback_ = flag("byte_fallback");
+  fuse_unk_ = flag("fuse_unk");
+  for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
+    if (m.contains(k) && m[k].is_string() && !m[k].get<std::string>().empty())
+      throw CheckpointError(std::string("tokenizer.json: BPE ") + k + " is not supported");
+  if (!m.contains("vocab") || !m["vocab"].is_object())
+    throw CheckpointError("tokenizer.json: model.vocab must be an object");
+
+  std::string raw;
+  for (const auto& [tok, idj] : m["vocab"].items()) {
+    const int32_t id = idj.get<int32_t>();
+    if (id < 0) throw CheckpointError("tokenizer.json: negative id for '" + tok + "'");
+    if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(id + 1);
+    id_to_token_[id] = tok;
+    if (byte_level_ && byte_level_decode(tok, raw)) vocab_[raw] = id;
+    else vocab_[tok] = id;
+  }
+  if (m.contains("unk_token") && m["unk_token"].is_string()) {
+    auto it = m["vocab"].find(m["unk_token"].get<std::string>());
+    if (it != m["vocab"].end()) unk_id_ = it->get<int32_t>();
+  }
+  for (int b = 0; b < 256; ++b) {
+    byte_ids_[b] = -1;
+    std::string name;
+    if (byte_level_) {
+      name = std::string(1, static_cast<char>(b));
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "<0x%02X>", b);
+      name = buf;
+    }
+    auto it = vocab_.find(name);
+    if (it != vocab_.end()) byte_ids_[b] = it->second;
+  }
+
+  if (!m.contains("merges") || !m["merges"].is_array())
+    throw CheckpointError("tokenizer.json: model.merges must be an array");
+  int32_t rank = 0;
+  std::string a, b, ab;
+  for (const auto& e : m["merges"]) {
+    if (e.is_string()) {
+      const std::string s = e.get<std::string>();
+      const size_t sp = s.find(' ', 1);
+      if (sp == std::string::npos)
+        throw CheckpointError("tokenizer.json: merge '" + s + "' is not 'a b'");
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else if (e.is_array() && e.size() == 2) {
+      a = e[0].get<std::string>();
+      b = e[1].get<std::string>();
+    } else {
+      throw CheckpointError("tokenizer.json: malformed merge " + e.dump());
+    }
+    auto find = [&](const std::string& t) -> int32_t {
+      auto it = m["vocab"].find(t);
+      return it == m["vocab"].end() ? -1 : it->get<int32_t>();
+    };
+    const int32_t ia = find(a), ib = find(b), iab = find(a + b);
+    if (ia < 0 || ib < 0 || iab < 0)
+      throw CheckpointError("tokenizer.json: merge '" + a + " " + b + "' uses a token missing "
+                            "from the vocabulary");
+    merges_.emplace(key(ia, ib), Merge{rank++, iab});
+  }
+}
+
+void Bpe::encode(std::string_view piece, std::vector<PieceToken>& out) const {
+  if (piece.empty()) return;
+  if (ignore_merges_) {
+    auto it = vocab_.find(std::string(piece));
+    if (it != vocab_.end()) {
+      out.push_back({it->second, 0, static_cast<uint32_t>(piece.size())});
+      return;
+    }
+  }
+  if (piece.size() > kCacheMaxBytes) {
+    encode_uncached(piece, out);
+    return;
+  }
+  std::string k(piece);
+  auto it = cache_.find(k);
+  if (it != cache_.end()) {
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return;
+  }
+  std::vector<PieceToken> toks;
+  encode_uncached(piece, toks);
+  out.insert(out.end(), toks.begin(), toks.end());
+  if (cache_.size() >= kCacheEntries) cache_.clear();
+  cache_.emplace(std::move(k), std::move(toks));
+}
+
+void Bpe::encode_uncached(std::string_view piece, std::vector<PieceToken>& out) const {
+  // Initial symbols, linked left to right.
+  struct Sym {
+    int32_t id;
+    uint32_t begin, end;
+    int32_t prev, next;
+    bool alive;
+  };
+  std::vector<Sym> syms;
+  syms.reserve(piece.size());
+  auto push = [&](int32_t id, uint32_t b, uint32_t e) {
+    const int32_t i = static_cast<int32_t>(syms.size());
+    syms.push_back({id, b, e, i - 1, i + 1, true});
+  };
+  for (size_t i = 0; i < piece.size();) {
+    if (byte_level_) {
+      const int32_t id = byte_ids_[static_cast<unsigned char>(piece[i])];
+      if (id >= 0) push(id, i, i + 1);
+      ++i;
+      continue;
+    }
+    const size_t n = std::min(utf8_len(static_cast<unsigned char>(piece[i])), piece.size() - i);
+    auto it = vocab_.find(std::string(piece.substr(i, n)));
+    if (it != vocab_.end()) {
+      push(it->second, i, i + n);
+    } else if (byte_fallback_ && byte_ids_[static_cast<unsigned char>(piece[i])] >= 0) {
+      for (size_t k = 0; k < n; ++k) push(byte_ids_[static_cast<unsigned char>(piece[i + k])], i + k, i + k + 1);
+    } else if (unk_id_ >= 0) {
+      if (fuse_unk_ && !syms.empty() && syms.back().id == unk_id_) syms.back().end = i + n;
+      else push(unk_id_, i, i + n);
+    }
+    i += n;
+  }
+  if (syms.empty()) return;
+  syms.back().next = -1;
+
+  // Candidate merges: lowest rank first, then leftmost; stale entries are skipped.
+  struct Cand {
+    int32_t rank, left, right, id, left_id, right_id;
+    bool operator>(const Cand& o) const {
+      return rank != o.rank ? rank > o.rank : left > o.left;
+    }
+  };
+  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+  auto consider = [&](int32_t l) {
+    if (l < 0) return;
+    const int32_t r = syms[l].next;
+    if (r < 0) return;
+    auto it = merges_.find(key(syms[l].id, syms[r].id));
+    if (it != merges_.end()) heap.push({it->second.rank, l, r, it->second.id, syms[l].id, syms[r].id});
+  };
+  for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) consider(i);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    Sym& l = syms[c.left];
+    if (!l.alive || l.next != c.right || !syms[c.right].alive) continue;
+    Sym& r = syms[c.right];
+    if (l.id != c.left_id || r.id != c.right_id) continue;
+    l.id = c.id;
+    l.end = r.end;
+    r.alive = false;
+    l.next = r.next;
+    if (r.next >= 0) syms[r.next].prev = c.left;
+    consider(l.prev);
+    consider(c.left);
+  }
+  for (int32_t i = 0; i >= 0; i = syms[i].next) out.push_back({syms[i].id, syms[i].begin, syms[i].end});
+}
+
+}  // namespace air::tok

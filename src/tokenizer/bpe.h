@@ -1,0 +1,61 @@
+#pragma once
+
+// The BPE model of tokenizer.json: merges applied lowest rank first (leftmost on ties), with
+// GPT-2 byte-level symbols or SentencePiece-style characters with byte fallback.
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace air::tok {
+
+// GPT-2's reversible byte <-> printable character mapping, as UTF-8 strings.
+const std::vector<std::string>& byte_level_alphabet();
+// Inverse of the alphabet on a whole token string; false when a character is outside it.
+bool byte_level_decode(std::string_view token, std::string& bytes);
+
+struct PieceToken {
+  int32_t id;
+  uint32_t begin, end;  // byte range within the piece
+};
+
+class Bpe {
+ public:
+  // `byte_level`: vocabulary strings are in GPT-2's alphabet and symbols are raw bytes.
+  Bpe(const nlohmann::json& model, bool byte_level);
+
+  // Encodes one pre-tokenized piece (raw bytes), appending to out.
+  void encode(std::string_view piece, std::vector<PieceToken>& out) const;
+
+  const std::unordered_map<std::string, int32_t>& vocab() const { return vocab_; }
+  // Vocabulary strings by id as written in tokenizer.json.
+  const std::vector<std::string>& id_to_token() const { return id_to_token_; }
+
+ private:
+  struct Merge {
+    int32_t rank;
+    int32_t id;
+  };
+  void encode_uncached(std::string_view piece, std::vector<PieceToken>& out) const;
+  static uint64_t key(int32_t a, int32_t b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+  }
+
+  bool byte_level_;
+  bool ignore_merges_ = false;
+  bool byte_fallback_ = false;
+  bool fuse_unk_ = false;
+  int32_t unk_id_ = -1;
+  std::unordered_map<std::string, int32_t> vocab_;  // raw bytes (byte-level) or text -> id
+  std::vector<std::string> id_to_token_;
+  std::unordered_map<uint64_t, Merge> merges_;
+  int32_t byte_ids_[256];  // byte-level: id of each byte; byte fallback: id of <0xXX>
+  mutable std::unordered_map<std::string, std::vector<PieceToken>> cache_;
+};
+
+}  // namespace air::tok
