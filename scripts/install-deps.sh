@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config
+  build-essential cmake ninja-build ccache pkg-config curl ca-certificates
   libtorch-dev
   libopenblas0-pthread
   libpcre2-dev

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+bash scripts/fetch-tokenizers.sh
 bash scripts/build.sh
 cd build
 ctest --output-on-failure --parallel "$(nproc)"
