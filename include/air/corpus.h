@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace air {
+
+struct Message {
+  std::string role;  // "system", "user" or "assistant"
+  std::string content;
+};
+
+// How records are laid out in the corpus.
+enum class CorpusFormat {
+  kAuto,            // detect per record (the order below)
+  kMessages,        // "messages": [{role, content}]
+  kShareGpt,        // "conversations": [{from, value}]
+  kAlpaca,          // instruction / input / output
+  kPromptResponse,  // a prompt field and a response field (see CorpusOptions)
+};
+
+// Parses "auto", "messages", "sharegpt", "alpaca", "prompt-response"; throws UsageError.
+CorpusFormat parse_corpus_format(const std::string& name);
+
+struct CorpusOptions {
+  CorpusFormat format = CorpusFormat::kAuto;
+  std::string prompt_field;    // explicit prompt field (empty = detect)
+  std::string response_field;  // explicit response field (empty = detect)
+  std::string id_field = "id"; // record id field (absent = the line number)
+};
+
+// One corpus record as a conversation whose last message is the assistant response.
+struct Record {
+  int64_t line = 0;             // 1-based line in the corpus file
+  std::string id;               // the id field, or the line number
+  std::vector<Message> messages;
+};
+
+// Parses one JSONL line. Throws DataError (without file/line: the caller adds them) for
+// malformed JSON, missing or non-string fields, an empty response, invalid UTF-8.
+Record parse_record(const std::string& line, int64_t line_no, const CorpusOptions& opt);
+
+}  // namespace air

@@ -1,0 +1,68 @@
+#pragma once
+
+// Corpus lines -> token-exact samples: record parsing, chat template rendering, one
+// tokenization of the whole rendered text, response span and steps from its offsets.
+
+#include "air/chat_template.h"
+#include "air/corpus.h"
+#include "air/steps.h"
+#include "air/tokenizer.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace air {
+
+struct SampleOptions {
+  int64_t max_length = 4096;  // tokens per rendered sample (0 = no limit)
+  bool truncate = false;      // cut over-long samples at max_length instead of rejecting them
+};
+
+// A record ready to score.
+struct Sample {
+  Record record;
+  Rendered rendered;
+  std::vector<int64_t> ids;                        // the whole rendered sequence
+  std::vector<std::pair<size_t, size_t>> offsets;  // byte range of each id in rendered.text
+  int64_t prompt_tokens = 0;    // ids before the first response token
+  bool truncated = false;       // ids were cut at max_length
+  std::vector<Step> steps;      // over the response tokens ids[prompt_tokens..]
+  int64_t response_tokens() const { return static_cast<int64_t>(ids.size()) - prompt_tokens; }
+};
+
+// Renders, tokenizes once and locates the response and its steps. The response tokens are
+// those holding any byte of the response (a token straddling the boundary belongs to it).
+// Throws DataError (empty response after tokenization, over max_length, ...).
+Sample prepare_sample(Record record, const ChatTemplate& tmpl, const Tokenizer& tok,
+                      const StepSplitter& steps, const SampleOptions& opt);
+
+// A corpus line that could not be used.
+struct Reject {
+  int64_t line = 0;
+  std::string id;      // empty when the line could not be parsed far enough
+  std::string reason;
+  std::string raw;     // the line as it was
+};
+
+struct DatasetOptions {
+  CorpusOptions corpus;
+  SampleOptions sample;
+  bool strict = false;  // stop at the first bad line (DataError naming file and line)
+};
+
+// Reads a JSONL corpus ("-" = stdin). Bad lines become rejects (or, with strict, an error).
+// `on_sample` receives each good sample in input order.
+struct CorpusStats {
+  int64_t lines = 0;      // non-blank lines read
+  int64_t samples = 0;    // good samples
+  int64_t truncated = 0;  // samples cut at max_length
+  std::vector<Reject> rejects;
+};
+CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const Tokenizer& tok,
+                        const StepSplitter& steps, const DatasetOptions& opt,
+                        const std::function<void(Sample&&)>& on_sample);
+
+}  // namespace air

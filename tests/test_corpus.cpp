@@ -1,0 +1,255 @@
+// Corpus formats, chat templates, token-exact response spans, steps and rejects.
+
+#include "air/dataset.h"
+#include "air/error.h"
+#include "test_util.h"
+
+namespace air::test {
+namespace {
+
+fs::path tok_dir(const std::string& n) { return fs::path(AIR_TEST_DATA_DIR) / "tokenizers" / n; }
+
+Record parse(const nlohmann::json& j, const CorpusOptions& opt = {}) {
+  return parse_record(j.dump(), 7, opt);
+}
+
+std::string data_error(const std::string& line, const CorpusOptions& opt = {}) {
+  try {
+    parse_record(line, 1, opt);
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CorpusTest, RecognisesEachFormat) {
+  Record r = parse({{"messages", {{{"role", "system"}, {"content", "S"}},
+                                  {{"role", "user"}, {"content", "U"}},
+                                  {{"role", "assistant"}, {"content", "A"}}}}});
+  ASSERT_EQ(r.messages.size(), 3u);
+  EXPECT_EQ(r.messages[0].role, "system");
+  EXPECT_EQ(r.messages[2].content, "A");
+  EXPECT_EQ(r.id, "7");  // no id field: the line number
+
+  r = parse({{"id", "x1"}, {"conversations", {{{"from", "human"}, {"value", "Q"}}, {{"from", "gpt"}, {"value", "R"}}}}});
+  EXPECT_EQ(r.id, "x1");
+  EXPECT_EQ(r.messages[0].role, "user");
+  EXPECT_EQ(r.messages[1].role, "assistant");
+
+  r = parse({{"instruction", "Do"}, {"input", "this"}, {"output", "done"}});
+  EXPECT_EQ(r.messages[0].content, "Do\n\nthis");
+  r = parse({{"instruction", "Do"}, {"input", ""}, {"output", "done"}});
+  EXPECT_EQ(r.messages[0].content, "Do");
+
+  r = parse({{"question", "q"}, {"answer", "a"}});  // GSM8K
+  EXPECT_EQ(r.messages[0].content, "q");
+  EXPECT_EQ(r.messages[1].content, "a");
+  r = parse({{"problem", "p"}, {"solution", "s"}, {"answer", "x"}});  // MATH: solution wins
+  EXPECT_EQ(r.messages[1].content, "s");
+  r = parse({{"question", "q"}, {"thinking_trajectories", {"t1", "t2"}}, {"attempt", "a"}});  // s1K
+  EXPECT_EQ(r.messages[1].content, "t1\n\nt2\n\na");
+
+  CorpusOptions o;  // Sky-T1: response in a one-element list under "code"
+  o.prompt_field = "question";
+  o.response_field = "code";
+  r = parse({{"question", "q"}, {"code", {"trace"}}, {"idx", 3}}, o);
+  EXPECT_EQ(r.messages[0].content, "q");
+  EXPECT_EQ(r.messages[1].content, "trace");
+}
+
+TEST(CorpusTest, BadRecordsAreDataErrors) {
+  EXPECT_NE(data_error("{\"question\": \"q\"").find("malformed JSON"), std::string::npos);
+  EXPECT_NE(data_error("[1, 2]").find("expected a JSON object"), std::string::npos);
+  EXPECT_NE(data_error("{\"foo\": 1}").find("no known record layout"), std::string::npos);
+  EXPECT_NE(data_error("{\"question\": \"q\", \"answer\": 5}").find("'answer': expected a string"),
+            std::string::npos);
+  EXPECT_NE(data_error("{\"question\": \"q\", \"answer\": \"\"}").find("empty response"),
+            std::string::npos);
+  EXPECT_NE(data_error("{\"question\": \"q\xff\", \"answer\": \"a\"}").find("invalid UTF-8"),
+            std::string::npos);
+  EXPECT_NE(data_error(R"({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "u"}]})")
+                .find("last message"),
+            std::string::npos);
+  EXPECT_NE(data_error(R"({"messages": [{"role": "wizard", "content": "a"}]})").find("unknown role"),
+            std::string::npos);
+  CorpusOptions o;
+  o.response_field = "missing";
+  EXPECT_NE(data_error("{\"a\": \"b\"}", o).find("missing field 'missing'"), std::string::npos);
+}
+
+TEST(TemplateTest, RendersEachPresetWithTheResponseLast) {
+  const std::vector<Message> conv = {{"system", "Be brief."}, {"user", "Hi?"}, {"assistant", "Hello."}};
+  Rendered r = render(load_chat_template("chatml"), conv);
+  EXPECT_EQ(r.text,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi?<|im_end|>\n"
+            "<|im_start|>assistant\nHello.");
+  EXPECT_EQ(r.text.substr(r.response_begin), "Hello.");
+  EXPECT_EQ(r.response_end, r.text.size());
+
+  r = render(load_chat_template("qwen2.5"), {{"user", "Hi?"}, {"assistant", "Hello."}});
+  EXPECT_EQ(r.text.rfind("<|im_start|>system\nYou are Qwen", 0), 0u);
+
+  r = render(load_chat_template("llama3"), conv);
+  EXPECT_EQ(r.text,
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello.");
+
+  r = render(load_chat_template("mistral"), conv);
+  EXPECT_EQ(r.text, "<s>[INST] Be brief.\n\nHi? [/INST]Hello.");
+
+  r = render(load_chat_template("plain", "\n### "), {{"user", "Q"}, {"assistant", "A"}});
+  EXPECT_EQ(r.text, "Q\n### A");
+  EXPECT_EQ(r.response_begin, 6u);
+}
+
+TEST(TemplateTest, DetectsPresetsAndReadsFiles) {
+  EXPECT_EQ(detect_template(tok_dir("mistral")), "plain");  // its chat_template is empty
+  EXPECT_EQ(detect_template(model_dir("stories260K")), "plain");
+  if (fs::exists(tok_dir("qwen3"))) {
+    EXPECT_EQ(detect_template(tok_dir("qwen3")), "chatml");
+    EXPECT_EQ(detect_template(tok_dir("qwen2_5")), "qwen2.5");
+    EXPECT_EQ(detect_template(tok_dir("llama3_2")), "llama3");
+  }
+  const fs::path file = fs::path(AIR_TEST_DATA_DIR) / ".." / ".." / "configs" / "templates" / "alpaca.json";
+  const ChatTemplate t = load_chat_template(file.string());
+  const Rendered r = render(t, {{"user", "Add 2 and 2."}, {"assistant", "4"}});
+  EXPECT_NE(r.text.find("### Instruction:\nAdd 2 and 2."), std::string::npos);
+  EXPECT_EQ(r.text.substr(r.response_begin), "4");
+  EXPECT_THROW(load_chat_template("no-such-template"), UsageError);
+}
+
+// Tokenizing the whole rendered text once gives the exact response span, also where the
+// boundary falls inside a token.
+TEST(SampleTest, ResponseSpanIsTokenExact) {
+  const StepSplitter steps;
+  for (const std::string name : {"gpt2", "mistral", "llama2-spm", "qwen3"}) {
+    if (!fs::exists(tok_dir(name))) continue;
+    const auto tok = load_tokenizer(tok_dir(name));
+    for (const std::string sep : {"\n\n", " ", ""}) {
+      Record rec;
+      rec.messages = {{"user", "Lily has 3 apples."}, {"assistant", "She gives 1 away.\n\nSo 2 are left."}};
+      const Sample s = prepare_sample(rec, load_chat_template("plain", sep), *tok, steps, {});
+      const Encoding whole = tok->encode(s.rendered.text, true);
+      ASSERT_GE(whole.ids.size(), s.ids.size());
+      EXPECT_TRUE(std::equal(s.ids.begin(), s.ids.end(), whole.ids.begin())) << name;
+      const size_t rb = s.rendered.response_begin;
+      // Every prompt token ends at or before the response; the first response token reaches
+      // into it; the response tokens cover the response to its end.
+      for (int64_t k = 0; k < s.prompt_tokens; ++k) EXPECT_LE(s.offsets[k].second, rb) << name;
+      EXPECT_GT(s.offsets[s.prompt_tokens].second, rb) << name << " sep '" << sep << "'";
+      EXPECT_EQ(s.offsets.back().second, s.rendered.response_end) << name;
+      ASSERT_FALSE(s.steps.empty());
+      EXPECT_EQ(s.steps.front().token_begin, 0);
+      EXPECT_EQ(s.steps.back().token_end, s.response_tokens());
+    }
+  }
+}
+
+std::vector<size_t> starts_every(size_t n, size_t step) {
+  std::vector<size_t> v;
+  for (size_t i = 0; i < n; i += step) v.push_back(i);
+  return v;
+}
+
+TEST(StepsTest, EdgeCases) {
+  const StepSplitter split("\\n\\s*\\n", 2);
+  // No delimiter: one step with every token.
+  std::string t = "abcdefgh";
+  auto s = split.split(t, starts_every(t.size(), 2));
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].token_end, 4);
+
+  // Two steps; the delimiter ends the first.
+  t = "aaaa\n\nbbbb";
+  s = split.split(t, starts_every(t.size(), 2));  // tokens at 0,2,4,6,8
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(t.substr(s[0].begin, s[0].end - s[0].begin), "aaaa\n\n");
+  EXPECT_EQ(s[0].token_end, 3);  // token at 4 ("\n\n") starts in step 0
+  EXPECT_EQ(s[1].token_begin, 3);
+
+  // Leading and trailing delimiters join their neighbours; spans still cover the text.
+  t = "\n\naaaa\n\nbbbb\n\n";
+  s = split.split(t, starts_every(t.size(), 2));
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].begin, 0u);
+  EXPECT_EQ(s[1].end, t.size());
+  EXPECT_EQ(s[0].token_begin, 0);
+  EXPECT_EQ(s[1].token_end, static_cast<int64_t>(starts_every(t.size(), 2).size()));
+
+  // A token spanning the boundary belongs to the step holding its first byte.
+  t = "aaa\n\nbbb";
+  s = split.split(t, {0, 2, 6});  // token 1 = "a\n\nb" starts in step 0
+  ASSERT_EQ(s.size(), 1u);        // step 1 has one token < 2: merged back
+  const StepSplitter split1("\\n\\s*\\n", 1);
+  s = split1.split(t, {0, 2, 6});
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].token_end, 2);
+  EXPECT_EQ(s[1].token_begin, 2);
+
+  // Very short steps merge into the step before (the first into the next).
+  t = "a\n\nbbbbbbbb\n\nc";
+  s = split.split(t, {0, 3, 5, 7, 9, 11, 13});
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].token_end, 7);
+  s = split.split(t, {0, 1, 3, 5, 7, 9, 11, 13});  // "a" and "\n" make a first step of 2
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[1].token_end, 8);
+
+  // A step whose bytes hold no token start is dropped, its bytes joining the previous one.
+  t = "aaaa\n\nb\n\ncccc";
+  s = split1.split(t, {0, 2, 9, 11});
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].end, 9u);
+  EXPECT_THROW(StepSplitter("(", 2), UsageError);
+  EXPECT_THROW(StepSplitter("\\n", 0), UsageError);
+}
+
+class ReadCorpusTest : public TempDirTest {};
+
+TEST_F(ReadCorpusTest, BadLinesBecomeRejectsWithLineNumbers) {
+  const fs::path p = tmp_ / "c.jsonl";
+  write_text(p, "{\"question\": \"Once upon a time\", \"answer\": \"there was a cat.\"}\n"
+                "{\"question\": \"x\"\n"
+                "\n"
+                "{\"question\": \"q\", \"answer\": \"\"}\n"
+                "{\"id\": 9, \"question\": \"Lily\", \"answer\": \"" + std::string(600, 'a') + "\"}\n"
+                "{\"question\": \"q\xfe\", \"answer\": \"a\"}\n");
+  const auto tok = load_tokenizer(model_dir("stories260K"));
+  DatasetOptions opt;
+  opt.sample.max_length = 100;
+  std::vector<Sample> got;
+  const CorpusStats st = read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(),
+                                     opt, [&](Sample&& s) { got.push_back(std::move(s)); });
+  EXPECT_EQ(st.lines, 5);
+  EXPECT_EQ(st.samples, 1);
+  ASSERT_EQ(st.rejects.size(), 4u);
+  EXPECT_EQ(st.rejects[0].line, 2);
+  EXPECT_NE(st.rejects[0].reason.find("malformed JSON"), std::string::npos);
+  EXPECT_EQ(st.rejects[1].line, 4);
+  EXPECT_EQ(st.rejects[2].line, 5);
+  EXPECT_EQ(st.rejects[2].id, "9");
+  EXPECT_NE(st.rejects[2].reason.find("more than --max-length 100"), std::string::npos);
+  EXPECT_EQ(st.rejects[3].line, 6);
+  EXPECT_NE(st.rejects[3].raw.find("q\xfe"), std::string::npos);
+
+  opt.sample.truncate = true;
+  got.clear();
+  const CorpusStats st2 = read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(),
+                                      opt, [&](Sample&& s) { got.push_back(std::move(s)); });
+  EXPECT_EQ(st2.samples, 2);
+  EXPECT_EQ(st2.truncated, 1);
+  EXPECT_EQ(got[1].ids.size(), 100u);
+  EXPECT_TRUE(got[1].truncated);
+
+  opt.strict = true;
+  try {
+    read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), opt, [](Sample&&) {});
+    ADD_FAILURE() << "strict did not stop";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(p.string() + ":2:"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace air::test
