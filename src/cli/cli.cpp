@@ -44,6 +44,8 @@ int run(int argc, const char* const* argv) {
   register_inspect(app);
   register_loss(app);
   register_tokenize(app);
+  register_render(app);
+  register_bench(app);
 
   try {
     app.parse(argc, argv);

@@ -24,5 +24,7 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt);
 void register_inspect(CLI::App& app);
 void register_loss(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_render(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace air::cli

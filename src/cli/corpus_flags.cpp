@@ -1,0 +1,74 @@
+#include "cli/corpus_flags.h"
+
+#include "air/error.h"
+#include "cli/io.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+namespace air::cli {
+
+void add_corpus_flags(CLI::App& cmd, CorpusFlags& f) {
+  cmd.add_option("--format", f.format, "auto, messages, sharegpt, alpaca or prompt-response")
+      ->capture_default_str();
+  cmd.add_option("--prompt-field", f.prompt_field, "field holding the prompt");
+  cmd.add_option("--response-field", f.response_field, "field holding the response");
+  cmd.add_option("--id-field", f.id_field, "field holding the record id (default: line number)")
+      ->capture_default_str();
+  cmd.add_option("--template", f.tmpl,
+                 "chat template: auto, chatml, qwen2.5, llama3, mistral, plain, or a JSON file")
+      ->capture_default_str();
+  cmd.add_option("--separator", f.separator, "separator of the plain template");
+  cmd.add_option("--step-delimiter", f.step_delimiter, "regex ending a reasoning step")
+      ->capture_default_str();
+  cmd.add_option("--min-step-tokens", f.min_step_tokens, "shorter steps merge into the one before")
+      ->capture_default_str();
+  cmd.add_option("--max-length", f.max_length, "tokens per sample (0 = no limit)")
+      ->capture_default_str();
+  cmd.add_flag("--truncate", f.truncate, "cut over-long samples at --max-length instead of rejecting");
+  cmd.add_flag("--strict", f.strict, "stop at the first bad record instead of rejecting it");
+  cmd.add_option("--rejects", f.rejects, "rejected records file (default: OUT.rejects.jsonl)");
+}
+
+CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer_path) {
+  CorpusSetup s;
+  s.tokenizer = load_tokenizer(tokenizer_path);
+  std::string name = f.tmpl;
+  if (name == "auto") {
+    const std::filesystem::path p(tokenizer_path);
+    name = detect_template(std::filesystem::is_directory(p) ? p : p.parent_path());
+  }
+  s.tmpl = load_chat_template(name, f.separator);
+  s.steps = std::make_unique<StepSplitter>(f.step_delimiter, f.min_step_tokens);
+  s.options.corpus.format = parse_corpus_format(f.format);
+  s.options.corpus.prompt_field = f.prompt_field;
+  s.options.corpus.response_field = f.response_field;
+  s.options.corpus.id_field = f.id_field;
+  if (f.max_length < 0) throw UsageError("--max-length must be >= 0");
+  s.options.sample.max_length = f.max_length;
+  s.options.sample.truncate = f.truncate;
+  s.options.strict = f.strict;
+  return s;
+}
+
+void write_rejects(const std::string& path, const std::string& corpus,
+                   const std::vector<Reject>& rejects) {
+  // The first few are logged; all are in the file.
+  constexpr size_t kLogged = 5;
+  OutputFile out(path);
+  for (size_t i = 0; i < rejects.size(); ++i) {
+    const Reject& r = rejects[i];
+    if (i < kLogged) spdlog::warn("{}:{}: rejected: {}", corpus, r.line, r.reason);
+    else if (i == kLogged) spdlog::warn("... {} more rejected records", rejects.size() - kLogged);
+    nlohmann::json j = {{"line", r.line}, {"id", r.id}, {"reason", r.reason}};
+    // The record verbatim when it is valid UTF-8, else with bad bytes replaced.
+    j["record"] = r.raw;
+    out.stream() << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+  out.commit();
+}
+
+}  // namespace air::cli

@@ -1,0 +1,46 @@
+#pragma once
+
+// Corpus, template and step flags shared by the commands that read a corpus.
+
+#include "air/dataset.h"
+
+#include <memory>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace air::cli {
+
+struct CorpusFlags {
+  std::string format = "auto";      // auto | messages | sharegpt | alpaca | prompt-response
+  std::string prompt_field;         // explicit prompt field
+  std::string response_field;       // explicit response field
+  std::string id_field = "id";      // record id field
+  std::string tmpl = "auto";        // built-in name, template file, or auto (from the model)
+  std::string separator = "\n\n";   // plain template's prompt/response separator
+  std::string step_delimiter = "\\n\\s*\\n";  // regex that ends a step
+  int64_t min_step_tokens = 4;      // shorter steps merge into the one before
+  int64_t max_length = 4096;        // tokens per sample (0 = no limit)
+  bool truncate = false;            // cut over-long samples instead of rejecting them
+  bool strict = false;              // stop at the first bad record
+  std::string rejects;              // rejects file (empty = OUT.rejects.jsonl)
+};
+
+void add_corpus_flags(CLI::App& cmd, CorpusFlags& f);
+
+// Everything needed to turn corpus lines into samples for a model directory.
+struct CorpusSetup {
+  std::unique_ptr<Tokenizer> tokenizer;
+  ChatTemplate tmpl;
+  std::unique_ptr<StepSplitter> steps;
+  DatasetOptions options;
+};
+CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer_path);
+
+// Writes rejects as JSONL ({line, id, reason, record}) to `path`; logs the count.
+void write_rejects(const std::string& path, const std::string& corpus,
+                   const std::vector<Reject>& rejects);
+
+}  // namespace air::cli
