@@ -8,6 +8,7 @@ packages=(
   libopenblas0-pthread
   libpcre2-dev
   libutf8proc-dev
+  libxxhash-dev
   nlohmann-json3-dev
   libcli11-dev
   libspdlog-dev

@@ -3,6 +3,9 @@
 #include "air/error.h"
 
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
+
+#include <cstdio>
 
 #include <fstream>
 #include <set>
@@ -18,6 +21,12 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   Checkpoint c;
   c.dir_ = dir;
   c.config_ = load_model_config(dir);
+  {
+    std::ifstream in(dir / "config.json", std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    c.config_text_ = ss.str();
+  }
 
   const fs::path single = dir / "model.safetensors";
   const fs::path index = dir / "model.safetensors.index.json";
@@ -85,6 +94,15 @@ const SafetensorsFile& Checkpoint::file_of(const std::string& name) const {
     throw CheckpointError("tensor '" + name + "' is missing from the checkpoint (" + files + ")");
   }
   return files_[it->second];
+}
+
+std::string Checkpoint::fingerprint() const {
+  std::vector<uint64_t> parts = {XXH3_64bits(config_text_.data(), config_text_.size())};
+  for (const auto& f : files_) parts.push_back(f.content_hash());
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "xxh3:%016llx",
+                static_cast<unsigned long long>(XXH3_64bits(parts.data(), parts.size() * sizeof(uint64_t))));
+  return buf;
 }
 
 std::vector<std::string> Checkpoint::tensor_names() const {

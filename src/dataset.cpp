@@ -62,7 +62,8 @@ Sample prepare_sample(Record record, const ChatTemplate& tmpl, const Tokenizer& 
 
 CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const Tokenizer& tok,
                         const StepSplitter& steps, const DatasetOptions& opt,
-                        const std::function<void(Sample&&)>& on_sample) {
+                        const std::function<void(Sample&&)>& on_sample,
+                        const std::function<void(const Reject&)>& on_reject) {
   std::ifstream file;
   std::istream* in = &std::cin;
   if (path != "-") {
@@ -89,6 +90,7 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     } catch (const DataError& e) {
       if (opt.strict) throw DataError(path + ":" + std::to_string(n) + ": " + e.what());
       stats.rejects.push_back({n, id, e.what(), line});
+      if (on_reject) on_reject(stats.rejects.back());
     }
   }
   if (in->bad()) throw DataError(path + ": read error after line " + std::to_string(n));

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -186,6 +187,10 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
 }
 
 uint64_t SafetensorsFile::file_size() const { return map_ ? map_->size : 0; }
+
+uint64_t SafetensorsFile::content_hash() const {
+  return map_ ? XXH3_64bits(map_->addr, map_->size) : 0;
+}
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
   auto it = tensors_.find(name);

@@ -28,6 +28,8 @@ class Checkpoint {
   const SafetensorsFile& file_of(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const { return file_of(name).info(name); }
   at::Tensor tensor(const std::string& name) const { return file_of(name).tensor(name); }
+  // "xxh3:<16 hex>" over config.json and every weight file: identifies the exact model.
+  std::string fingerprint() const;
   // All tensor names, sorted.
   std::vector<std::string> tensor_names() const;
 
@@ -36,6 +38,7 @@ class Checkpoint {
   ModelConfig config_;
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t> where_;  // tensor name -> index into files_
+  std::string config_text_;               // config.json as read
 };
 
 }  // namespace air

@@ -61,8 +61,10 @@ struct CorpusStats {
   int64_t truncated = 0;  // samples cut at max_length
   std::vector<Reject> rejects;
 };
+// `on_reject`, when given, receives each reject in input order too (it is still counted).
 CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const Tokenizer& tok,
                         const StepSplitter& steps, const DatasetOptions& opt,
-                        const std::function<void(Sample&&)>& on_sample);
+                        const std::function<void(Sample&&)>& on_sample,
+                        const std::function<void(const Reject&)>& on_reject = nullptr);
 
 }  // namespace air

@@ -36,6 +36,9 @@ class SafetensorsFile {
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
 
+  // xxh3-64 of the whole file (header and data).
+  uint64_t content_hash() const;
+
   // A CPU tensor viewing the mapped bytes (no copy); it keeps the mapping alive.
   // Only floating dtypes (F32, F16, BF16, F64) can be viewed; others throw CheckpointError.
   at::Tensor tensor(const std::string& name) const;

@@ -44,6 +44,9 @@ int run(int argc, const char* const* argv) {
   register_inspect(app);
   register_loss(app);
   register_tokenize(app);
+  register_probe(app);
+  register_score(app);
+  register_select(app);
   register_render(app);
   register_bench(app);
 

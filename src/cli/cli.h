@@ -26,5 +26,8 @@ void register_loss(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_render(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_probe(CLI::App& app);
+void register_score(CLI::App& app);
+void register_select(CLI::App& app);
 
 }  // namespace air::cli

@@ -236,11 +236,20 @@ Rope CausalLMImpl::rope(int64_t T) const {
   return {emb.cos().to(w.scalar_type()), emb.sin().to(w.scalar_type())};
 }
 
+at::Tensor CausalLMImpl::embed(const at::Tensor& ids) const {
+  if (ids.dim() != 2) throw UsageError("ids must be [B, T], got " + std::to_string(ids.dim()) + " dims");
+  return model->embed_tokens->forward(ids.to(output_weight().device()));
+}
+
+at::Tensor CausalLMImpl::run_layers(at::Tensor h, int64_t begin, int64_t end, const Rope& r,
+                                    const ForwardOptions& opt) const {
+  for (int64_t i = begin; i < end; ++i) h = model->layers->items[i]->forward(h, r, opt);
+  return h;
+}
+
 at::Tensor CausalLMImpl::hidden_states(const at::Tensor& ids, const ForwardOptions& opt) const {
-  if (ids.dim() != 2) throw UsageError("hidden_states: ids must be [B, T]");
-  const Rope r = rope(ids.size(1));
-  at::Tensor h = model->embed_tokens->forward(ids.to(output_weight().device()));
-  for (const auto& layer : model->layers->items) h = layer->forward(h, r, opt);
+  at::Tensor h = embed(ids);
+  h = run_layers(h, 0, config.num_hidden_layers, rope(ids.size(1)), opt);
   return model->norm->forward(h);
 }
 
@@ -252,11 +261,20 @@ std::vector<NextTokenStats> CausalLMImpl::next_token_stats(const at::Tensor& ids
                                                            const std::vector<int64_t>& lengths,
                                                            const ForwardOptions& opt,
                                                            bool entropy) const {
+  at::Tensor h = embed(ids);
+  h = run_layers(h, 0, config.num_hidden_layers, rope(ids.size(1)), opt);
+  return stats_from_hidden(h, ids, lengths, entropy);
+}
+
+std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& last,
+                                                            const at::Tensor& ids,
+                                                            const std::vector<int64_t>& lengths,
+                                                            bool entropy) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   if (static_cast<int64_t>(lengths.size()) != B)
     throw UsageError("next_token_stats: " + std::to_string(lengths.size()) + " lengths for " +
                      std::to_string(B) + " rows");
-  const at::Tensor h = hidden_states(ids, opt);  // [B, T, D]
+  const at::Tensor h = model->norm->forward(last);  // [B, T, D]
   const at::Device dev = h.device();
 
   // Rows that predict a real next token: (b, t) with t + 1 < lengths[b]; padding does no work.

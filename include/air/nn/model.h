@@ -133,6 +133,17 @@ struct CausalLMImpl : torch::nn::Module {
                                                const ForwardOptions& opt = {},
                                                bool entropy = false) const;
 
+  // The forward in stages, so that callers can share a prefix of layers between passes:
+  // embed(ids) -> run_layers(h, 0, L) -> final norm inside stats_from_hidden.
+  at::Tensor embed(const at::Tensor& ids) const;  // [B, T] -> [B, T, hidden]
+  // Layers [begin, end) on h: [B, T, hidden].
+  at::Tensor run_layers(at::Tensor h, int64_t begin, int64_t end, const Rope& rope,
+                        const ForwardOptions& opt) const;
+  // Final norm and next-token statistics from the last layer's output h: [B, T, hidden].
+  std::vector<NextTokenStats> stats_from_hidden(const at::Tensor& h, const at::Tensor& ids,
+                                                const std::vector<int64_t>& lengths,
+                                                bool entropy) const;
+
   // lm_head.weight, or embed_tokens.weight when tied. [vocab, hidden]
   const at::Tensor& output_weight() const;
   // Rotary tables for positions 0..T-1 on the model's device and dtype.

@@ -1,0 +1,45 @@
+#pragma once
+
+// Base and weakened reference passes over samples, aggregated into Attention Influence
+// Scores (AIR-METHOD.md §3-4).
+
+#include "air/dataset.h"
+#include "air/head_set.h"
+#include "air/influence.h"
+#include "air/nn/model.h"
+
+#include <string>
+#include <vector>
+
+namespace air {
+
+struct ScoreOptions {
+  InfluenceOptions influence;
+  int64_t batch_tokens = 8192;  // padded tokens per forward batch
+  bool token_scores = false;    // keep per-token loss deltas
+  bool share_prefix = true;     // compute layers below the first critical head once for both passes
+};
+
+struct ScoreResult {
+  std::string error;                // non-empty: the sample could not be scored (why)
+  SampleInfluence influence;
+  std::vector<float> token_deltas;  // l_ref - l_base per response token (token_scores only)
+};
+
+class Scorer {
+ public:
+  // `heads` are made uniform in the reference pass; throws UsageError when they do not fit.
+  Scorer(const nn::CausalLM& model, HeadSet heads, ScoreOptions opt);
+
+  // Scores the samples (batched by length internally); results in the given order.
+  std::vector<ScoreResult> score(const std::vector<const Sample*>& samples) const;
+
+  const HeadSet& heads() const { return heads_; }
+
+ private:
+  nn::CausalLM model_;
+  HeadSet heads_;
+  ScoreOptions opt_;
+};
+
+}  // namespace air

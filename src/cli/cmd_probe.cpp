@@ -1,0 +1,38 @@
+// `air probe`: rank retrieval heads and write heads.json.
+
+#include "cli/cli.h"
+#include "cli/probe_flags.h"
+
+#include <CLI/CLI.hpp>
+
+namespace air::cli {
+namespace {
+
+struct ProbeCmdOptions {
+  std::string model;
+  std::string out = "heads.json";
+  std::string data;  // corpus whose responses give the probe text
+  ProbeFlags probe;
+  CorpusFlags corpus;
+  RuntimeOptions runtime;
+};
+
+}  // namespace
+
+void register_probe(CLI::App& app) {
+  auto opt = std::make_shared<ProbeCmdOptions>();
+  CLI::App* cmd = app.add_subcommand("probe", "Rank retrieval heads and select the critical set");
+  cmd->add_option("--model", opt->model, "HuggingFace model directory")->required();
+  cmd->add_option("--out", opt->out, "heads file to write")->capture_default_str();
+  cmd->add_option("--data", opt->data, "corpus JSONL whose responses give the probe text");
+  add_probe_flags(*cmd, opt->probe);
+  add_corpus_flags(*cmd, opt->corpus);
+  add_runtime_flags(*cmd, opt->runtime);
+  cmd->callback([opt] {
+    const LoadedModel m = load_model(opt->model, opt->runtime);
+    const CorpusSetup corpus = make_corpus_setup(opt->corpus, opt->model);
+    probe_and_write(m, opt->probe, corpus, opt->data, opt->out);
+  });
+}
+
+}  // namespace air::cli

@@ -1,0 +1,208 @@
+// `air score`: Attention Influence Scores of every record of a corpus, as JSONL.
+
+#include "air/error.h"
+#include "air/heads_file.h"
+#include "air/scorer.h"
+#include "cli/cli.h"
+#include "cli/io.h"
+#include "cli/probe_flags.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <variant>
+
+namespace air::cli {
+namespace {
+
+struct ScoreCmdOptions {
+  std::string model;
+  std::string data;
+  std::string out;
+  std::string heads;              // heads.json (empty = run the default probe first)
+  std::string score = "relative";  // relative | absolute
+  int64_t batch_tokens = 8192;
+  int64_t window = 1024;          // samples held in memory at once
+  bool token_scores = false;
+  bool allow_heads_mismatch = false;
+  ProbeFlags probe;
+  CorpusFlags corpus;
+  RuntimeOptions runtime;
+};
+
+nlohmann::ordered_json score_line(const Sample& s, const ScoreResult& r) {
+  nlohmann::ordered_json j;
+  j["id"] = s.record.id;
+  j["line"] = s.record.line;
+  if (!r.error.empty()) {
+    j["error"] = r.error;
+    return j;
+  }
+  const SampleInfluence& in = r.influence;
+  j["air_score"] = in.score;
+  j["loss_base"] = in.loss_base;
+  j["loss_ref"] = in.loss_ref;
+  j["n_tokens"] = in.tokens;
+  j["n_prompt_tokens"] = s.prompt_tokens;
+  j["truncated"] = s.truncated;
+  j["response_length"] = in.tokens;
+  j["mean_base_loss"] = in.loss_base;
+  j["mean_base_entropy"] = in.entropy;
+  nlohmann::ordered_json steps = nlohmann::ordered_json::array();
+  for (const auto& st : in.steps)
+    steps.push_back(nlohmann::ordered_json{{"begin", st.step.begin},
+                                           {"end", st.step.end},
+                                           {"n_tokens", st.step.token_end - st.step.token_begin},
+                                           {"loss_base", st.loss_base},
+                                           {"loss_ref", st.loss_ref},
+                                           {"score", st.score},
+                                           {"weight", st.weight}});
+  j["steps"] = steps;
+  if (!r.token_deltas.empty()) j["token_deltas"] = r.token_deltas;
+  return j;
+}
+
+void run_score(const ScoreCmdOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (opt.window < 1) throw UsageError("--window must be >= 1");
+  const LoadedModel m = load_model(opt.model, opt.runtime);
+  const ModelConfig& c = m.checkpoint.config();
+  const CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
+
+  std::string heads_path = opt.heads;
+  HeadSet heads;
+  if (heads_path.empty()) {
+    heads_path = opt.out + ".heads.json";
+    spdlog::info("no --heads: running the {} probe first", opt.probe.kind);
+    heads = probe_and_write(m, opt.probe, corpus, opt.data, heads_path);
+  } else {
+    const HeadsFile hf = read_heads_file(heads_path);
+    heads = hf.selected;
+    const std::string fp = m.checkpoint.fingerprint();
+    if (!hf.fingerprint.empty() && hf.fingerprint != fp) {
+      const std::string msg = heads_path + " was probed on model " + hf.fingerprint + " (" +
+                              hf.model_path + "), not on this one (" + fp + ")";
+      if (!opt.allow_heads_mismatch) throw UsageError(msg + "; pass --allow-heads-mismatch to use it anyway");
+      spdlog::warn("{}", msg);
+    }
+  }
+  heads.validate(c.num_hidden_layers, c.num_attention_heads);
+
+  ScoreOptions so;
+  if (opt.score == "relative") so.influence.mode = ScoreMode::kRelative;
+  else if (opt.score == "absolute") so.influence.mode = ScoreMode::kAbsolute;
+  else throw UsageError("--score '" + opt.score + "': expected relative or absolute");
+  so.batch_tokens = opt.batch_tokens;
+  so.token_scores = opt.token_scores;
+  const Scorer scorer(m.model, heads, so);
+  spdlog::info("scoring {} with {} on {} in {}, heads {}, template {}", opt.data, c.architecture_name,
+               m.device.str(), dtype_name(m.dtype), heads.to_string(), corpus.tmpl.name);
+
+  // Records in input order: samples to score, or rejects written as error lines.
+  using Entry = std::variant<Sample, Reject>;
+  std::vector<Entry> window;
+  int64_t samples_in_window = 0, scored = 0, errors = 0, tokens = 0;
+  OutputFile out(opt.out);
+  auto flush = [&] {
+    std::vector<const Sample*> batch;
+    for (const auto& e : window)
+      if (auto* s = std::get_if<Sample>(&e)) batch.push_back(s);
+    const std::vector<ScoreResult> results = scorer.score(batch);
+    size_t k = 0;
+    for (const auto& e : window) {
+      if (const auto* s = std::get_if<Sample>(&e)) {
+        const ScoreResult& r = results[k++];
+        if (r.error.empty()) {
+          ++scored;
+          tokens += r.influence.tokens;
+        } else {
+          ++errors;
+          spdlog::warn("{}:{}: {}", opt.data, s->record.line, r.error);
+        }
+        out.stream() << score_line(*s, r).dump() << "\n";
+      } else {
+        const Reject& rj = std::get<Reject>(e);
+        nlohmann::ordered_json j{{"id", rj.id.empty() ? std::to_string(rj.line) : rj.id},
+                                 {"line", rj.line},
+                                 {"error", rj.reason},
+                                 {"rejected", true}};
+        out.stream() << j.dump() << "\n";
+      }
+    }
+    window.clear();
+    samples_in_window = 0;
+    spdlog::info("scored {} records ({} response tokens) so far", scored, tokens);
+  };
+  const CorpusStats st = read_corpus(
+      opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.steps, corpus.options,
+      [&](Sample&& s) {
+        window.emplace_back(std::move(s));
+        if (++samples_in_window >= opt.window) flush();
+      },
+      [&](const Reject& r) { window.emplace_back(r); });
+  flush();
+  out.commit();
+
+  const std::string rejects_path =
+      !opt.corpus.rejects.empty() ? opt.corpus.rejects : opt.out + ".rejects.jsonl";
+  if (!st.rejects.empty()) write_rejects(rejects_path, opt.data, st.rejects);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  nlohmann::ordered_json meta;
+  meta["tool"] = "air";
+  meta["version"] = AIR_VERSION;
+  meta["model"] = {{"path", opt.model}, {"architecture", c.architecture_name},
+                   {"fingerprint", m.checkpoint.fingerprint()}};
+  meta["heads"] = {{"file", heads_path}, {"selected", heads.to_string()}};
+  meta["options"] = {{"score", opt.score},
+                     {"dtype", dtype_name(m.dtype)},
+                     {"device", m.device.str()},
+                     {"template", corpus.tmpl.name},
+                     {"format", opt.corpus.format},
+                     {"prompt_field", opt.corpus.prompt_field},
+                     {"response_field", opt.corpus.response_field},
+                     {"step_delimiter", opt.corpus.step_delimiter},
+                     {"min_step_tokens", opt.corpus.min_step_tokens},
+                     {"max_length", opt.corpus.max_length},
+                     {"truncate", opt.corpus.truncate},
+                     {"eps", so.influence.eps},
+                     {"batch_tokens", opt.batch_tokens}};
+  meta["counts"] = {{"records", st.lines},
+                    {"scored", scored},
+                    {"errors", errors},
+                    {"skipped", static_cast<int64_t>(st.rejects.size())},
+                    {"truncated", st.truncated},
+                    {"response_tokens", tokens}};
+  meta["wall_seconds"] = wall;
+  OutputFile mf(opt.out + ".meta.json");
+  mf.stream() << meta.dump(2) << "\n";
+  mf.commit();
+  spdlog::info("{} records: {} scored, {} errors, {} rejected{}, {} truncated; {:.1f} s -> {}",
+               st.lines, scored, errors, st.rejects.size(),
+               st.rejects.empty() ? "" : " (" + rejects_path + ")", st.truncated, wall, opt.out);
+}
+
+}  // namespace
+
+void register_score(CLI::App& app) {
+  auto opt = std::make_shared<ScoreCmdOptions>();
+  CLI::App* cmd = app.add_subcommand("score", "Attention Influence Scores of a corpus");
+  cmd->add_option("--model", opt->model, "HuggingFace model directory")->required();
+  cmd->add_option("--data", opt->data, "corpus JSONL (- = stdin)")->required();
+  cmd->add_option("--out", opt->out, "scores JSONL")->required();
+  cmd->add_option("--heads", opt->heads, "heads.json from `air probe` (default: probe first)");
+  cmd->add_flag("--allow-heads-mismatch", opt->allow_heads_mismatch,
+                "use a heads file probed on another model");
+  cmd->add_option("--score", opt->score, "relative or absolute")->capture_default_str();
+  cmd->add_option("--batch-tokens", opt->batch_tokens, "padded tokens per forward batch")->capture_default_str();
+  cmd->add_option("--window", opt->window, "samples held in memory at once")->capture_default_str();
+  cmd->add_flag("--emit-token-scores", opt->token_scores, "add per-token loss deltas");
+  add_probe_flags(*cmd, opt->probe);
+  add_corpus_flags(*cmd, opt->corpus);
+  add_runtime_flags(*cmd, opt->runtime);
+  cmd->callback([opt] { run_score(*opt); });
+}
+
+}  // namespace air::cli

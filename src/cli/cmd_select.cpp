@@ -1,0 +1,202 @@
+// `air select`: the top records by Attention Influence Score, written back verbatim.
+
+#include "air/error.h"
+#include "cli/cli.h"
+#include "cli/io.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+
+namespace air::cli {
+namespace {
+
+struct SelectOptions {
+  std::string data;
+  std::string scores;
+  std::string out = "-";
+  int64_t top_k = 0;
+  double top_ratio = 0;
+  std::string order = "input";   // input | rank
+  bool annotate = false;
+  std::string weights_out;
+  bool allow_partial = false;
+  std::string id_field = "id";
+};
+
+struct CorpusLine {
+  int64_t line;
+  std::string id;
+  std::string raw;
+};
+
+struct ScoreEntry {
+  std::string id;
+  bool ok = false;
+  double score = 0;
+  nlohmann::json steps;  // [{begin, end, weight}, ...]
+};
+
+std::vector<CorpusLine> read_lines(const std::string& path, const std::string& id_field) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(path + ": cannot open for reading");
+  std::vector<CorpusLine> out;
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    std::string probe = line;
+    if (!probe.empty() && probe.back() == '\r') probe.pop_back();
+    if (probe.find_first_not_of(" \t") == std::string::npos) continue;
+    std::string id = std::to_string(n);
+    // The id as `air score` derived it: the id field, else the line number.
+    const auto j = nlohmann::json::parse(probe, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains(id_field)) {
+      const auto& v = j[id_field];
+      if (v.is_string()) id = v.get<std::string>();
+      else if (v.is_number_integer()) id = std::to_string(v.get<int64_t>());
+      else if (!v.is_null()) id = v.dump();
+    }
+    out.push_back({n, id, line});
+  }
+  return out;
+}
+
+std::map<int64_t, ScoreEntry> read_scores(const std::string& path) {
+  std::map<int64_t, ScoreEntry> out;
+  for_each_line(path, [&](const std::string& line, int64_t n) {
+    const std::string at = path + ":" + std::to_string(n);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw DataError(at + ": malformed JSON (" + e.what() + ")");
+    }
+    if (!j.is_object() || !j.contains("line") || !j["line"].is_number_integer() || !j.contains("id"))
+      throw DataError(at + ": a score record needs 'id' and 'line' (is this `air score` output?)");
+    ScoreEntry e;
+    e.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+    if (j.contains("air_score") && j["air_score"].is_number()) {
+      e.score = j["air_score"].get<double>();
+      e.ok = std::isfinite(e.score);
+      if (j.contains("steps")) {
+        e.steps = nlohmann::json::array();
+        for (const auto& s : j["steps"])
+          e.steps.push_back({{"begin", s.value("begin", 0)}, {"end", s.value("end", 0)}, {"weight", s.value("weight", 1.0)}});
+      }
+    }
+    const int64_t line_no = j["line"].get<int64_t>();
+    if (!out.emplace(line_no, std::move(e)).second)
+      throw DataError(at + ": corpus line " + std::to_string(line_no) + " is scored twice");
+  });
+  return out;
+}
+
+void run_select(const SelectOptions& opt) {
+  if ((opt.top_k > 0) == (opt.top_ratio > 0))
+    throw UsageError("give exactly one of --top-k K (> 0) and --top-ratio R (in (0, 1])");
+  if (opt.top_ratio > 1) throw UsageError("--top-ratio must be in (0, 1]");
+  if (opt.order != "input" && opt.order != "rank") throw UsageError("--order must be input or rank");
+
+  const std::vector<CorpusLine> lines = read_lines(opt.data, opt.id_field);
+  const std::map<int64_t, ScoreEntry> scores = read_scores(opt.scores);
+
+  // Coverage: every record scored (or rejected with a reason), and under the same id.
+  int64_t missing = 0, mismatched = 0, errors = 0;
+  std::vector<size_t> candidates;  // indices into lines
+  std::map<int64_t, size_t> by_line;
+  for (size_t i = 0; i < lines.size(); ++i) by_line[lines[i].line] = i;
+  for (const auto& [line_no, e] : scores)
+    if (!by_line.count(line_no))
+      throw DataError(opt.scores + ": scores corpus line " + std::to_string(line_no) + ", which " +
+                      opt.data + " does not have: the scores belong to another corpus");
+  for (size_t i = 0; i < lines.size(); ++i) {
+    auto it = scores.find(lines[i].line);
+    if (it == scores.end()) {
+      if (missing++ < 3) spdlog::warn("{}:{}: no score", opt.data, lines[i].line);
+      continue;
+    }
+    if (it->second.id != lines[i].id) {
+      if (mismatched++ < 3)
+        spdlog::warn("{}:{}: id '{}' but the score is for id '{}'", opt.data, lines[i].line,
+                     lines[i].id, it->second.id);
+      continue;
+    }
+    if (!it->second.ok) {
+      ++errors;
+      continue;
+    }
+    candidates.push_back(i);
+  }
+  if ((missing || mismatched) && !opt.allow_partial)
+    throw DataError(opt.scores + " does not cover " + opt.data + ": " + std::to_string(missing) +
+                    " records without a score, " + std::to_string(mismatched) +
+                    " with another id (use --allow-partial to select among the rest)");
+
+  // Rank by score, ties by input order.
+  std::stable_sort(candidates.begin(), candidates.end(), [&](size_t a, size_t b) {
+    return scores.at(lines[a].line).score > scores.at(lines[b].line).score;
+  });
+  const int64_t n = static_cast<int64_t>(candidates.size());
+  const int64_t k = opt.top_k > 0 ? std::min(opt.top_k, n)
+                                  : std::min<int64_t>(n, static_cast<int64_t>(std::ceil(opt.top_ratio * n - 1e-9)));
+  std::vector<size_t> chosen(candidates.begin(), candidates.begin() + k);
+  std::vector<int64_t> rank_of(lines.size(), 0);
+  for (int64_t r = 0; r < k; ++r) rank_of[chosen[r]] = r + 1;
+  if (opt.order == "input") std::sort(chosen.begin(), chosen.end());
+
+  OutputFile out(opt.out);
+  for (size_t i : chosen) {
+    const ScoreEntry& e = scores.at(lines[i].line);
+    if (!opt.annotate) {
+      out.stream() << lines[i].raw << "\n";  // byte for byte as in the input
+      continue;
+    }
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(lines[i].raw);
+    j["air_score"] = e.score;
+    nlohmann::json w = nlohmann::json::array();
+    for (const auto& s : e.steps) w.push_back(s["weight"]);
+    j["air_step_weights"] = w;
+    out.stream() << j.dump() << "\n";
+  }
+  out.commit();
+  if (!opt.weights_out.empty()) {
+    OutputFile wf(opt.weights_out);
+    for (size_t i : chosen) {
+      const ScoreEntry& e = scores.at(lines[i].line);
+      nlohmann::ordered_json j{{"id", lines[i].id}, {"line", lines[i].line}, {"rank", rank_of[i]},
+                               {"air_score", e.score}, {"steps", e.steps}};
+      wf.stream() << j.dump() << "\n";
+    }
+    wf.commit();
+  }
+  spdlog::info("selected {} of {} scored records ({} records, {} not scorable, {} missing, {} id "
+               "mismatches) -> {}",
+               k, n, lines.size(), errors, missing, mismatched, opt.out);
+}
+
+}  // namespace
+
+void register_select(CLI::App& app) {
+  auto opt = std::make_shared<SelectOptions>();
+  CLI::App* cmd = app.add_subcommand("select", "Write the top records by Attention Influence Score");
+  cmd->add_option("--data", opt->data, "the scored corpus JSONL")->required();
+  cmd->add_option("--scores", opt->scores, "scores JSONL from `air score`")->required();
+  cmd->add_option("--out", opt->out, "selected records JSONL (- = stdout)")->capture_default_str();
+  auto* k = cmd->add_option("--top-k", opt->top_k, "select this many records");
+  auto* r = cmd->add_option("--top-ratio", opt->top_ratio, "select this fraction of the scored records");
+  k->excludes(r);
+  cmd->add_option("--order", opt->order, "input or rank")->capture_default_str();
+  cmd->add_flag("--annotate", opt->annotate, "add air_score and air_step_weights to each record");
+  cmd->add_option("--weights-out", opt->weights_out, "per-record step weights with byte spans (JSONL)");
+  cmd->add_flag("--allow-partial", opt->allow_partial, "select even if the scores do not cover the corpus");
+  cmd->add_option("--id-field", opt->id_field, "record id field, as given to air score")->capture_default_str();
+  cmd->callback([opt] { run_select(*opt); });
+}
+
+}  // namespace air::cli

@@ -1,0 +1,210 @@
+#include "cli/probe_flags.h"
+
+#include "air/error.h"
+#include "air/heads_file.h"
+#include "cli/io.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace air::cli {
+namespace {
+
+// Samples read from the corpus for probe text (long ones truncated, bad ones skipped).
+constexpr int64_t kProbeSamples = 2000;
+
+std::vector<std::string> paragraphs(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(path + ": cannot open probe text");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  if (auto bad = find_invalid_utf8(text))
+    throw DataError(path + ": invalid UTF-8 at byte " + std::to_string(*bad));
+  std::vector<std::string> out;
+  size_t b = 0;
+  while (b < text.size()) {
+    size_t e = text.find("\n\n", b);
+    if (e == std::string::npos) e = text.size();
+    if (text.find_first_not_of(" \t\r\n", b) < e) out.push_back(text.substr(b, e - b));
+    b = e + 2;
+  }
+  return out;
+}
+
+std::vector<std::string> sentences(const std::vector<std::string>& texts) {
+  std::vector<std::string> out;
+  for (const auto& t : texts) {
+    size_t b = 0;
+    for (size_t i = 0; i < t.size(); ++i) {
+      if ((t[i] == '.' || t[i] == '!' || t[i] == '?') && (i + 1 == t.size() || t[i + 1] == ' ' || t[i + 1] == '\n')) {
+        std::string s = t.substr(b, i + 1 - b);
+        const size_t f = s.find_first_not_of(" \n");
+        if (f != std::string::npos) s = s.substr(f);
+        if (s.size() >= 20 && s.size() <= 200) out.push_back(s);
+        b = i + 1;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<ProbeItem> read_items(const std::string& path, int64_t vocab) {
+  std::vector<ProbeItem> items;
+  for_each_line(path, [&](const std::string& line, int64_t n) {
+    const std::string at = path + ":" + std::to_string(n);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw DataError(at + ": malformed JSON (" + e.what() + ")");
+    }
+    ProbeItem it;
+    try {
+      it.ids = j.at("ids").get<std::vector<int64_t>>();
+      it.context = j.at("context").get<std::vector<int64_t>>();
+      it.targets = j.at("targets").get<std::vector<int64_t>>();
+    } catch (const nlohmann::json::exception&) {
+      throw DataError(at + ": a probe item needs integer arrays 'ids', 'context' and 'targets'");
+    }
+    const int64_t T = static_cast<int64_t>(it.ids.size());
+    for (int64_t x : it.ids)
+      if (x < 0 || x >= vocab) throw DataError(at + ": id " + std::to_string(x) + " outside [0, " + std::to_string(vocab) + ")");
+    for (int64_t x : it.context)
+      if (x < 0 || x >= T) throw DataError(at + ": context position " + std::to_string(x) + " outside the item");
+    for (int64_t x : it.targets)
+      if (x < 0 || x + 1 >= T) throw DataError(at + ": target position " + std::to_string(x) + " has no next token");
+    std::sort(it.context.begin(), it.context.end());
+    std::sort(it.targets.begin(), it.targets.end());
+    items.push_back(std::move(it));
+  });
+  return items;
+}
+
+}  // namespace
+
+void add_probe_flags(CLI::App& cmd, ProbeFlags& f) {
+  cmd.add_option("--probe", f.kind, "probe items: repeat, random-repeat, kv-retrieval or corpus")
+      ->capture_default_str();
+  cmd.add_option("--probe-text", f.probe_text, "plain text (blank-line paragraphs) for probe spans");
+  cmd.add_option("--probe-data", f.probe_data, "JSONL of probe items {ids, context, targets}");
+  cmd.add_option("--num-items", f.num_items, "probe items to build")->capture_default_str();
+  cmd.add_option("--seed", f.seed, "probe sampling seed")->capture_default_str();
+  cmd.add_option("--span-tokens", f.span_tokens, "tokens in each repeated span")->capture_default_str();
+  cmd.add_flag("--probe-all-items", f.all_items, "count every item, not only those the model gets mostly right");
+  auto* d = cmd.add_option("--delta", f.delta, "critical set: top fraction of all heads")->capture_default_str();
+  auto* n = cmd.add_option("--num-heads", f.num_heads, "critical set: this many heads");
+  auto* s = cmd.add_option("--min-score", f.min_score, "critical set: heads with R_h >= this");
+  d->excludes(n)->excludes(s);
+  n->excludes(s);
+}
+
+HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusSetup& corpus,
+                        const std::string& data, const std::string& out) {
+  ProbeOptions opt;
+  opt.kind = parse_probe_kind(f.kind);
+  opt.num_items = f.num_items;
+  opt.seed = f.seed;
+  opt.span_tokens = f.span_tokens;
+  opt.all_items = f.all_items;
+  if (opt.num_items < 1 || opt.span_tokens < 2) throw UsageError("--num-items must be >= 1 and --span-tokens >= 2");
+  const ModelConfig& c = m.checkpoint.config();
+  const Tokenizer& tok = *corpus.tokenizer;
+  const std::vector<int64_t> prefix =
+      corpus.tmpl.add_special_tokens ? tok.encode("", true).ids : std::vector<int64_t>{};
+
+  // Probe text: a text file, or the corpus's prompts and responses.
+  std::vector<std::string> texts;
+  std::vector<Sample> samples;
+  std::string source;
+  if (!f.probe_data.empty()) {
+    source = f.probe_data;
+  } else if (!f.probe_text.empty()) {
+    texts = paragraphs(f.probe_text);
+    source = f.probe_text;
+  } else if (!data.empty()) {
+    DatasetOptions dopt = corpus.options;
+    dopt.strict = false;
+    dopt.sample.truncate = true;
+    int64_t seen = 0;
+    read_corpus(data, corpus.tmpl, tok, *corpus.steps, dopt, [&](Sample&& s) {
+      if (seen++ >= kProbeSamples) return;
+      texts.push_back(s.rendered.text.substr(s.rendered.response_begin,
+                                             s.rendered.response_end - s.rendered.response_begin));
+      samples.push_back(std::move(s));
+    });
+    source = data + " (responses)";
+  }
+
+  std::vector<ProbeItem> items;
+  if (!f.probe_data.empty()) {
+    items = read_items(f.probe_data, c.vocab_size);
+  } else {
+    switch (opt.kind) {
+      case ProbeKind::kRepeat: {
+        std::vector<std::vector<int64_t>> ids;
+        for (const auto& t : texts) ids.push_back(tok.encode(t, false).ids);
+        size_t usable = 0;
+        for (const auto& v : ids) usable += v.size() >= 4;
+        if (usable == 0) {
+          spdlog::warn("no text for the repeat probe (give --probe-text or --data): falling back "
+                       "to repeated random tokens, which find only noise on small models");
+          opt.kind = ProbeKind::kRandomRepeat;
+          source = "random tokens";
+          items = random_repeat_items(c.vocab_size, std::min<int64_t>(c.vocab_size / 2, 256), prefix, opt);
+        } else {
+          items = repeat_items(ids, prefix, opt);
+        }
+        break;
+      }
+      case ProbeKind::kRandomRepeat:
+        source = "random tokens";
+        items = random_repeat_items(c.vocab_size, std::min<int64_t>(c.vocab_size / 2, 256), prefix, opt);
+        break;
+      case ProbeKind::kKvRetrieval:
+        items = kv_retrieval_items(tok, sentences(texts), corpus.tmpl.add_special_tokens, opt);
+        break;
+      case ProbeKind::kCorpus:
+        if (samples.empty()) throw UsageError("--probe corpus needs --data");
+        items = corpus_items(samples, opt);
+        break;
+    }
+  }
+  for (const auto& it : items)
+    for (int64_t x : it.ids)
+      if (x >= c.vocab_size) throw DataError("probe item token id " + std::to_string(x) + " is outside the model's vocabulary");
+
+  spdlog::info("probe: {} {} items from {}", items.size(), probe_kind_name(opt.kind), source);
+  const ProbeResult r = run_probe(m.model, items, opt);
+  if (r.counted_all)
+    spdlog::warn("probe: the model got no item mostly right; all {} items were counted", r.items_total);
+  HeadSelection sel;
+  sel.delta = f.delta;
+  sel.num_heads = f.num_heads;
+  sel.min_score = f.min_score;
+  const HeadSet selected = select_heads(r.ranked, c.num_hidden_layers * c.num_attention_heads, sel);
+
+  HeadsFileInfo info;
+  info.model_path = m.checkpoint.dir().string();
+  info.architecture = c.architecture_name;
+  info.fingerprint = m.checkpoint.fingerprint();
+  info.probe = opt;
+  info.probe_source = source;
+  info.selection = sel;
+  info.layers = c.num_hidden_layers;
+  info.heads_per_layer = c.num_attention_heads;
+  write_heads_file(out, info, r, selected);
+  std::string top;
+  for (size_t i = 0; i < std::min<size_t>(5, r.ranked.size()); ++i)
+    top += (i ? ", " : "") + std::to_string(r.ranked[i].head.layer) + ":" +
+           std::to_string(r.ranked[i].head.head) + " (" + std::to_string(r.ranked[i].score).substr(0, 6) + ")";
+  spdlog::info("probe: {} of {} items counted; top heads {}; selected {} -> {}", r.items_counted,
+               r.items_total, top, selected.to_string(), out);
+  return selected;
+}
+
+}  // namespace air::cli

@@ -1,0 +1,38 @@
+#pragma once
+
+// The head probe as the commands run it: flags, probe text sources, heads.json.
+
+#include "air/probe.h"
+#include "air/runtime.h"
+#include "cli/corpus_flags.h"
+
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace air::cli {
+
+struct ProbeFlags {
+  std::string kind = "repeat";  // repeat | random-repeat | kv-retrieval | corpus
+  std::string probe_text;       // plain text file for repeat / kv-retrieval spans
+  std::string probe_data;       // JSONL of {"ids", "context", "targets"} items
+  int64_t num_items = 32;
+  uint64_t seed = 0;
+  int64_t span_tokens = 48;
+  bool all_items = false;
+  double delta = 0.05;
+  int64_t num_heads = 0;
+  double min_score = -1;
+};
+
+void add_probe_flags(CLI::App& cmd, ProbeFlags& f);
+
+// Builds the probe items (text from probe_text, else from the corpus `data`, else random
+// tokens with a warning), runs the probe, selects the critical set and writes heads.json to
+// `out`. Returns the selected heads.
+HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusSetup& corpus,
+                        const std::string& data, const std::string& out);
+
+}  // namespace air::cli

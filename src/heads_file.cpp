@@ -1,0 +1,90 @@
+#include "air/heads_file.h"
+
+#include "air/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace air {
+
+void write_heads_file(const std::string& path, const HeadsFileInfo& info, const ProbeResult& r,
+                      const HeadSet& selected) {
+  nlohmann::ordered_json j;
+  j["format"] = "air-heads/1";
+  j["model"] = {{"path", info.model_path},
+                {"architecture", info.architecture},
+                {"fingerprint", info.fingerprint},
+                {"layers", info.layers},
+                {"heads_per_layer", info.heads_per_layer}};
+  j["probe"] = {{"kind", probe_kind_name(info.probe.kind)},
+                {"source", info.probe_source},
+                {"num_items", info.probe.num_items},
+                {"seed", info.probe.seed},
+                {"span_tokens", info.probe.span_tokens},
+                {"all_items", info.probe.all_items},
+                {"items_total", r.items_total},
+                {"items_counted", r.items_counted},
+                {"counted_all_items_as_fallback", r.counted_all}};
+  j["selection"] = {{"delta", info.selection.delta},
+                    {"num_heads", info.selection.num_heads},
+                    {"min_score", info.selection.min_score}};
+  // Selected heads in rank order.
+  nlohmann::json sel = nlohmann::json::array();
+  for (const auto& hs : r.ranked)
+    if (selected.contains(hs.head)) sel.push_back({hs.head.layer, hs.head.head});
+  j["selected"] = sel;
+  nlohmann::json all = nlohmann::json::array();
+  for (size_t i = 0; i < r.ranked.size(); ++i)
+    all.push_back({{"rank", i + 1},
+                   {"layer", r.ranked[i].head.layer},
+                   {"head", r.ranked[i].head.head},
+                   {"score", r.ranked[i].score},
+                   {"items", r.items_counted}});
+  j["heads"] = all;
+
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) throw IoError(path + ": cannot open for writing");
+    out << j.dump(2) << "\n";
+    if (!out) throw IoError(path + ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw IoError(path + ": cannot move into place: " + ec.message());
+}
+
+HeadsFile read_heads_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": cannot open heads file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(path + ": not valid JSON (" + e.what() + ")");
+  }
+  HeadsFile h;
+  if (!j.is_object() || !j.contains("selected") || !j["selected"].is_array())
+    throw DataError(path + ": missing array 'selected' (is this a heads file from `air probe`?)");
+  std::vector<Head> heads;
+  for (const auto& x : j["selected"]) {
+    if (!x.is_array() || x.size() != 2 || !x[0].is_number_unsigned() || !x[1].is_number_unsigned())
+      throw DataError(path + ": 'selected' entries must be [layer, head], got " + x.dump());
+    heads.push_back({x[0].get<int64_t>(), x[1].get<int64_t>()});
+  }
+  if (heads.empty()) throw DataError(path + ": 'selected' is empty");
+  h.selected = HeadSet(heads);
+  if (j.contains("model") && j["model"].is_object()) {
+    h.fingerprint = j["model"].value("fingerprint", "");
+    h.model_path = j["model"].value("path", "");
+  }
+  return h;
+}
+
+}  // namespace air
