@@ -1,29 +1,22 @@
 #!/usr/bin/env bash
-# The main job on the bundled default model: installs, builds, then runs air on stories260K.
+# The main job on the bundled default model and sample corpus: installs, builds, then runs the
+# whole AIR pipeline (probe, score, select) and prints the top samples with their most
+# influential steps. Outputs go to build/demo/ (or $OUT_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh >/dev/null
 air=build/air
-model=models/stories260K
+model=${MODEL:-models/stories260K}
+data=${DATA:-data/stories-sample.jsonl}
 out=${OUT_DIR:-build/demo}
 mkdir -p "$out"
 
-echo "== air inspect --model $model"
 "$air" inspect --model "$model"
-
 echo
-echo "== air loss: per-token losses, plain and with heads 1:5,3:2 uniform"
-"$air" loss --model "$model" --input data/stories260K-ids.jsonl --out "$out/loss.jsonl"
-"$air" loss --model "$model" --input data/stories260K-ids.jsonl --mask-heads 1:5,3:2 \
-  --out "$out/loss-masked.jsonl"
-python3 - "$out/loss.jsonl" "$out/loss-masked.jsonl" <<'PY' 2>/dev/null || true
-import json, sys
-base = [json.loads(l)["per_token_loss"] for l in open(sys.argv[1])]
-ref = [json.loads(l)["per_token_loss"] for l in open(sys.argv[2])]
-for i, (b, r) in enumerate(zip(base, ref)):
-    mb, mr = sum(b) / len(b), sum(r) / len(r)
-    print(f"sequence {i}: {len(b)} tokens, mean loss {mb:.4f} plain, {mr:.4f} masked, "
-          f"relative rise {(mr - mb) / mb:+.4f}")
-PY
-echo "outputs in $out/"
+"$air" probe --model "$model" --data "$data" --out "$out/heads.json"
+"$air" score --model "$model" --data "$data" --heads "$out/heads.json" --out "$out/scores.jsonl"
+"$air" select --data "$data" --scores "$out/scores.jsonl" --top-ratio 0.25 --order rank \
+  --out "$out/selected.jsonl" --weights-out "$out/step-weights.jsonl" --show 5
+echo
+echo "outputs in $out/: heads.json, scores.jsonl (+ .meta.json), selected.jsonl, step-weights.jsonl"

@@ -1,5 +1,6 @@
 // `air select`: the top records by Attention Influence Score, written back verbatim.
 
+#include "air/corpus.h"
 #include "air/error.h"
 #include "cli/cli.h"
 #include "cli/io.h"
@@ -9,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -27,6 +29,8 @@ struct SelectOptions {
   std::string weights_out;
   bool allow_partial = false;
   std::string id_field = "id";
+  int64_t show = 0;              // print this many top records with their top step (0 = none)
+  std::string prompt_field, response_field;  // record layout, as given to air score
 };
 
 struct CorpusLine {
@@ -175,6 +179,39 @@ void run_select(const SelectOptions& opt) {
     }
     wf.commit();
   }
+  if (opt.show > 0) {
+    // People-readable: the top records and the step that depends most on the copy heads.
+    CorpusOptions co;
+    co.prompt_field = opt.prompt_field;
+    co.response_field = opt.response_field;
+    co.id_field = opt.id_field;
+    std::vector<size_t> top(candidates.begin(), candidates.begin() + std::min<int64_t>(k, opt.show));
+    std::printf("top %zu of %lld scored records by air_score:\n", top.size(), static_cast<long long>(n));
+    for (size_t r = 0; r < top.size(); ++r) {
+      const CorpusLine& cl = lines[top[r]];
+      const ScoreEntry& e = scores.at(cl.line);
+      std::string response;
+      try {
+        response = parse_record(cl.raw, cl.line, co).messages.back().content;
+      } catch (const Error&) {
+      }
+      std::printf("%2zu. %-14s air_score %+.4f\n", r + 1, cl.id.c_str(), e.score);
+      double best = -1;
+      std::string step;
+      for (const auto& s : e.steps) {
+        const size_t b = s["begin"].get<size_t>(), en = s["end"].get<size_t>();
+        if (s["weight"].get<double>() > best && en <= response.size() && b < en) {
+          best = s["weight"].get<double>();
+          step = response.substr(b, en - b);
+        }
+      }
+      while (!step.empty() && (step.back() == '\n' || step.back() == ' ')) step.pop_back();
+      for (char& ch : step)
+        if (ch == '\n') ch = ' ';
+      if (step.size() > 160) step = step.substr(0, 157) + "...";
+      if (!step.empty()) std::printf("    most influential step (weight %.2f): %s\n", best, step.c_str());
+    }
+  }
   spdlog::info("selected {} of {} scored records ({} records, {} not scorable, {} missing, {} id "
                "mismatches) -> {}",
                k, n, lines.size(), errors, missing, mismatched, opt.out);
@@ -196,6 +233,9 @@ void register_select(CLI::App& app) {
   cmd->add_option("--weights-out", opt->weights_out, "per-record step weights with byte spans (JSONL)");
   cmd->add_flag("--allow-partial", opt->allow_partial, "select even if the scores do not cover the corpus");
   cmd->add_option("--id-field", opt->id_field, "record id field, as given to air score")->capture_default_str();
+  cmd->add_option("--show", opt->show, "print the top N records with their most influential step");
+  cmd->add_option("--prompt-field", opt->prompt_field, "prompt field, as given to air score (for --show)");
+  cmd->add_option("--response-field", opt->response_field, "response field, as given to air score (for --show)");
   cmd->callback([opt] { run_select(*opt); });
 }
 
