@@ -12,6 +12,8 @@ namespace {
 
 // Bytes allowed for one block of attention scores [B, H, Tq, Tk] in float32.
 constexpr int64_t kScoreBlockBytes = 128ll << 20;
+// Bytes allowed for one block of MLP activations (gate, up, product) in float32 terms.
+constexpr int64_t kMlpBlockBytes = 256ll << 20;
 // Bytes allowed for one block of float32 logits [rows, vocab] in the loss.
 constexpr int64_t kLogitBlockBytes = 128ll << 20;
 
@@ -179,7 +181,17 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
 at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const Rope& rope,
                                      const ForwardOptions& opt) const {
   at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), rope, opt);
-  return h + mlp->forward(post_attention_layernorm->forward(h));
+  // The MLP is per position: long sequences go through it in position blocks, so that its
+  // [B, T, intermediate] activations stay bounded.
+  const int64_t B = h.size(0), T = h.size(1);
+  const int64_t inter = mlp->gate_proj->weight.size(0);
+  const int64_t block = std::max<int64_t>(1, kMlpBlockBytes / std::max<int64_t>(1, 3 * B * inter * 4));
+  if (T <= block) return h + mlp->forward(post_attention_layernorm->forward(h));
+  for (int64_t s = 0; s < T; s += block) {
+    at::Tensor hs = h.narrow(1, s, std::min(block, T - s));
+    hs.add_(mlp->forward(post_attention_layernorm->forward(hs)));
+  }
+  return h;
 }
 
 LayerListImpl::LayerListImpl(const ModelConfig& c) {
