@@ -15,7 +15,7 @@ constexpr int64_t kScoreBlockBytes = 128ll << 20;
 // Bytes allowed for one block of MLP activations (gate, up, product) in float32 terms.
 constexpr int64_t kMlpBlockBytes = 256ll << 20;
 // Bytes allowed for one block of float32 logits [rows, vocab] in the loss.
-constexpr int64_t kLogitBlockBytes = 128ll << 20;
+constexpr int64_t kLogitBlockBytes = 32ll << 20;
 
 at::Tensor param(const std::vector<int64_t>& shape) {
   // Placeholder storage: the loader replaces it with checkpoint data (set_data), so these
@@ -47,30 +47,36 @@ at::Tensor visible_mask(int64_t q0, int64_t nq, int64_t nk, int64_t window,
 
 // Attention with explicit probabilities, in query blocks so that no [B, H, T, T] tensor
 // exists for long T. Matches HF eager: scores in the model dtype, softmax in float32.
-// q: [B, H, T, Dh] (already scaled by 1/sqrt(Dh)); k, v: [B, Hkv, T, Dh] -> [B, H, T, Dh]
+// q: [B, H, T, Dh]; k, v: [B, Hkv, T, Dh] -> [B, H, T, Dh]
 at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            int64_t layer, int64_t window, const ForwardOptions& opt) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
   const int64_t Hkv = k.size(1), rep = H / Hkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
   int64_t chunk = opt.query_chunk;
   if (chunk <= 0) chunk = std::max<int64_t>(16, kScoreBlockBytes / std::max<int64_t>(1, B * H * T * 4));
   chunk = std::min(chunk, T);
 
   at::Tensor out = at::empty_like(q);  // [B, H, T, Dh]
-  const at::Tensor kt = k.transpose(-2, -1);  // [B, Hkv, Dh, T]
+  const at::Tensor k3 = k.reshape({B * Hkv, T, Dh});
+  const at::Tensor v3 = v.reshape({B * Hkv, T, Dh});
   for (int64_t s = 0; s < T; s += chunk) {
     const int64_t c = std::min(chunk, T - s), e = s + c;
     // Query head h reads kv head h / rep (HF's repeat_kv), so grouping query heads under
-    // their kv head lets one matmul serve the group without copying k or v.
-    at::Tensor qc = q.narrow(2, s, c).reshape({B, Hkv, rep * c, Dh});
-    at::Tensor scores = at::matmul(qc, kt.narrow(-1, 0, e)).view({B, H, c, e});
-    at::Tensor probs = scores.to(at::kFloat)
-                           .masked_fill(visible_mask(s, c, e, window, q.device()).logical_not(),
-                                        -std::numeric_limits<float>::infinity())
-                           .softmax(-1);  // [B, H, c, e] float32, rows sum to 1
+    // their kv head lets one batched matmul serve the group without copying k or v.
+    const at::Tensor qc = q.narrow(2, s, c).reshape({B * Hkv, rep * c, Dh});
+    // Additive mask, 0 where visible and -inf elsewhere, for the rows (rep, query): [rep*c, e].
+    const at::Tensor bias =
+        at::zeros({c, e}, q.options())
+            .masked_fill_(visible_mask(s, c, e, window, q.device()).logical_not(),
+                          -std::numeric_limits<float>::infinity())
+            .repeat({rep, 1});
+    // scale * q k^T + mask in one GEMM: [B*Hkv, rep*c, e]
+    const at::Tensor scores = at::baddbmm(bias, qc, k3.narrow(1, 0, e).transpose(1, 2), 1.0, scale);
+    const at::Tensor probs = scores.to(at::kFloat).softmax(-1).view({B, H, c, e});  // rows sum to 1
     if (opt.observer) opt.observer->observe(layer, s, probs);
-    at::Tensor oc = at::matmul(probs.to(q.scalar_type()).view({B, Hkv, rep * c, e}),
-                               v.narrow(2, 0, e));  // [B, Hkv, rep*c, Dh]
+    const at::Tensor oc = at::bmm(probs.to(q.scalar_type()).view({B * Hkv, rep * c, e}),
+                                  v3.narrow(1, 0, e));  // [B*Hkv, rep*c, Dh]
     out.narrow(2, s, c).copy_(oc.view({B, H, c, Dh}));
   }
   return out;
@@ -154,8 +160,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Rope& rope,
   } else
 #endif
   {
-    o = attend_explicit(q * (1.0 / std::sqrt(static_cast<double>(head_dim))), k, v, layer, window,
-                        opt);
+    o = attend_explicit(q, k, v, layer, window, opt);
   }
   return o_proj->forward(o.transpose(1, 2).reshape({B, T, num_heads * head_dim}));
 }
@@ -307,13 +312,25 @@ std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& la
     at::Tensor hs = h.reshape({B * T, h.size(2)}).index_select(0, row_idx);  // [N, D]
     const at::Tensor& w = output_weight();
     const int64_t block =
-        std::max<int64_t>(16, kLogitBlockBytes / (4 * std::max<int64_t>(1, w.size(0))));
+        std::max<int64_t>(64, kLogitBlockBytes / (4 * std::max<int64_t>(1, w.size(0))));
     for (int64_t s = 0; s < N; s += block) {
       const int64_t n = std::min(block, N - s);
-      // [n, vocab] float32 log-probabilities of this block only.
-      at::Tensor logp = at::linear(hs.narrow(0, s, n), w).to(at::kFloat).log_softmax(-1);
-      lp.narrow(0, s, n).copy_(logp.gather(1, targets.narrow(0, s, n).unsqueeze(1)).squeeze(1));
-      if (entropy) ent.narrow(0, s, n).copy_(-(logp.exp() * logp).sum(-1));
+      // [n, vocab] float32 logits of this block only; log p(target) = z_target - logsumexp(z),
+      // so no [n, vocab] log-softmax is written.
+      const at::Tensor z = at::linear(hs.narrow(0, s, n), w).to(at::kFloat);
+      const at::Tensor zt = z.gather(1, targets.narrow(0, s, n).unsqueeze(1)).squeeze(1);
+      if (!entropy) {
+        lp.narrow(0, s, n).copy_(zt - at::logsumexp(z, -1));
+        continue;
+      }
+      // Entropy from one exponential pass: e = exp(z - max), H = lse - sum(e * z) / sum(e).
+      const at::Tensor mx = std::get<0>(z.max(-1, /*keepdim=*/true));  // [n, 1]
+      const at::Tensor e = (z - mx).exp_();                             // [n, vocab]
+      const at::Tensor sum_e = e.sum(-1);                                // [n]
+      const at::Tensor lse = mx.squeeze(1) + sum_e.log();
+      const at::Tensor ez = at::bmm(e.unsqueeze(1), z.unsqueeze(2)).view({n});  // sum(e * z)
+      lp.narrow(0, s, n).copy_(zt - lse);
+      ent.narrow(0, s, n).copy_(lse - ez / sum_e);
     }
   }
   lp = lp.cpu();
