@@ -32,9 +32,11 @@ std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples
   const int64_t fork = opt_.share_prefix ? heads_.first_layer() : 0;
 
   for (const auto& rows : plan_batches(lengths, opt_.batch_tokens)) {
-    std::vector<int64_t> lens;
+    std::vector<int64_t> lens, starts;
     int64_t T = 1;
     for (size_t r : rows) T = std::max(T, lengths[r]);
+    // Only response tokens are scored: prediction positions from prompt_tokens - 1 on.
+    for (size_t r : rows) starts.push_back(samples[r]->prompt_tokens - 1);
     at::Tensor ids = at::zeros({static_cast<int64_t>(rows.size()), T}, at::TensorOptions().dtype(at::kLong));
     for (size_t b = 0; b < rows.size(); ++b) {
       const auto& v = samples[rows[b]]->ids;
@@ -45,16 +47,16 @@ std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples
     const nn::Rope rope = model_->rope(T);
     at::Tensor shared = model_->run_layers(model_->embed(ids), 0, fork, rope, plain);
     const auto base = model_->stats_from_hidden(model_->run_layers(shared, fork, L, rope, plain),
-                                                ids, lens, /*entropy=*/true);
+                                                ids, lens, /*entropy=*/true, starts);
     const auto ref = model_->stats_from_hidden(model_->run_layers(shared, fork, L, rope, masked),
-                                               ids, lens, /*entropy=*/false);
+                                               ids, lens, /*entropy=*/false, starts);
 
     for (size_t b = 0; b < rows.size(); ++b) {
       const Sample& s = *samples[rows[b]];
       ScoreResult& res = out[rows[b]];
       const int64_t n = s.response_tokens();
-      // Token k is predicted at position k - 1: response tokens k >= prompt_tokens >= 1.
-      const int64_t off = s.prompt_tokens - 1;
+      // Token k is predicted at position k - 1; the statistics start at prompt_tokens - 1.
+      const int64_t off = 0;
       at::Tensor lb = base[b].logprob.narrow(0, off, n).neg().contiguous();
       at::Tensor lr = ref[b].logprob.narrow(0, off, n).neg().contiguous();
       at::Tensor ent = base[b].entropy.narrow(0, off, n).contiguous();

@@ -61,7 +61,7 @@ class ParityTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ParityTest, PlainLossesMatchHuggingFace) {
   const Case& c = GetParam();
-  const LoadedModel m = load_model(c.model, RuntimeOptions{});
+  const LoadedModel m = load_model(c.model, test_runtime());
   const auto expected = read_json(c.expected);
   ASSERT_FALSE(expected["cases"].empty());
   for (const auto& ex : expected["cases"]) {
@@ -73,7 +73,7 @@ TEST_P(ParityTest, PlainLossesMatchHuggingFace) {
 
 TEST_P(ParityTest, MaskedHeadLossesMatchHuggingFace) {
   const Case& c = GetParam();
-  const LoadedModel m = load_model(c.model, RuntimeOptions{});
+  const LoadedModel m = load_model(c.model, test_runtime());
   const auto expected = read_json(c.expected);
   int checked = 0;
   for (const auto& ex : expected["cases"]) {
@@ -98,7 +98,7 @@ TEST_P(ParityTest, MaskedHeadLossesMatchHuggingFace) {
 
 TEST_P(ParityTest, AttentionArgmaxMatchesHuggingFace) {
   const Case& c = GetParam();
-  const LoadedModel m = load_model(c.model, RuntimeOptions{});
+  const LoadedModel m = load_model(c.model, test_runtime());
   const auto expected = read_json(c.expected);
   const int64_t L = m.checkpoint.config().num_hidden_layers;
   int64_t compared = 0, mismatched = 0;
@@ -132,7 +132,8 @@ TEST_P(ParityTest, AttentionArgmaxMatchesHuggingFace) {
 
 TEST_P(ParityTest, Bf16StaysCloseToFp32) {
   const Case& c = GetParam();
-  RuntimeOptions rt;
+  RuntimeOptions rt = test_runtime();
+  rt.dtype = "fp32";
   const LoadedModel fp32 = load_model(c.model, rt);
   rt.dtype = "bf16";
   const LoadedModel bf16 = load_model(c.model, rt);

@@ -44,7 +44,7 @@ Sample fixture_sample(const std::vector<int64_t>& ids, int64_t k) {
 
 TEST(ReferenceModelTest, ScorerLossesMatchHuggingFaceMaskedLosses) {
   for (const char* f : {"llama", "qwen2", "qwen3"}) {
-    const LoadedModel m = load_model(fixture_dir(f), RuntimeOptions{});
+    const LoadedModel m = load_model(fixture_dir(f), test_runtime());
     const auto ex = read_json(fixture_dir(f) / "expected.json")["cases"][0];
     const auto ids = ex["ids"].get<std::vector<int64_t>>();
     const int64_t k = static_cast<int64_t>(ids.size()) / 2;

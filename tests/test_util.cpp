@@ -2,6 +2,7 @@
 
 #include "air/safetensors.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -10,6 +11,14 @@ namespace air::test {
 
 fs::path fixture_dir(const std::string& name) { return fs::path(AIR_TEST_DATA_DIR) / "fixtures" / name; }
 fs::path model_dir(const std::string& name) { return fs::path(AIR_MODELS_DIR) / name; }
+
+RuntimeOptions test_runtime() {
+  RuntimeOptions rt;
+  if (const char* d = std::getenv("AIR_TEST_DEVICE")) rt.device = d;
+  if (const char* t = std::getenv("AIR_TEST_DTYPE")) rt.dtype = t;
+  rt.threads = 0;
+  return rt;
+}
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

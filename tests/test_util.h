@@ -1,5 +1,7 @@
 #pragma once
 
+#include "air/runtime.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +20,9 @@ fs::path model_dir(const std::string& name);
 nlohmann::json read_json(const fs::path& path);
 std::string read_text(const fs::path& path);
 void write_text(const fs::path& path, const std::string& text);
+
+// Where parity tests run: AIR_TEST_DEVICE (default cpu) and AIR_TEST_DTYPE (default fp32).
+RuntimeOptions test_runtime();
 
 // One tensor to write into a safetensors file.
 struct RawTensor {

@@ -74,11 +74,12 @@ nn::CausalLM random_model(const ModelConfig& c, const c10::Device& dev, at::Scal
   nn::CausalLM m(c);
   for (auto& p : m->named_parameters()) {
     const std::string& name = p.key();
+    const auto o = at::TensorOptions().device(dev);
     at::Tensor t;
-    if (name.find("norm") != std::string::npos) t = at::ones(p.value().sizes());
-    else if (name.find("bias") != std::string::npos) t = at::zeros(p.value().sizes());
-    else t = at::randn(p.value().sizes()) * 0.02;
-    p.value().set_data(t.to(dev, dtype));
+    if (name.find("norm") != std::string::npos) t = at::ones(p.value().sizes(), o);
+    else if (name.find("bias") != std::string::npos) t = at::zeros(p.value().sizes(), o);
+    else t = at::randn(p.value().sizes(), o) * 0.02;
+    p.value().set_data(t.to(dtype));
   }
   m->eval();
   return m;
@@ -225,6 +226,18 @@ void run_score_bench(const ScoreBenchOptions& opt) {
     ++reps;
   }
   const double matmul_gflops = 2.0 * N * c.hidden_size * c.intermediate_size * reps / seconds_since(t0) / 1e9;
+  // On a GPU, also the chip's own rate: a large square matmul in the same dtype.
+  double chip_gflops = 0;
+  if (dev.is_cuda()) {
+    const int64_t S = 8192;
+    at::Tensor x = at::randn({S, S}, at::TensorOptions().dtype(dtype).device(dev));
+    for (int i = 0; i < 3; ++i) at::mm(x, x);
+    sync(dev);
+    t0 = Clock::now();
+    for (int i = 0; i < 10; ++i) at::mm(x, x);
+    sync(dev);
+    chip_gflops = 2.0 * S * S * S * 10 / seconds_since(t0) / 1e9;
+  }
 
   std::vector<std::vector<int64_t>> workloads;
   if (opt.workload == "short") workloads.push_back(corpus_lengths(opt));
@@ -235,6 +248,7 @@ void run_score_bench(const ScoreBenchOptions& opt) {
               at::get_num_threads(), heads.size());
   std::printf("plain matmul [%lld x %lld] x [%lld x %lld]: %.1f GFLOP/s\n", (long long)N,
               (long long)c.hidden_size, (long long)c.hidden_size, (long long)c.intermediate_size, matmul_gflops);
+  if (chip_gflops > 0) std::printf("chip matmul [8192 x 8192] x [8192 x 8192]: %.1f GFLOP/s\n", chip_gflops);
   std::printf("%-18s %-15s %10s %9s %10s %9s %11s %12s %9s\n", "workload", "method", "tokens", "seconds",
               "tokens/s", "GFLOP/s", "of matmul", "peak RSS MB", "max |d|");
   nlohmann::json report = nlohmann::json::array();
@@ -277,11 +291,12 @@ void run_score_bench(const ScoreBenchOptions& opt) {
                   method == 0 ? "straightforward" : "air", (long long)tokens, secs, tps, gflops,
                   100 * gflops / matmul_gflops, rss / 1e6);
       if (method == 1 && !base_scores.empty()) std::printf(" %9.1e  ratio %.2fx", maxd, tps / base_tps);
+      if (chip_gflops > 0) std::printf("  %.1f%% of chip", 100 * gflops / chip_gflops);
       std::printf("\n");
       std::fflush(stdout);
       report.push_back({{"workload", name}, {"method", method == 0 ? "straightforward" : "air"},
                         {"tokens", tokens}, {"seconds", secs}, {"tokens_per_s", tps}, {"gflops", gflops},
-                        {"matmul_gflops", matmul_gflops}, {"peak_rss_bytes", rss},
+                        {"matmul_gflops", matmul_gflops}, {"chip_gflops", chip_gflops}, {"peak_rss_bytes", rss},
                         {"max_score_diff", maxd}, {"ratio", method == 1 && base_tps > 0 ? tps / base_tps : 0.0}});
       if (method == 1 && !base_scores.empty() && maxd > 1e-4 && dtype == at::kFloat)
         spdlog::error("scores of the two methods differ by {:.2e} (> 1e-4)", maxd);

@@ -14,8 +14,10 @@ namespace {
 constexpr int64_t kScoreBlockBytes = 128ll << 20;
 // Bytes allowed for one block of MLP activations (gate, up, product) in float32 terms.
 constexpr int64_t kMlpBlockBytes = 256ll << 20;
-// Bytes allowed for one block of float32 logits [rows, vocab] in the loss.
-constexpr int64_t kLogitBlockBytes = 32ll << 20;
+// Bytes allowed for one block of float32 logits [rows, vocab] in the loss: small on a CPU,
+// where the block should stay in cache; large on a GPU, where the matmul needs many rows.
+constexpr int64_t kLogitBlockBytesCpu = 32ll << 20;
+constexpr int64_t kLogitBlockBytesGpu = 1ll << 30;
 
 at::Tensor param(const std::vector<int64_t>& shape) {
   // Placeholder storage: the loader replaces it with checkpoint data (set_data), so these
@@ -190,7 +192,8 @@ at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const Rope& rope,
   // [B, T, intermediate] activations stay bounded.
   const int64_t B = h.size(0), T = h.size(1);
   const int64_t inter = mlp->gate_proj->weight.size(0);
-  const int64_t block = std::max<int64_t>(1, kMlpBlockBytes / std::max<int64_t>(1, 3 * B * inter * 4));
+  const int64_t budget = h.is_cpu() ? kMlpBlockBytes : 8 * kMlpBlockBytes;
+  const int64_t block = std::max<int64_t>(1, budget / std::max<int64_t>(1, 3 * B * inter * 4));
   if (T <= block) return h + mlp->forward(post_attention_layernorm->forward(h));
   for (int64_t s = 0; s < T; s += block) {
     at::Tensor hs = h.narrow(1, s, std::min(block, T - s));
@@ -286,7 +289,8 @@ std::vector<NextTokenStats> CausalLMImpl::next_token_stats(const at::Tensor& ids
 std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& last,
                                                             const at::Tensor& ids,
                                                             const std::vector<int64_t>& lengths,
-                                                            bool entropy) const {
+                                                            bool entropy,
+                                                            const std::vector<int64_t>& starts) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   if (static_cast<int64_t>(lengths.size()) != B)
     throw UsageError("next_token_stats: " + std::to_string(lengths.size()) + " lengths for " +
@@ -294,12 +298,15 @@ std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& la
   const at::Tensor h = model->norm->forward(last);  // [B, T, D]
   const at::Device dev = h.device();
 
-  // Rows that predict a real next token: (b, t) with t + 1 < lengths[b]; padding does no work.
+  // Rows that predict a real next token: (b, t) with start <= t and t + 1 < lengths[b];
+  // padding (and whatever precedes the start) does no work.
   std::vector<int64_t> rows;
   std::vector<int64_t> counts(B);
   for (int64_t b = 0; b < B; ++b) {
-    counts[b] = std::max<int64_t>(0, std::min(lengths[b], T) - 1);
-    for (int64_t t = 0; t < counts[b]; ++t) rows.push_back(b * T + t);
+    const int64_t end = std::max<int64_t>(0, std::min(lengths[b], T) - 1);
+    const int64_t start = starts.empty() ? 0 : std::clamp<int64_t>(starts[b], 0, end);
+    counts[b] = end - start;
+    for (int64_t t = start; t < end; ++t) rows.push_back(b * T + t);
   }
   const int64_t N = static_cast<int64_t>(rows.size());
   at::Tensor lp = at::empty({N}, at::TensorOptions().dtype(at::kFloat).device(dev));
@@ -312,7 +319,8 @@ std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& la
     at::Tensor hs = h.reshape({B * T, h.size(2)}).index_select(0, row_idx);  // [N, D]
     const at::Tensor& w = output_weight();
     const int64_t block =
-        std::max<int64_t>(64, kLogitBlockBytes / (4 * std::max<int64_t>(1, w.size(0))));
+        std::max<int64_t>(64, (dev.is_cpu() ? kLogitBlockBytesCpu : kLogitBlockBytesGpu) /
+                                  (4 * std::max<int64_t>(1, w.size(0))));
     for (int64_t s = 0; s < N; s += block) {
       const int64_t n = std::min(block, N - s);
       // [n, vocab] float32 logits of this block only; log p(target) = z_target - logsumexp(z),

@@ -140,9 +140,12 @@ struct CausalLMImpl : torch::nn::Module {
   at::Tensor run_layers(at::Tensor h, int64_t begin, int64_t end, const Rope& rope,
                         const ForwardOptions& opt) const;
   // Final norm and next-token statistics from the last layer's output h: [B, T, hidden].
+  // `starts` (optional, per row): positions before starts[b] are not scored, and row b's
+  // statistics cover positions [starts[b], lengths[b] - 1).
   std::vector<NextTokenStats> stats_from_hidden(const at::Tensor& h, const at::Tensor& ids,
                                                 const std::vector<int64_t>& lengths,
-                                                bool entropy) const;
+                                                bool entropy,
+                                                const std::vector<int64_t>& starts = {}) const;
 
   // lm_head.weight, or embed_tokens.weight when tied. [vocab, hidden]
   const at::Tensor& output_weight() const;
