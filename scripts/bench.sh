@@ -10,7 +10,7 @@ air=${AIR:-build/air}
 lengths=${LENGTHS_FROM:-data/gsm8k-sample.jsonl}
 out=${BENCH_OUT:-build/bench}
 mkdir -p "$out"
-run() { echo "\$ air bench score $*" >&2; "$air" bench score "$@"; echo; }
+run() { echo "\$ air bench score $*"; "$air" bench score "$@" || echo "(failed: exit $?)"; echo; }
 
 case "$mode" in
   quick)

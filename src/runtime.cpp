@@ -58,6 +58,14 @@ std::string dtype_name(at::ScalarType t) {
   }
 }
 
+void use_exact_fp32(const c10::Device& device, at::ScalarType dtype) {
+  // fp32 on a GPU means fp32: no TF32 shortcuts in matmuls (they cost ~1e-2 in losses).
+  if (device.is_cuda() && dtype == at::kFloat) {
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setFloat32MatmulPrecision("highest");
+  }
+}
+
 void set_threads(int threads) {
   if (threads < 0) throw UsageError("--threads must be >= 0, got " + std::to_string(threads));
   const int n = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
@@ -88,6 +96,7 @@ LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
   m.device = parse_device(rt.device);
   m.checkpoint = with_context("loading checkpoint " + dir, [&] { return Checkpoint::open(dir); });
   m.dtype = resolve_dtype(rt.dtype, m.device, m.checkpoint.config());
+  use_exact_fp32(m.device, m.dtype);
   m.model = with_context("loading checkpoint " + dir,
                          [&] { return load_causal_lm(m.checkpoint, m.device, m.dtype); });
   m.model->eval();

@@ -22,6 +22,8 @@ c10::Device parse_device(const std::string& name);
 // Resolves a --dtype value for a device and checkpoint; throws UsageError for a bad name.
 at::ScalarType resolve_dtype(const std::string& name, const c10::Device& device,
                              const ModelConfig& config);
+// On a GPU in fp32, turns TF32 matmuls off so that fp32 results are fp32-exact.
+void use_exact_fp32(const c10::Device& device, at::ScalarType dtype);
 // Sets torch's intra-op thread count (0 = all cores).
 void set_threads(int threads);
 // "fp32", "bf16", "fp16".

@@ -24,6 +24,8 @@
 #include <fstream>
 #include <random>
 
+#include <unistd.h>
+
 namespace air::cli {
 namespace {
 
@@ -202,6 +204,7 @@ void run_score_bench(const ScoreBenchOptions& opt) {
   ModelConfig c = shape_config(opt.shape);
   c.torch_dtype = "bfloat16";
   const at::ScalarType dtype = resolve_dtype(opt.runtime.dtype, dev, c);
+  use_exact_fp32(dev, dtype);
   c10::InferenceMode guard;
   const nn::CausalLM m = random_model(c, dev, dtype, opt.seed);
   // Critical set: 5% of heads, spread over the upper half of the model.
@@ -265,7 +268,22 @@ void run_score_bench(const ScoreBenchOptions& opt) {
                                  : "1 x " + std::to_string(lengths[0]);
     std::vector<double> base_scores;
     double base_tps = 0;
-    for (int method = opt.baseline ? 0 : 1; method < 2; ++method) {
+    // Warm-up (kernel loading, allocator) on one short sample, untimed.
+    const auto warm = make_samples({std::min<int64_t>(lengths[0], 512)}, c.vocab_size, opt.seed + 9);
+    // The straightforward method holds scores and probabilities [H, T, T] and full logits
+    // [T, vocab] at once: skip it where that cannot fit in memory (it would be killed).
+    int64_t longest = 0;
+    for (int64_t T : lengths) longest = std::max(longest, T);
+    const double need = 3.0 * c.num_attention_heads * double(longest) * longest * 4 +
+                        2.0 * double(longest) * c.vocab_size * 4 + param_bytes(m);
+    const double have = dev.is_cpu() ? double(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE) : 1e30;
+    const bool run_baseline = opt.baseline && need < 0.8 * have;
+    if (opt.baseline && !run_baseline)
+      std::printf("%-18s %-15s skipped: needs about %.1f GB, the machine has %.1f GB\n", name.c_str(),
+                  "straightforward", need / 1e9, have / 1e9);
+    for (int method = run_baseline ? 0 : 1; method < 2; ++method) {
+      if (method == 0) straightforward(m, warm, heads);
+      else air_path(m, warm, heads, opt.batch_tokens);
       sync(dev);
       reset_peak_rss();
       t0 = Clock::now();
