@@ -165,8 +165,9 @@ std::vector<ProbeItem> kv_retrieval_items(const Tokenizer& tok, const std::vecto
     for (size_t i = 0; i < enc.ids.size(); ++i) {
       const auto [b, e] = enc.offsets[i];
       if (b >= value_spans[q].first && e <= value_spans[q].second && e > b) it.context.push_back(i);
-      // Target: position i - 1 predicts an answer token i.
-      if (i > 0 && b >= ans_b && b < ans_e) it.targets.push_back(static_cast<int64_t>(i) - 1);
+      // Target: position i - 1 predicts answer token i (one wholly inside the answer; a token
+      // fused with the closing quote is not in the context).
+      if (i > 0 && b >= ans_b && e <= ans_e && e > b) it.targets.push_back(static_cast<int64_t>(i) - 1);
     }
     if (!it.context.empty() && !it.targets.empty()) items.push_back(std::move(it));
   }

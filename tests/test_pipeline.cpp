@@ -148,6 +148,48 @@ TEST(ProbeTest, Stories260KTopHeadsAreStableAcrossSeeds) {
   EXPECT_GE(overlap, 0.6);
 }
 
+TEST(ProbeTest, KvRetrievalItemsPointAtTheQueriedValue) {
+  const auto tok = load_tokenizer(fs::path(AIR_TEST_DATA_DIR) / "tokenizers" / "gpt2");
+  const std::vector<std::string> sentences = {
+      "The cat sat on the warm mat.", "A red kite flew over the hill.",
+      "Tom found a shiny coin today.", "Rain fell softly on the roof.",
+      "The baker made fresh bread.", "Birds sang in the tall tree."};
+  ProbeOptions po;
+  po.num_items = 6;
+  po.seed = 3;
+  const auto items = kv_retrieval_items(*tok, sentences, false, po);
+  ASSERT_EQ(items.size(), 6u);
+  for (const auto& it : items) {
+    ASSERT_FALSE(it.context.empty());
+    ASSERT_FALSE(it.targets.empty());
+    // Every answer token is retrievable: it occurs among the queried value's tokens.
+    std::multiset<int64_t> ctx;
+    for (int64_t k : it.context) ctx.insert(it.ids[k]);
+    for (int64_t t : it.targets) {
+      ASSERT_LT(t + 1, static_cast<int64_t>(it.ids.size()));
+      EXPECT_TRUE(ctx.count(it.ids[t + 1])) << "answer token " << it.ids[t + 1] << " not in the value";
+      EXPECT_GT(t, it.context.back());  // the answer comes after the JSON
+    }
+    // The context is one contiguous span of tokens.
+    EXPECT_EQ(it.context.back() - it.context.front() + 1, static_cast<int64_t>(it.context.size()));
+  }
+  // Seeded: the same items again.
+  const auto again = kv_retrieval_items(*tok, sentences, false, po);
+  for (size_t i = 0; i < items.size(); ++i) EXPECT_EQ(items[i].ids, again[i].ids);
+}
+
+TEST(ProbeTest, CorpusItemsTargetResponseTokensFoundInThePrompt) {
+  Sample s;
+  s.ids = {1, 10, 11, 12, 13, 11, 20, 12, 13};
+  s.prompt_tokens = 5;  // prompt 1 10 11 12 13; response 11 20 12 13
+  ProbeOptions po;
+  const auto items = corpus_items({s}, po);
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].context, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  // Positions predicting 11 (t=4), 12 (t=6) and 13 (t=7); 20 is not in the prompt.
+  EXPECT_EQ(items[0].targets, (std::vector<int64_t>{4, 6, 7}));
+}
+
 class PipelineTest : public TempDirTest {};
 
 // Responses that copy names and things from their prompts score higher than responses that
