@@ -26,12 +26,7 @@ void run_tokenizer_bench(const TokenizerBenchOptions& opt) {
   std::vector<std::string> texts;
   size_t bytes = 0;
   for_each_line(opt.data, [&](const std::string& line, int64_t n) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(opt.data + ":" + std::to_string(n) + ": malformed JSON");
-    }
+    const nlohmann::json j = parse_json_line(line, opt.data + ":" + std::to_string(n));
     std::string text;
     for (const auto& [k, v] : j.items())
       if (v.is_string()) text += (text.empty() ? "" : "\n") + v.get<std::string>();

@@ -28,12 +28,7 @@ struct LossOptions {
 
 std::vector<int64_t> parse_ids(const std::string& line, const std::string& where,
                                int64_t vocab) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(where + ": malformed JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = parse_json_line(line, where);
   if (!j.is_object() || !j.contains("ids"))
     throw DataError(where + ": expected an object with field 'ids'");
   const auto& a = j["ids"];

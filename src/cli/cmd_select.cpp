@@ -75,12 +75,7 @@ std::map<int64_t, ScoreEntry> read_scores(const std::string& path) {
   std::map<int64_t, ScoreEntry> out;
   for_each_line(path, [&](const std::string& line, int64_t n) {
     const std::string at = path + ":" + std::to_string(n);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(at + ": malformed JSON (" + e.what() + ")");
-    }
+    const nlohmann::json j = parse_json_line(line, at);
     if (!j.is_object() || !j.contains("line") || !j["line"].is_number_integer() || !j.contains("id"))
       throw DataError(at + ": a score record needs 'id' and 'line' (is this `air score` output?)");
     ScoreEntry e;

@@ -26,12 +26,7 @@ void run_tokenize(const TokenizeOptions& opt) {
   int64_t n = 0;
   for_each_line(opt.input, [&](const std::string& line, int64_t line_no) {
     const std::string where = opt.input + ":" + std::to_string(line_no);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(where + ": malformed JSON (" + e.what() + ")");
-    }
+    const nlohmann::json j = parse_json_line(line, where);
     std::string text;
     if (j.is_string()) text = j.get<std::string>();
     else if (j.is_object() && j.contains("text") && j["text"].is_string()) text = j["text"].get<std::string>();

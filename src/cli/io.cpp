@@ -15,6 +15,14 @@ std::string format_float(float v) {
   return std::string(buf, res.ptr);
 }
 
+nlohmann::json parse_json_line(const std::string& line, const std::string& where) {
+  try {
+    return nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(where + ": malformed JSON (" + e.what() + ")");
+  }
+}
+
 void for_each_line(const std::string& path,
                    const std::function<void(const std::string&, int64_t)>& fn) {
   std::ifstream file;

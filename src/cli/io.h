@@ -1,5 +1,7 @@
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <fstream>
 #include <functional>
@@ -11,6 +13,9 @@ namespace air::cli {
 
 // Shortest decimal that reads back as the same float ("1.25", "-0.0034"), for JSON output.
 std::string format_float(float v);
+
+// Parses one JSONL line; throws DataError "where: malformed JSON (...)".
+nlohmann::json parse_json_line(const std::string& line, const std::string& where);
 
 // Calls fn(line, line_number) for each non-blank line of a JSONL file ("-" = stdin).
 // Throws DataError if the file cannot be read.

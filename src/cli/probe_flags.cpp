@@ -57,12 +57,7 @@ std::vector<ProbeItem> read_items(const std::string& path, int64_t vocab) {
   std::vector<ProbeItem> items;
   for_each_line(path, [&](const std::string& line, int64_t n) {
     const std::string at = path + ":" + std::to_string(n);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw DataError(at + ": malformed JSON (" + e.what() + ")");
-    }
+    const nlohmann::json j = parse_json_line(line, at);
     ProbeItem it;
     try {
       it.ids = j.at("ids").get<std::vector<int64_t>>();

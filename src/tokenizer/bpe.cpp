@@ -1,6 +1,7 @@
 #include "tokenizer/bpe.h"
 
 #include "air/error.h"
+#include "tokenizer/normalized.h"
 
 #include <nlohmann/json.hpp>
 
@@ -27,14 +28,6 @@ std::string utf8(uint32_t cp) {
     s += static_cast<char>(0x80 | (cp & 0x3F));
   }
   return s;
-}
-
-size_t utf8_len(unsigned char c) {
-  if (c < 0x80) return 1;
-  if ((c >> 5) == 0x6) return 2;
-  if ((c >> 4) == 0xE) return 3;
-  if ((c >> 3) == 0x1E) return 4;
-  return 1;
 }
 
 }  // namespace

@@ -12,6 +12,15 @@ namespace air::tok {
 
 using Span = std::pair<uint32_t, uint32_t>;  // [begin, end) in the original input
 
+// Bytes of the UTF-8 sequence that starts with byte c (1 for a stray continuation byte).
+inline size_t utf8_len(unsigned char c) {
+  if (c < 0x80) return 1;
+  if ((c >> 5) == 0x6) return 2;
+  if ((c >> 4) == 0xE) return 3;
+  if ((c >> 3) == 0x1E) return 4;
+  return 1;
+}
+
 struct Normalized {
   std::string text;
   // Per byte of `text`: its original range. Empty = identity, byte i <- [base + i, base + i + 1).

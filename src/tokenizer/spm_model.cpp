@@ -67,14 +67,6 @@ class Wire {
   const std::string& where_;
 };
 
-size_t utf8_len(unsigned char c) {
-  if (c < 0x80) return 1;
-  if ((c >> 5) == 0x6) return 2;
-  if ((c >> 4) == 0xE) return 3;
-  if ((c >> 3) == 0x1E) return 4;
-  return 1;
-}
-
 }  // namespace
 
 SpmModel::SpmModel(const std::string& bytes, const std::string& where) {
