@@ -74,6 +74,8 @@ void run_score(const ScoreCmdOptions& opt) {
   std::string heads_path = opt.heads;
   HeadSet heads;
   if (heads_path.empty()) {
+    if (opt.data == "-" && opt.probe.probe_text.empty() && opt.probe.probe_data.empty())
+      throw UsageError("--data - (stdin) can be read only once: give --heads, or --probe-text for the probe");
     heads_path = opt.out + ".heads.json";
     spdlog::info("no --heads: running the {} probe first", opt.probe.kind);
     heads = probe_and_write(m, opt.probe, corpus, opt.data, heads_path);

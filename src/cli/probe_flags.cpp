@@ -121,7 +121,7 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
   } else if (!f.probe_text.empty()) {
     texts = paragraphs(f.probe_text);
     source = f.probe_text;
-  } else if (!data.empty()) {
+  } else if (!data.empty() && data != "-") {
     DatasetOptions dopt = corpus.options;
     dopt.strict = false;
     dopt.sample.truncate = true;
