@@ -82,6 +82,21 @@ class AddedTokens {
       });
   }
   bool empty() const { return tokens_.empty(); }
+
+  // Appends added tokens as single ids; each other segment goes to plain(segment), given as
+  // an identity Normalized that knows its place in the text.
+  template <class Fn>
+  void encode(std::string_view text, Encoding& enc, Fn&& plain) const {
+    for (const auto& seg : split(text)) {
+      if (seg.id >= 0) {
+        enc.ids.push_back(seg.id);
+        enc.offsets.emplace_back(seg.begin, seg.end);
+        continue;
+      }
+      plain(tok::Normalized::identity(text.substr(seg.begin, seg.end - seg.begin),
+                                      static_cast<uint32_t>(seg.begin)));
+    }
+  }
   const std::vector<AddedToken>& tokens() const { return tokens_; }
 
   struct Segment {
@@ -150,14 +165,7 @@ class HfBpeTokenizer : public Tokenizer {
     if (add_special) append_specials(prefix_, 0, enc);
     std::vector<tok::PieceToken> toks;
     std::vector<tok::Normalized> pieces;
-    for (const auto& seg : added_.split(text)) {
-      if (seg.id >= 0) {
-        enc.ids.push_back(seg.id);
-        enc.offsets.emplace_back(seg.begin, seg.end);
-        continue;
-      }
-      tok::Normalized n = tok::Normalized::identity(text.substr(seg.begin, seg.end - seg.begin),
-                                                    static_cast<uint32_t>(seg.begin));
+    added_.encode(text, enc, [&](tok::Normalized n) {
       if (normalizer_) n = normalizer_->apply(n);
       pieces.clear();
       pieces.push_back(std::move(n));
@@ -171,7 +179,7 @@ class HfBpeTokenizer : public Tokenizer {
           enc.offsets.emplace_back(s.first, s.second);
         }
       }
-    }
+    });
     if (add_special) append_specials(suffix_, text.size(), enc);
     return enc;
   }
@@ -273,14 +281,8 @@ class SentencePieceTokenizer : public Tokenizer {
       enc.offsets.emplace_back(0, 0);
     }
     std::vector<tok::SpmToken> toks;
-    for (const auto& seg : added_.split(text)) {
-      if (seg.id >= 0) {
-        enc.ids.push_back(seg.id);
-        enc.offsets.emplace_back(seg.begin, seg.end);
-        continue;
-      }
-      const tok::Normalized n = model_.normalize(tok::Normalized::identity(
-          text.substr(seg.begin, seg.end - seg.begin), static_cast<uint32_t>(seg.begin)));
+    added_.encode(text, enc, [&](const tok::Normalized& segment) {
+      const tok::Normalized n = model_.normalize(segment);
       toks.clear();
       model_.encode(n.text, toks);
       for (const auto& t : toks) {
@@ -288,7 +290,7 @@ class SentencePieceTokenizer : public Tokenizer {
         const tok::Span sp = n.origin(t.begin, t.end);
         enc.offsets.emplace_back(sp.first, sp.second);
       }
-    }
+    });
     if (add_special && add_eos_ && model_.eos_id() >= 0) {
       enc.ids.push_back(model_.eos_id());
       enc.offsets.emplace_back(text.size(), text.size());
