@@ -325,6 +325,29 @@ TEST_F(PipelineTest, SelectWritesInputLinesVerbatimWithStableTies) {
   EXPECT_EQ(read_text(out), raw[0] + "\n");
 }
 
+TEST_F(PipelineTest, SelectDedupeKeepsTheBestRankedCopy) {
+  const fs::path corpus = tmp_ / "c.jsonl";
+  write_text(corpus, R"({"id": "a", "prompt": "p1", "response": "same answer"})" "\n"
+                     R"({"id": "b", "prompt": "p2", "response": "same answer"})" "\n"
+                     R"({"id": "c", "prompt": "p3", "response": "other answer"})" "\n");
+  const fs::path scores = tmp_ / "s.jsonl";
+  write_text(scores, R"({"id": "a", "line": 1, "air_score": 0.2})" "\n"
+                     R"({"id": "b", "line": 2, "air_score": 0.9})" "\n"
+                     R"({"id": "c", "line": 3, "air_score": 0.1})" "\n");
+  const fs::path out = tmp_ / "sel.jsonl";
+  ASSERT_EQ(cli::run({"select", "--data", corpus.string(), "--scores", scores.string(), "--out",
+                      out.string(), "--top-k", "2", "--order", "rank", "--dedupe"}),
+            0);
+  const auto sel = read_jsonl(out);
+  ASSERT_EQ(sel.size(), 2u);
+  EXPECT_EQ(sel[0]["id"], "b");
+  EXPECT_EQ(sel[1]["id"], "c");  // "a" repeats b's response
+  ASSERT_EQ(cli::run({"select", "--data", corpus.string(), "--scores", scores.string(), "--out",
+                      out.string(), "--top-k", "2", "--order", "rank"}),
+            0);
+  EXPECT_EQ(read_jsonl(out)[1]["id"], "a");  // without --dedupe the copy stays
+}
+
 TEST_F(PipelineTest, HeadsFileRoundTripsAndGuardsTheModel) {
   const fs::path heads = tmp_ / "heads.json";
   ASSERT_EQ(cli::run({"probe", "--model", model_dir("stories260K").string(), "--probe",

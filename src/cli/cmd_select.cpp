@@ -14,6 +14,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 
 namespace air::cli {
 namespace {
@@ -28,6 +29,7 @@ struct SelectOptions {
   bool annotate = false;
   std::string weights_out;
   bool allow_partial = false;
+  bool dedupe = false;           // keep one record per distinct response text (the best ranked)
   std::string id_field = "id";
   int64_t show = 0;              // print this many top records with their top step (0 = none)
   std::string prompt_field, response_field;  // record layout, as given to air score
@@ -141,6 +143,30 @@ void run_select(const SelectOptions& opt) {
   std::stable_sort(candidates.begin(), candidates.end(), [&](size_t a, size_t b) {
     return scores.at(lines[a].line).score > scores.at(lines[b].line).score;
   });
+  // Copy heads reward repetition, so duplicates would crowd the top: keep the best-ranked
+  // record of each distinct response (records whose response cannot be read are kept).
+  int64_t duplicates = 0;
+  if (opt.dedupe) {
+    CorpusOptions co;
+    co.prompt_field = opt.prompt_field;
+    co.response_field = opt.response_field;
+    co.id_field = opt.id_field;
+    std::set<std::string> seen;
+    std::vector<size_t> kept;
+    for (size_t i : candidates) {
+      std::string response;
+      try {
+        response = parse_record(lines[i].raw, lines[i].line, co).messages.back().content;
+      } catch (const Error&) {
+        kept.push_back(i);
+        continue;
+      }
+      if (seen.insert(response).second) kept.push_back(i);
+      else ++duplicates;
+    }
+    candidates.swap(kept);
+    spdlog::info("--dedupe: {} records repeat a better-ranked response and are left out", duplicates);
+  }
   const int64_t n = static_cast<int64_t>(candidates.size());
   const int64_t k = opt.top_k > 0 ? std::min(opt.top_k, n)
                                   : std::min<int64_t>(n, static_cast<int64_t>(std::ceil(opt.top_ratio * n - 1e-9)));
@@ -228,6 +254,7 @@ void register_select(CLI::App& app) {
   cmd->add_option("--weights-out", opt->weights_out, "per-record step weights with byte spans (JSONL)");
   cmd->add_flag("--allow-partial", opt->allow_partial, "select even if the scores do not cover the corpus");
   cmd->add_option("--id-field", opt->id_field, "record id field, as given to air score")->capture_default_str();
+  cmd->add_flag("--dedupe", opt->dedupe, "keep one record per distinct response text (the best ranked)");
   cmd->add_option("--show", opt->show, "print the top N records with their most influential step");
   cmd->add_option("--prompt-field", opt->prompt_field, "prompt field, as given to air score (for --show)");
   cmd->add_option("--response-field", opt->response_field, "response field, as given to air score (for --show)");
