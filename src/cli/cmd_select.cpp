@@ -105,6 +105,11 @@ void run_select(const SelectOptions& opt) {
   if (opt.order != "input" && opt.order != "rank") throw UsageError("--order must be input or rank");
 
   const std::vector<CorpusLine> lines = read_lines(opt.data, opt.id_field);
+  // The record layout, for reading responses (--dedupe, --show).
+  CorpusOptions co;
+  co.prompt_field = opt.prompt_field;
+  co.response_field = opt.response_field;
+  co.id_field = opt.id_field;
   const std::map<int64_t, ScoreEntry> scores = read_scores(opt.scores);
 
   // Coverage: every record scored (or rejected with a reason), and under the same id.
@@ -147,10 +152,6 @@ void run_select(const SelectOptions& opt) {
   // record of each distinct response (records whose response cannot be read are kept).
   int64_t duplicates = 0;
   if (opt.dedupe) {
-    CorpusOptions co;
-    co.prompt_field = opt.prompt_field;
-    co.response_field = opt.response_field;
-    co.id_field = opt.id_field;
     std::set<std::string> seen;
     std::vector<size_t> kept;
     for (size_t i : candidates) {
@@ -202,10 +203,6 @@ void run_select(const SelectOptions& opt) {
   }
   if (opt.show > 0) {
     // People-readable: the top records and the step that depends most on the copy heads.
-    CorpusOptions co;
-    co.prompt_field = opt.prompt_field;
-    co.response_field = opt.response_field;
-    co.id_field = opt.id_field;
     std::vector<size_t> top(candidates.begin(), candidates.begin() + std::min<int64_t>(k, opt.show));
     std::printf("top %zu of %lld scored records by air_score:\n", top.size(), static_cast<long long>(n));
     for (size_t r = 0; r < top.size(); ++r) {
