@@ -3,6 +3,8 @@
 // The BPE model of tokenizer.json: merges applied lowest rank first (leftmost on ties), with
 // GPT-2 byte-level symbols or SentencePiece-style characters with byte fallback.
 
+#include "tokenizer/normalized.h"
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
@@ -18,11 +20,6 @@ namespace air::tok {
 const std::vector<std::string>& byte_level_alphabet();
 // Inverse of the alphabet on a whole token string; false when a character is outside it.
 bool byte_level_decode(std::string_view token, std::string& bytes);
-
-struct PieceToken {
-  int32_t id;
-  uint32_t begin, end;  // byte range within the piece
-};
 
 class Bpe {
  public:

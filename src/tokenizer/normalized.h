@@ -21,6 +21,12 @@ inline size_t utf8_len(unsigned char c) {
   return 1;
 }
 
+// A token found in a piece of normalized text.
+struct PieceToken {
+  int32_t id;
+  uint32_t begin, end;  // byte range within the piece
+};
+
 struct Normalized {
   std::string text;
   // Per byte of `text`: its original range. Empty = identity, byte i <- [base + i, base + i + 1).

@@ -173,7 +173,7 @@ Normalized SpmModel::normalize(const Normalized& in) const {
 }
 
 void SpmModel::emit(std::string_view s, uint32_t begin, uint32_t end,
-                    std::vector<SpmToken>& out) const {
+                    std::vector<PieceToken>& out) const {
   auto it = index_.find(std::string(s));
   if (it != index_.end() && pieces_[it->second].type != kUnused) {
     out.push_back({it->second, begin, end});
@@ -195,13 +195,13 @@ void SpmModel::emit(std::string_view s, uint32_t begin, uint32_t end,
   }
 }
 
-void SpmModel::encode(std::string_view s, std::vector<SpmToken>& out) const {
+void SpmModel::encode(std::string_view s, std::vector<PieceToken>& out) const {
   if (s.empty()) return;
   if (model_type_ == 2) encode_bpe(s, out);
   else encode_unigram(s, out);
 }
 
-void SpmModel::encode_bpe(std::string_view s, std::vector<SpmToken>& out) const {
+void SpmModel::encode_bpe(std::string_view s, std::vector<PieceToken>& out) const {
   struct Sym {
     uint32_t begin, end;
     int32_t prev, next;
@@ -259,7 +259,7 @@ void SpmModel::encode_bpe(std::string_view s, std::vector<SpmToken>& out) const 
     emit(s.substr(syms[i].begin, syms[i].end - syms[i].begin), syms[i].begin, syms[i].end, out);
 }
 
-void SpmModel::encode_unigram(std::string_view s, std::vector<SpmToken>& out) const {
+void SpmModel::encode_unigram(std::string_view s, std::vector<PieceToken>& out) const {
   // Viterbi over character boundaries: best[i] = best score of a segmentation of s[0, i).
   const float unk_score = min_score_ - 10.0f;
   const size_t n = s.size();

@@ -14,11 +14,6 @@
 
 namespace air::tok {
 
-struct SpmToken {
-  int32_t id;
-  uint32_t begin, end;  // byte range in the normalized text
-};
-
 class SpmModel {
  public:
   // Parses a serialized ModelProto; throws CheckpointError naming `where`.
@@ -27,7 +22,7 @@ class SpmModel {
   // Applies the model's normalizer spec (dummy prefix, whitespace escaping and trimming).
   Normalized normalize(const Normalized& in) const;
   // Segments normalized text into pieces.
-  void encode(std::string_view normalized, std::vector<SpmToken>& out) const;
+  void encode(std::string_view normalized, std::vector<PieceToken>& out) const;
 
   int64_t size() const { return static_cast<int64_t>(pieces_.size()); }
   const std::string& piece(int64_t id) const { return pieces_[id].text; }
@@ -43,10 +38,10 @@ class SpmModel {
     float score = 0;
     int type = kNormal;
   };
-  void encode_bpe(std::string_view s, std::vector<SpmToken>& out) const;
-  void encode_unigram(std::string_view s, std::vector<SpmToken>& out) const;
+  void encode_bpe(std::string_view s, std::vector<PieceToken>& out) const;
+  void encode_unigram(std::string_view s, std::vector<PieceToken>& out) const;
   // Emits a symbol: its id, or its bytes (byte fallback), or unk.
-  void emit(std::string_view s, uint32_t begin, uint32_t end, std::vector<SpmToken>& out) const;
+  void emit(std::string_view s, uint32_t begin, uint32_t end, std::vector<PieceToken>& out) const;
 
   std::vector<Piece> pieces_;
   std::unordered_map<std::string, int32_t> index_;  // normal, user-defined, unused pieces

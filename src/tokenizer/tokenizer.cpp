@@ -61,6 +61,15 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
+// Appends tokens found in piece `p`, with their byte ranges in the original text.
+void append_tokens(const tok::Normalized& p, const std::vector<tok::PieceToken>& toks, Encoding& enc) {
+  for (const auto& t : toks) {
+    enc.ids.push_back(t.id);
+    const tok::Span s = p.origin(t.begin, t.end);
+    enc.offsets.emplace_back(s.first, s.second);
+  }
+}
+
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 // Added and special tokens, matched in the raw text (longest match at the earliest position).
@@ -173,11 +182,7 @@ class HfBpeTokenizer : public Tokenizer {
       for (const auto& p : pieces) {
         toks.clear();
         bpe_.encode(p.text, toks);
-        for (const auto& t : toks) {
-          enc.ids.push_back(t.id);
-          const tok::Span s = p.origin(t.begin, t.end);
-          enc.offsets.emplace_back(s.first, s.second);
-        }
+        append_tokens(p, toks, enc);
       }
     });
     if (add_special) append_specials(suffix_, text.size(), enc);
@@ -280,16 +285,12 @@ class SentencePieceTokenizer : public Tokenizer {
       enc.ids.push_back(model_.bos_id());
       enc.offsets.emplace_back(0, 0);
     }
-    std::vector<tok::SpmToken> toks;
+    std::vector<tok::PieceToken> toks;
     added_.encode(text, enc, [&](const tok::Normalized& segment) {
       const tok::Normalized n = model_.normalize(segment);
       toks.clear();
       model_.encode(n.text, toks);
-      for (const auto& t : toks) {
-        enc.ids.push_back(t.id);
-        const tok::Span sp = n.origin(t.begin, t.end);
-        enc.offsets.emplace_back(sp.first, sp.second);
-      }
+      append_tokens(n, toks, enc);
     });
     if (add_special && add_eos_ && model_.eos_id() >= 0) {
       enc.ids.push_back(model_.eos_id());
