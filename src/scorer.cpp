@@ -44,12 +44,12 @@ std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples
       lens.push_back(lengths[rows[b]]);
     }
     // Layers below the first critical head are identical in both passes: run them once.
-    const nn::Rope rope = model_->rope(T);
-    at::Tensor shared = model_->run_layers(model_->embed(ids), 0, fork, rope, plain);
-    const auto base = model_->stats_from_hidden(model_->run_layers(shared, fork, L, rope, plain),
-                                                ids, lens, /*entropy=*/true, starts);
-    const auto ref = model_->stats_from_hidden(model_->run_layers(shared, fork, L, rope, masked),
-                                               ids, lens, /*entropy=*/false, starts);
+    const nn::Layout lay = model_->layout(static_cast<int64_t>(rows.size()), T, lens);
+    at::Tensor shared = model_->run_layers(model_->embed(ids, lay), 0, fork, lay, plain);
+    const auto base = model_->stats_from_hidden(model_->run_layers(shared, fork, L, lay, plain),
+                                                ids, lay, /*entropy=*/true, starts);
+    const auto ref = model_->stats_from_hidden(model_->run_layers(shared, fork, L, lay, masked),
+                                               ids, lay, /*entropy=*/false, starts);
 
     for (size_t b = 0; b < rows.size(); ++b) {
       const Sample& s = *samples[rows[b]];

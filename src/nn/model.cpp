@@ -1,6 +1,7 @@
 #include "air/nn/model.h"
 
 #include "air/error.h"
+#include "logit_stats.h"
 
 #include <ATen/ATen.h>
 #include <torch/version.h>
@@ -14,10 +15,13 @@ namespace {
 constexpr int64_t kScoreBlockBytes = 128ll << 20;
 // Bytes allowed for one block of MLP activations (gate, up, product) in float32 terms.
 constexpr int64_t kMlpBlockBytes = 256ll << 20;
-// Bytes allowed for one block of float32 logits [rows, vocab] in the loss: small on a CPU,
-// where the block should stay in cache; large on a GPU, where the matmul needs many rows.
-constexpr int64_t kLogitBlockBytesCpu = 32ll << 20;
+// The loss head on a GPU: rows in blocks of at most this many bytes of float32 [rows, vocab]
+// logits, large enough for the matmul to fill the chip.
 constexpr int64_t kLogitBlockBytesGpu = 1ll << 30;
+// On a CPU: rows in blocks (the matmul repacks the output weight once per block, so a block
+// needs many rows) and the vocabulary in chunks whose [rows, cols] logits stay in cache.
+constexpr int64_t kLogitRowsCpu = 1024;
+constexpr int64_t kLogitColsCpu = 4096;
 
 at::Tensor param(const std::vector<int64_t>& shape) {
   // Placeholder storage: the loader replaces it with checkpoint data (set_data), so these
@@ -30,7 +34,7 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-// x: [B, heads, T, Dh]; cos/sin: [T, Dh]
+// x: [N, heads, Dh]; cos/sin: [N, 1, Dh]
 at::Tensor apply_rope(const at::Tensor& x, const Rope& r) {
   return x * r.cos + rotate_half(x) * r.sin;
 }
@@ -127,18 +131,18 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer_)
   }
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x, const Rope& rope,
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
                                   const ForwardOptions& opt) const {
-  const int64_t B = x.size(0), T = x.size(1);
-  at::Tensor q = q_proj->forward(x).view({B, T, num_heads, head_dim});
-  at::Tensor k = k_proj->forward(x).view({B, T, num_kv_heads, head_dim});
-  at::Tensor v = v_proj->forward(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);
+  const int64_t N = x.size(0), B = lay.B, T = lay.T;
+  at::Tensor q = q_proj->forward(x).view({N, num_heads, head_dim});
+  at::Tensor k = k_proj->forward(x).view({N, num_kv_heads, head_dim});
+  at::Tensor v = v_proj->forward(x).view({N, num_kv_heads, head_dim});
   if (q_norm) {  // Qwen3: per-head norm before RoPE
     q = q_norm->forward(q);
     k = k_norm->forward(k);
   }
-  q = apply_rope(q.transpose(1, 2), rope);  // [B, H, T, Dh]
-  k = apply_rope(k.transpose(1, 2), rope);  // [B, Hkv, T, Dh]
+  q = apply_rope(q, lay.rope);
+  k = apply_rope(k, lay.rope);
 
   if (opt.uniform_heads && !opt.uniform_heads->empty()) {
     const std::vector<int64_t> heads = opt.uniform_heads->heads_in_layer(layer);
@@ -149,6 +153,18 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Rope& rope,
       q = q.index_fill(1, idx, 0);
     }
   }
+
+  // Packed [N, h, Dh] -> [B, h, T, Dh]; padded slots are zero and, being right of every real
+  // token of their row, never visible to one.
+  auto to_batch = [&](const at::Tensor& t) {
+    at::Tensor full = t;
+    if (lay.padded())
+      full = at::zeros({B * T, t.size(1), head_dim}, t.options()).index_copy_(0, lay.flat, t);
+    return full.view({B, T, t.size(1), head_dim}).transpose(1, 2);
+  };
+  q = to_batch(q);
+  k = to_batch(k);
+  v = to_batch(v);
 
   at::Tensor o;  // [B, H, T, Dh]
 #if TORCH_VERSION_MAJOR >= 2
@@ -164,7 +180,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Rope& rope,
   {
     o = attend_explicit(q, k, v, layer, window, opt);
   }
-  return o_proj->forward(o.transpose(1, 2).reshape({B, T, num_heads * head_dim}));
+  o = o.transpose(1, 2).reshape({B * T, num_heads * head_dim});
+  if (lay.padded()) o = o.index_select(0, lay.flat);
+  return o_proj->forward(o);
 }
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
@@ -185,18 +203,18 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
       register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
-at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const Rope& rope,
+at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const Layout& lay,
                                      const ForwardOptions& opt) const {
-  at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), rope, opt);
-  // The MLP is per position: long sequences go through it in position blocks, so that its
-  // [B, T, intermediate] activations stay bounded.
-  const int64_t B = h.size(0), T = h.size(1);
+  at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), lay, opt);
+  // The MLP is per token: many tokens go through it in blocks, so that its
+  // [tokens, intermediate] activations stay bounded.
+  const int64_t N = h.size(0);
   const int64_t inter = mlp->gate_proj->weight.size(0);
   const int64_t budget = h.is_cpu() ? kMlpBlockBytes : 8 * kMlpBlockBytes;
-  const int64_t block = std::max<int64_t>(1, budget / std::max<int64_t>(1, 3 * B * inter * 4));
-  if (T <= block) return h + mlp->forward(post_attention_layernorm->forward(h));
-  for (int64_t s = 0; s < T; s += block) {
-    at::Tensor hs = h.narrow(1, s, std::min(block, T - s));
+  const int64_t block = std::max<int64_t>(1, budget / std::max<int64_t>(1, 3 * inter * 4));
+  if (N <= block) return h + mlp->forward(post_attention_layernorm->forward(h));
+  for (int64_t s = 0; s < N; s += block) {
+    at::Tensor hs = h.narrow(0, s, std::min(block, N - s));
     hs.add_(mlp->forward(post_attention_layernorm->forward(hs)));
   }
   return h;
@@ -248,29 +266,54 @@ const at::Tensor& CausalLMImpl::output_weight() const {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
-Rope CausalLMImpl::rope(int64_t T) const {
+Layout CausalLMImpl::layout(int64_t B, int64_t T, const std::vector<int64_t>& lengths) const {
+  if (!lengths.empty() && static_cast<int64_t>(lengths.size()) != B)
+    throw UsageError("layout: " + std::to_string(lengths.size()) + " lengths for " +
+                     std::to_string(B) + " rows");
   const at::Tensor& w = model->embed_tokens->weight;
-  at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(w.device()));
-  at::Tensor freqs = at::outer(pos, inv_freq.to(w.device()));  // [T, Dh/2] float32
-  at::Tensor emb = at::cat({freqs, freqs}, -1);                 // [T, Dh]
-  return {emb.cos().to(w.scalar_type()), emb.sin().to(w.scalar_type())};
+  Layout lay;
+  lay.B = B;
+  lay.T = T;
+  std::vector<int64_t> flat, pos;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = lengths.empty() ? T : std::clamp<int64_t>(lengths[b], 0, T);
+    lay.lengths.push_back(len);
+    lay.offsets.push_back(lay.N);
+    lay.N += len;
+    for (int64_t t = 0; t < len; ++t) {
+      flat.push_back(b * T + t);
+      pos.push_back(t);
+    }
+  }
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  if (lay.padded()) lay.flat = at::tensor(flat, long_opts).to(w.device());
+  // As HF, in float32: angle = position * inv_freq, the table [cos | cos] over the head.
+  at::Tensor p = at::tensor(pos, long_opts).to(at::TensorOptions().dtype(at::kFloat).device(w.device()));
+  at::Tensor freqs = at::outer(p, inv_freq.to(w.device()));  // [N, Dh/2] float32
+  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [N, 1, Dh]
+  lay.rope = {emb.cos().to(w.scalar_type()), emb.sin().to(w.scalar_type())};
+  return lay;
 }
 
-at::Tensor CausalLMImpl::embed(const at::Tensor& ids) const {
-  if (ids.dim() != 2) throw UsageError("ids must be [B, T], got " + std::to_string(ids.dim()) + " dims");
-  return model->embed_tokens->forward(ids.to(output_weight().device()));
+at::Tensor CausalLMImpl::embed(const at::Tensor& ids, const Layout& lay) const {
+  if (ids.dim() != 2 || ids.size(0) != lay.B || ids.size(1) != lay.T)
+    throw UsageError("ids must be [" + std::to_string(lay.B) + ", " + std::to_string(lay.T) + "]");
+  at::Tensor flat = ids.to(output_weight().device()).reshape({lay.B * lay.T});
+  if (lay.padded()) flat = flat.index_select(0, lay.flat);
+  return model->embed_tokens->forward(flat);
 }
 
-at::Tensor CausalLMImpl::run_layers(at::Tensor h, int64_t begin, int64_t end, const Rope& r,
+at::Tensor CausalLMImpl::run_layers(at::Tensor h, int64_t begin, int64_t end, const Layout& lay,
                                     const ForwardOptions& opt) const {
-  for (int64_t i = begin; i < end; ++i) h = model->layers->items[i]->forward(h, r, opt);
+  for (int64_t i = begin; i < end; ++i) h = model->layers->items[i]->forward(h, lay, opt);
   return h;
 }
 
 at::Tensor CausalLMImpl::hidden_states(const at::Tensor& ids, const ForwardOptions& opt) const {
-  at::Tensor h = embed(ids);
-  h = run_layers(h, 0, config.num_hidden_layers, rope(ids.size(1)), opt);
-  return model->norm->forward(h);
+  if (ids.dim() != 2) throw UsageError("ids must be [B, T], got " + std::to_string(ids.dim()) + " dims");
+  const Layout lay = layout(ids.size(0), ids.size(1));
+  at::Tensor h = run_layers(embed(ids, lay), 0, config.num_hidden_layers, lay, opt);
+  return model->norm->forward(h).view({lay.B, lay.T, h.size(1)});
 }
 
 at::Tensor CausalLMImpl::logits(const at::Tensor& ids, const ForwardOptions& opt) const {
@@ -281,64 +324,96 @@ std::vector<NextTokenStats> CausalLMImpl::next_token_stats(const at::Tensor& ids
                                                            const std::vector<int64_t>& lengths,
                                                            const ForwardOptions& opt,
                                                            bool entropy) const {
-  at::Tensor h = embed(ids);
-  h = run_layers(h, 0, config.num_hidden_layers, rope(ids.size(1)), opt);
-  return stats_from_hidden(h, ids, lengths, entropy);
+  if (ids.dim() != 2) throw UsageError("ids must be [B, T], got " + std::to_string(ids.dim()) + " dims");
+  const Layout lay = layout(ids.size(0), ids.size(1), lengths);
+  at::Tensor h = run_layers(embed(ids, lay), 0, config.num_hidden_layers, lay, opt);
+  return stats_from_hidden(h, ids, lay, entropy);
 }
 
 std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& last,
                                                             const at::Tensor& ids,
-                                                            const std::vector<int64_t>& lengths,
-                                                            bool entropy,
+                                                            const Layout& lay, bool entropy,
                                                             const std::vector<int64_t>& starts) const {
-  const int64_t B = ids.size(0), T = ids.size(1);
-  if (static_cast<int64_t>(lengths.size()) != B)
-    throw UsageError("next_token_stats: " + std::to_string(lengths.size()) + " lengths for " +
+  const int64_t B = lay.B, T = lay.T;
+  if (!starts.empty() && static_cast<int64_t>(starts.size()) != B)
+    throw UsageError("next_token_stats: " + std::to_string(starts.size()) + " starts for " +
                      std::to_string(B) + " rows");
-  const at::Tensor h = model->norm->forward(last);  // [B, T, D]
+  const at::Tensor h = model->norm->forward(last);  // [N, D]
   const at::Device dev = h.device();
 
   // Rows that predict a real next token: (b, t) with start <= t and t + 1 < lengths[b];
   // padding (and whatever precedes the start) does no work.
-  std::vector<int64_t> rows;
+  std::vector<int64_t> rows, targets;  // packed row of (b, t); flat position of (b, t + 1)
   std::vector<int64_t> counts(B);
   for (int64_t b = 0; b < B; ++b) {
-    const int64_t end = std::max<int64_t>(0, std::min(lengths[b], T) - 1);
+    const int64_t end = std::max<int64_t>(0, lay.lengths[b] - 1);
     const int64_t start = starts.empty() ? 0 : std::clamp<int64_t>(starts[b], 0, end);
     counts[b] = end - start;
-    for (int64_t t = start; t < end; ++t) rows.push_back(b * T + t);
+    for (int64_t t = start; t < end; ++t) {
+      rows.push_back(lay.offsets[b] + t);
+      targets.push_back(b * T + t + 1);
+    }
   }
   const int64_t N = static_cast<int64_t>(rows.size());
   at::Tensor lp = at::empty({N}, at::TensorOptions().dtype(at::kFloat).device(dev));
   at::Tensor ent;
   if (entropy) ent = at::empty({N}, at::TensorOptions().dtype(at::kFloat).device(dev));
   if (N > 0) {
-    at::Tensor row_idx = at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(dev);
-    at::Tensor flat_ids = ids.to(dev).reshape({B * T});
-    at::Tensor targets = flat_ids.index_select(0, row_idx + 1);           // [N]
-    at::Tensor hs = h.reshape({B * T, h.size(2)}).index_select(0, row_idx);  // [N, D]
+    const auto long_opts = at::TensorOptions().dtype(at::kLong);
+    const at::Tensor target_ids = ids.to(dev).reshape({B * T}).index_select(
+        0, at::tensor(targets, long_opts).to(dev));                                 // [N]
+    const at::Tensor hs = h.index_select(0, at::tensor(rows, long_opts).to(dev));  // [N, D]
     const at::Tensor& w = output_weight();
-    const int64_t block =
-        std::max<int64_t>(64, (dev.is_cpu() ? kLogitBlockBytesCpu : kLogitBlockBytesGpu) /
-                                  (4 * std::max<int64_t>(1, w.size(0))));
-    for (int64_t s = 0; s < N; s += block) {
-      const int64_t n = std::min(block, N - s);
-      // [n, vocab] float32 logits of this block only; log p(target) = z_target - logsumexp(z),
-      // so no [n, vocab] log-softmax is written.
-      const at::Tensor z = at::linear(hs.narrow(0, s, n), w).to(at::kFloat);
-      const at::Tensor zt = z.gather(1, targets.narrow(0, s, n).unsqueeze(1)).squeeze(1);
-      if (!entropy) {
-        lp.narrow(0, s, n).copy_(zt - at::logsumexp(z, -1));
-        continue;
+    if (dev.is_cpu()) {
+      // Rows in blocks, the vocabulary in column chunks: each [rows, cols] chunk of logits is
+      // reduced (online logsumexp and entropy) while it is still in cache, so the logits of a
+      // block are never all written out, and the output weight is repacked once per block.
+      const int64_t V = w.size(0);
+      const int64_t rows_per_block = std::min<int64_t>(N, kLogitRowsCpu);
+      const int64_t cols_per_chunk = std::min<int64_t>(V, kLogitColsCpu);
+      at::Tensor buf;
+      if (w.scalar_type() == at::kFloat)
+        buf = at::empty({rows_per_block * cols_per_chunk}, at::TensorOptions().dtype(at::kFloat));
+      const at::Tensor tgt = target_ids.contiguous();
+      for (int64_t s = 0; s < N; s += rows_per_block) {
+        const int64_t n = std::min(rows_per_block, N - s);
+        const at::Tensor hb = hs.narrow(0, s, n);
+        LogitRowStats st(n, tgt.data_ptr<int64_t>() + s, entropy);
+        for (int64_t c0 = 0; c0 < V; c0 += cols_per_chunk) {
+          const int64_t cols = std::min(cols_per_chunk, V - c0);
+          at::Tensor z;
+          if (buf.defined()) {
+            z = buf.narrow(0, 0, n * cols).view({n, cols});
+            at::mm_out(z, hb, w.narrow(0, c0, cols).t());
+          } else {
+            z = at::linear(hb, w.narrow(0, c0, cols)).to(at::kFloat).contiguous();
+          }
+          st.add(z.data_ptr<float>(), c0, cols);
+        }
+        st.finish(lp.data_ptr<float>() + s, entropy ? ent.data_ptr<float>() + s : nullptr);
       }
-      // Entropy from one exponential pass: e = exp(z - max), H = lse - sum(e * z) / sum(e).
-      const at::Tensor mx = std::get<0>(z.max(-1, /*keepdim=*/true));  // [n, 1]
-      const at::Tensor e = (z - mx).exp_();                             // [n, vocab]
-      const at::Tensor sum_e = e.sum(-1);                                // [n]
-      const at::Tensor lse = mx.squeeze(1) + sum_e.log();
-      const at::Tensor ez = at::bmm(e.unsqueeze(1), z.unsqueeze(2)).view({n});  // sum(e * z)
-      lp.narrow(0, s, n).copy_(zt - lse);
-      ent.narrow(0, s, n).copy_(lse - ez / sum_e);
+    } else {
+      const int64_t block =
+          std::max<int64_t>(64, kLogitBlockBytesGpu / (4 * std::max<int64_t>(1, w.size(0))));
+      for (int64_t s = 0; s < N; s += block) {
+        const int64_t n = std::min(block, N - s);
+        // [n, vocab] float32 logits of this block only; log p(target) = z_target - logsumexp(z),
+        // so no [n, vocab] log-softmax is written.
+        const at::Tensor z = at::linear(hs.narrow(0, s, n), w).to(at::kFloat);
+        const at::Tensor zt = z.gather(1, target_ids.narrow(0, s, n).unsqueeze(1)).squeeze(1);
+        if (!entropy) {
+          lp.narrow(0, s, n).copy_(zt - at::logsumexp(z, -1));
+          continue;
+        }
+        // Entropy from one exponential pass: e = exp(z - max), H = lse - sum(e * z) / sum(e).
+        const at::Tensor mx = std::get<0>(z.max(-1, /*keepdim=*/true));  // [n, 1]
+        const at::Tensor e = (z - mx).exp_();                             // [n, vocab]
+        const at::Tensor sum_e = e.sum(-1);                                // [n]
+        const at::Tensor lse = mx.squeeze(1) + sum_e.log();
+        const at::Tensor ez = at::bmm(e.unsqueeze(1), z.unsqueeze(2)).view({n});  // sum(e * z)
+        lp.narrow(0, s, n).copy_(zt - lse);
+        ent.narrow(0, s, n).copy_(lse - ez / sum_e);
+      }
     }
   }
   lp = lp.cpu();

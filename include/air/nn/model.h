@@ -67,16 +67,28 @@ struct RMSNormImpl : torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
-// Rotary tables for positions 0..T-1.
+// Rotary tables, one row per token.
 struct Rope {
-  at::Tensor cos;  // [T, head_dim], model dtype
-  at::Tensor sin;  // [T, head_dim], model dtype
+  at::Tensor cos;  // [N, 1, head_dim], model dtype
+  at::Tensor sin;  // [N, 1, head_dim], model dtype
+};
+
+// Where the real tokens of a right-padded [B, T] batch are. Everything but attention runs on
+// the N real tokens packed as rows of [N, hidden], so padding does no work in the weight
+// matmuls; attention scatters them into [B, heads, T, head_dim] and gathers its output back.
+struct Layout {
+  int64_t B = 0, T = 0, N = 0;
+  std::vector<int64_t> lengths;  // real tokens of row b (at most T)
+  std::vector<int64_t> offsets;  // packed index of token (b, 0)
+  at::Tensor flat;               // [N] int64 on the model's device: b * T + t; undefined unless padded
+  Rope rope;                     // rotary tables of the packed tokens' positions
+  bool padded() const { return N != B * T; }
 };
 
 struct AttentionImpl : torch::nn::Module {
   AttentionImpl(const ModelConfig& c, int64_t layer);
-  // x: [B, T, hidden] -> [B, T, hidden]
-  at::Tensor forward(const at::Tensor& x, const Rope& rope, const ForwardOptions& opt) const;
+  // x: packed [N, hidden] -> [N, hidden]
+  at::Tensor forward(const at::Tensor& x, const Layout& lay, const ForwardOptions& opt) const;
 
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only
@@ -93,7 +105,8 @@ TORCH_MODULE(MLP);
 
 struct DecoderLayerImpl : torch::nn::Module {
   DecoderLayerImpl(const ModelConfig& c, int64_t layer);
-  at::Tensor forward(const at::Tensor& x, const Rope& rope, const ForwardOptions& opt) const;
+  // x: packed [N, hidden] -> [N, hidden]
+  at::Tensor forward(const at::Tensor& x, const Layout& lay, const ForwardOptions& opt) const;
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -134,23 +147,22 @@ struct CausalLMImpl : torch::nn::Module {
                                                bool entropy = false) const;
 
   // The forward in stages, so that callers can share a prefix of layers between passes:
-  // embed(ids) -> run_layers(h, 0, L) -> final norm inside stats_from_hidden.
-  at::Tensor embed(const at::Tensor& ids) const;  // [B, T] -> [B, T, hidden]
-  // Layers [begin, end) on h: [B, T, hidden].
-  at::Tensor run_layers(at::Tensor h, int64_t begin, int64_t end, const Rope& rope,
+  // layout -> embed -> run_layers(h, 0, L) -> final norm inside stats_from_hidden.
+  // Layout of a [B, T] batch whose row b holds lengths[b] real tokens (empty: all T).
+  Layout layout(int64_t B, int64_t T, const std::vector<int64_t>& lengths = {}) const;
+  at::Tensor embed(const at::Tensor& ids, const Layout& lay) const;  // [B, T] -> packed [N, hidden]
+  // Layers [begin, end) on packed h: [N, hidden].
+  at::Tensor run_layers(at::Tensor h, int64_t begin, int64_t end, const Layout& lay,
                         const ForwardOptions& opt) const;
-  // Final norm and next-token statistics from the last layer's output h: [B, T, hidden].
+  // Final norm and next-token statistics from the last layer's packed output h: [N, hidden].
   // `starts` (optional, per row): positions before starts[b] are not scored, and row b's
   // statistics cover positions [starts[b], lengths[b] - 1).
   std::vector<NextTokenStats> stats_from_hidden(const at::Tensor& h, const at::Tensor& ids,
-                                                const std::vector<int64_t>& lengths,
-                                                bool entropy,
+                                                const Layout& lay, bool entropy,
                                                 const std::vector<int64_t>& starts = {}) const;
 
   // lm_head.weight, or embed_tokens.weight when tied. [vocab, hidden]
   const at::Tensor& output_weight() const;
-  // Rotary tables for positions 0..T-1 on the model's device and dtype.
-  Rope rope(int64_t T) const;
 
   ModelConfig config;
   Decoder model{nullptr};
