@@ -110,9 +110,13 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) const {
-  at::Tensor xf = x.to(at::kFloat);
-  xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return weight * xf.to(x.scalar_type());
+  // HF's order of operations (x * rsqrt(mean(x^2) + eps), cast back, times weight), with the
+  // intermediates updated in place where that changes no value.
+  const at::Tensor xf = x.to(at::kFloat);
+  const at::Tensor r = xf.square().mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
+  at::Tensor y = xf * r;
+  if (x.scalar_type() != at::kFloat) y = y.to(x.scalar_type());
+  return y.mul_(weight);
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer_)
@@ -192,7 +196,8 @@ MLPImpl::MLPImpl(const ModelConfig& c) {
 }
 
 at::Tensor MLPImpl::forward(const at::Tensor& x) const {
-  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  at::Tensor g = gate_proj->forward(x);
+  return down_proj->forward(at::silu_(g).mul_(up_proj->forward(x)));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
@@ -205,14 +210,14 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
 
 at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const Layout& lay,
                                      const ForwardOptions& opt) const {
-  at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), lay, opt);
+  at::Tensor h = self_attn->forward(input_layernorm->forward(x), lay, opt).add_(x);
   // The MLP is per token: many tokens go through it in blocks, so that its
   // [tokens, intermediate] activations stay bounded.
   const int64_t N = h.size(0);
   const int64_t inter = mlp->gate_proj->weight.size(0);
   const int64_t budget = h.is_cpu() ? kMlpBlockBytes : 8 * kMlpBlockBytes;
   const int64_t block = std::max<int64_t>(1, budget / std::max<int64_t>(1, 3 * inter * 4));
-  if (N <= block) return h + mlp->forward(post_attention_layernorm->forward(h));
+  if (N <= block) return mlp->forward(post_attention_layernorm->forward(h)).add_(h);
   for (int64_t s = 0; s < N; s += block) {
     at::Tensor hs = h.narrow(0, s, std::min(block, N - s));
     hs.add_(mlp->forward(post_attention_layernorm->forward(hs)));
