@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the scoring benchmarks of docs/PERFORMANCE.md and prints their tables.
-# Usage: scripts/bench.sh [quick|cpu|gpu] [extra air bench score flags...]
-#   quick: the small shape only (minutes); cpu: the CPU table; gpu: bf16 on cuda.
+# Usage: scripts/bench.sh [quick|cpu|memory|gpu] [extra air bench score flags...]
+#   quick: the small shape only (a minute); cpu: the CPU table (about half an hour on 2 cores);
+#   memory: one 32k-token sample on the 0.5B shape, air only (peak RSS); gpu: bf16 on cuda.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-quick}
@@ -19,8 +20,10 @@ case "$mode" in
   cpu)
     run --shape small --samples 256 --lengths-from "$lengths" --json "$out/small-short.json" "$@"
     run --shape small --workload long --lengths 1024 4096 16384 --json "$out/small-long.json" "$@"
-    run --shape qwen2.5-0.5b --samples 32 --lengths-from "$lengths" --json "$out/05b-short.json" "$@"
+    run --shape qwen2.5-0.5b --samples 256 --lengths-from "$lengths" --json "$out/05b-short.json" "$@"
     run --shape qwen2.5-0.5b --workload long --lengths 4096 --json "$out/05b-4k.json" "$@"
+    ;;
+  memory)
     run --shape qwen2.5-0.5b --workload long --lengths 32768 --no-baseline --json "$out/05b-32k.json" "$@"
     ;;
   gpu)
@@ -28,5 +31,5 @@ case "$mode" in
     run --shape qwen2.5-0.5b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-05b-4k.json" "$@"
     run --shape qwen2.5-1.5b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-15b-4k.json" "$@"
     ;;
-  *) echo "usage: scripts/bench.sh [quick|cpu|gpu]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [quick|cpu|memory|gpu]" >&2; exit 2 ;;
 esac
