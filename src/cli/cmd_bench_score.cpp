@@ -24,6 +24,8 @@
 #include <fstream>
 #include <random>
 
+#include <dlfcn.h>
+#include <malloc.h>
 #include <unistd.h>
 
 namespace air::cli {
@@ -122,6 +124,15 @@ double air_flops(const ModelConfig& c, const Sample& s, int64_t fork) {
 
 void sync(const c10::Device& dev) {
   if (dev.is_cuda()) torch::cuda::synchronize();
+}
+
+// Hands the allocator's cached free memory back to the system, so that one method's peak is
+// not counted in the next one's: tcmalloc keeps freed blocks (its C entry point is looked up,
+// as the executable may be linked without it), glibc trims its heap.
+void release_free_memory() {
+  using Release = void (*)();
+  if (auto f = reinterpret_cast<Release>(dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"))) f();
+  malloc_trim(0);
 }
 
 // Peak resident memory since the last reset (Linux VmHWM), in bytes; -1 when unknown.
@@ -304,6 +315,7 @@ void run_score_bench(const ScoreBenchOptions& opt) {
       if (method == 0) straightforward(m, warm, heads);
       else air_path(m, warm, heads, opt.batch_tokens);
       sync(dev);
+      release_free_memory();
       reset_peak_rss();
       t0 = Clock::now();
       std::vector<double> scores;

@@ -29,14 +29,15 @@ at::Tensor param(const std::vector<int64_t>& shape) {
   return at::empty(shape, at::TensorOptions().dtype(at::kFloat));
 }
 
-at::Tensor rotate_half(const at::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
+// HF's x * cos + rotate_half(x) * sin with rotate_half(x) = [-x2, x1], without building
+// rotate_half(x): the same products and sums, in place on x * cos.
 // x: [N, heads, Dh]; cos/sin: [N, 1, Dh]
 at::Tensor apply_rope(const at::Tensor& x, const Rope& r) {
-  return x * r.cos + rotate_half(x) * r.sin;
+  const int64_t half = x.size(-1) / 2;
+  at::Tensor out = x * r.cos;
+  out.narrow(-1, 0, half).addcmul_(x.narrow(-1, half, half), r.sin.narrow(-1, 0, half), -1);
+  out.narrow(-1, half, half).addcmul_(x.narrow(-1, 0, half), r.sin.narrow(-1, half, half), 1);
+  return out;
 }
 
 // Visible keys for queries [q0, q0+nq) over keys [0, nk): causal, optionally windowed.
