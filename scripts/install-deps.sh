@@ -34,7 +34,9 @@ fi
 # libtorch's own CPU kernels run on OpenMP (libgomp). OpenBLAS built for OpenMP shares that
 # thread pool; the pthreads build keeps a second pool whose threads spin between calls and,
 # on few cores, take the CPU from torch's (a model's forward alternates between the two all
-# the time). Make the OpenMP build the system BLAS/LAPACK even where another is installed.
+# the time). Make the OpenMP build the system BLAS/LAPACK even where another is installed
+# (AIR_KEEP_BLAS=1 leaves the system's choice alone).
+[ "${AIR_KEEP_BLAS:-0}" = 1 ] && exit 0
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
   want=/usr/lib/$arch/openblas-openmp/$lib

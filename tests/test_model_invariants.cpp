@@ -4,6 +4,7 @@
 
 #include "air/batching.h"
 #include "air/runtime.h"
+#include "nn/logit_stats.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
@@ -132,13 +133,22 @@ TEST_F(InvariantTest, QueryBlocksAndFusedPathMatchOneBlock) {
 TEST_F(InvariantTest, ChunkedLossAndEntropyMatchFullLogits) {
   const at::Tensor ids = random_ids(1000, 40, 4);
   const at::Tensor logp = m_.model->logits(ids)[0].log_softmax(-1);  // [T, V]
-  const auto stats = m_.model->next_token_stats(ids, {40}, {}, /*entropy=*/true)[0];
   const at::Tensor want_lp =
       logp.narrow(0, 0, 39).gather(1, ids[0].narrow(0, 1, 39).unsqueeze(1)).squeeze(1);
   const at::Tensor want_ent = -(logp.exp() * logp).sum(-1).narrow(0, 0, 39);
-  EXPECT_LT((stats.logprob - want_lp).abs().max().item<double>(), 1e-5);
-  EXPECT_LT((stats.entropy - want_ent).abs().max().item<double>(), 1e-5);
-  EXPECT_TRUE((stats.entropy > 0).all().item<bool>());
+  // The CPU head's blocks of rows and chunks of the vocabulary (one block and one chunk by
+  // default here; uneven ones below), and ATen's reductions, the GPU's path.
+  nn::LossHeadTuning& tune = nn::loss_head_tuning();
+  const nn::LossHeadTuning saved = tune;
+  for (const nn::LossHeadTuning t : {saved, nn::LossHeadTuning{7, 96, false},
+                                     nn::LossHeadTuning{1, 999, false}, nn::LossHeadTuning{7, 96, true}}) {
+    tune = t;
+    const auto stats = m_.model->next_token_stats(ids, {40}, {}, /*entropy=*/true)[0];
+    EXPECT_LT((stats.logprob - want_lp).abs().max().item<double>(), 1e-5) << t.rows << " " << t.cols << " " << t.aten;
+    EXPECT_LT((stats.entropy - want_ent).abs().max().item<double>(), 1e-5) << t.rows << " " << t.cols << " " << t.aten;
+    EXPECT_TRUE((stats.entropy > 0).all().item<bool>());
+  }
+  tune = saved;
 }
 
 TEST(BatchingTest, PlansRespectTheBudgetAndCoverEverySequenceOnce) {

@@ -161,6 +161,11 @@ Chunk chunk_stats(const float* z, int64_t n, bool want_w) {
 
 void use_portable_logit_stats(bool on) { g_portable.store(on); }
 
+LossHeadTuning& loss_head_tuning() {
+  static LossHeadTuning t;
+  return t;
+}
+
 LogitRowStats::LogitRowStats(int64_t rows, const int64_t* targets, bool entropy)
     : rows_(rows),
       targets_(targets),

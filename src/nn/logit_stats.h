@@ -33,4 +33,15 @@ class LogitRowStats {
 // Tests: use the portable loop even where the CPU has AVX2 (the default picks by the CPU).
 void use_portable_logit_stats(bool on);
 
+// How the loss head on a CPU cuts its work: rows in blocks (the matmul repacks the output
+// weight once per block, so a block needs many rows) and the vocabulary in chunks whose
+// [rows, cols] logits stay in cache. Tests shrink them, or select ATen's reductions (the GPU's
+// path) instead.
+struct LossHeadTuning {
+  int64_t rows = 1024;
+  int64_t cols = 4096;
+  bool aten = false;
+};
+LossHeadTuning& loss_head_tuning();
+
 }  // namespace air::nn

@@ -18,10 +18,7 @@ constexpr int64_t kMlpBlockBytes = 256ll << 20;
 // The loss head on a GPU: rows in blocks of at most this many bytes of float32 [rows, vocab]
 // logits, large enough for the matmul to fill the chip.
 constexpr int64_t kLogitBlockBytesGpu = 1ll << 30;
-// On a CPU: rows in blocks (the matmul repacks the output weight once per block, so a block
-// needs many rows) and the vocabulary in chunks whose [rows, cols] logits stay in cache.
-constexpr int64_t kLogitRowsCpu = 1024;
-constexpr int64_t kLogitColsCpu = 4096;
+// On a CPU: see LossHeadTuning.
 
 at::Tensor param(const std::vector<int64_t>& shape) {
   // Placeholder storage: the loader replaces it with checkpoint data (set_data), so these
@@ -370,13 +367,14 @@ std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& la
         0, at::tensor(targets, long_opts).to(dev));                                 // [N]
     const at::Tensor hs = h.index_select(0, at::tensor(rows, long_opts).to(dev));  // [N, D]
     const at::Tensor& w = output_weight();
-    if (dev.is_cpu()) {
+    const LossHeadTuning& tune = loss_head_tuning();
+    if (dev.is_cpu() && !tune.aten) {
       // Rows in blocks, the vocabulary in column chunks: each [rows, cols] chunk of logits is
       // reduced (online logsumexp and entropy) while it is still in cache, so the logits of a
       // block are never all written out, and the output weight is repacked once per block.
       const int64_t V = w.size(0);
-      const int64_t rows_per_block = std::min<int64_t>(N, kLogitRowsCpu);
-      const int64_t cols_per_chunk = std::min<int64_t>(V, kLogitColsCpu);
+      const int64_t rows_per_block = std::min<int64_t>(N, tune.rows);
+      const int64_t cols_per_chunk = std::min<int64_t>(V, tune.cols);
       at::Tensor buf;
       if (w.scalar_type() == at::kFloat)
         buf = at::empty({rows_per_block * cols_per_chunk}, at::TensorOptions().dtype(at::kFloat));
