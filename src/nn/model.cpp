@@ -298,6 +298,11 @@ Layout CausalLMImpl::layout(int64_t B, int64_t T, const std::vector<int64_t>& le
   return lay;
 }
 
+Layout CausalLMImpl::layout_of(const at::Tensor& ids, const std::vector<int64_t>& lengths) const {
+  if (ids.dim() != 2) throw UsageError("ids must be [B, T], got " + std::to_string(ids.dim()) + " dims");
+  return layout(ids.size(0), ids.size(1), lengths);
+}
+
 at::Tensor CausalLMImpl::embed(const at::Tensor& ids, const Layout& lay) const {
   if (ids.dim() != 2 || ids.size(0) != lay.B || ids.size(1) != lay.T)
     throw UsageError("ids must be [" + std::to_string(lay.B) + ", " + std::to_string(lay.T) + "]");
@@ -313,8 +318,7 @@ at::Tensor CausalLMImpl::run_layers(at::Tensor h, int64_t begin, int64_t end, co
 }
 
 at::Tensor CausalLMImpl::hidden_states(const at::Tensor& ids, const ForwardOptions& opt) const {
-  if (ids.dim() != 2) throw UsageError("ids must be [B, T], got " + std::to_string(ids.dim()) + " dims");
-  const Layout lay = layout(ids.size(0), ids.size(1));
+  const Layout lay = layout_of(ids);
   at::Tensor h = run_layers(embed(ids, lay), 0, config.num_hidden_layers, lay, opt);
   return model->norm->forward(h).view({lay.B, lay.T, h.size(1)});
 }
@@ -327,8 +331,7 @@ std::vector<NextTokenStats> CausalLMImpl::next_token_stats(const at::Tensor& ids
                                                            const std::vector<int64_t>& lengths,
                                                            const ForwardOptions& opt,
                                                            bool entropy) const {
-  if (ids.dim() != 2) throw UsageError("ids must be [B, T], got " + std::to_string(ids.dim()) + " dims");
-  const Layout lay = layout(ids.size(0), ids.size(1), lengths);
+  const Layout lay = layout_of(ids, lengths);
   at::Tensor h = run_layers(embed(ids, lay), 0, config.num_hidden_layers, lay, opt);
   return stats_from_hidden(h, ids, lay, entropy);
 }

@@ -150,6 +150,8 @@ struct CausalLMImpl : torch::nn::Module {
   // layout -> embed -> run_layers(h, 0, L) -> final norm inside stats_from_hidden.
   // Layout of a [B, T] batch whose row b holds lengths[b] real tokens (empty: all T).
   Layout layout(int64_t B, int64_t T, const std::vector<int64_t>& lengths = {}) const;
+  // The same for ids [B, T] (throws unless ids has two dimensions).
+  Layout layout_of(const at::Tensor& ids, const std::vector<int64_t>& lengths = {}) const;
   at::Tensor embed(const at::Tensor& ids, const Layout& lay) const;  // [B, T] -> packed [N, hidden]
   // Layers [begin, end) on packed h: [N, hidden].
   at::Tensor run_layers(at::Tensor h, int64_t begin, int64_t end, const Layout& lay,
