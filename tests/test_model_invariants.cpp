@@ -88,6 +88,43 @@ TEST_F(InvariantTest, UniformHeadRespectsSlidingWindow) {
   }
 }
 
+TEST_F(InvariantTest, RunningMeanOfValuesEqualsUniformSoftmax) {
+  // Without an observer the critical heads' output is the running mean of the values and they
+  // stay out of the score matmuls; with one they go through the softmax with a zeroed query.
+  // Both must give the same model, for a head sharing its kv group, a whole kv group, a whole
+  // layer, on padded batches and on a windowed layer.
+  nn::CausalLM windowed = load_causal_lm(m_.checkpoint, c10::kCPU, at::kFloat);
+  windowed->model->layers->items[1]->self_attn->window = 6;
+  std::vector<std::vector<int64_t>> seqs;
+  for (int64_t T : {29, 4, 17, 1, 29}) {
+    const at::Tensor ids = random_ids(1000, T, 40 + T + seqs.size());
+    seqs.emplace_back(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + T);
+  }
+  std::vector<int64_t> lengths;
+  for (const auto& s : seqs) lengths.push_back(static_cast<int64_t>(s.size()));
+  const at::Tensor ids = pad_right(seqs, {0, 1, 2, 3, 4}, 5);
+  class Nothing : public nn::AttentionObserver {
+    void observe(int64_t, int64_t, const at::Tensor&) override {}
+  } nothing;
+  for (const nn::CausalLM* model : {&m_.model, &windowed}) {
+    for (const char* spec : {"1:2", "1:2,1:3", "1:0,1:1,1:2,1:3", "0:1,1:0,3:3", "0:0,0:1,0:2,0:3,2:1"}) {
+      const HeadSet heads = HeadSet::parse(spec);
+      nn::ForwardOptions direct, softmax;
+      direct.uniform_heads = softmax.uniform_heads = &heads;
+      softmax.observer = &nothing;
+      const auto a = (*model)->next_token_stats(ids, lengths, direct);
+      const auto b = (*model)->next_token_stats(ids, lengths, softmax);
+      const auto plain = (*model)->next_token_stats(ids, lengths);
+      for (size_t r = 0; r < a.size(); ++r) {
+        if (!a[r].logprob.numel()) continue;
+        EXPECT_LT((a[r].logprob - b[r].logprob).abs().max().item<double>(), 1e-5) << spec << " row " << r;
+        if (lengths[r] > 2)  // the masked heads do change the model
+          EXPECT_GT((a[r].logprob - plain[r].logprob).abs().max().item<double>(), 1e-4) << spec << " row " << r;
+      }
+    }
+  }
+}
+
 TEST_F(InvariantTest, PaddingAndBatchCompositionDoNotChangeLosses) {
   std::vector<std::vector<int64_t>> seqs;
   for (int64_t T : {5, 31, 2, 17, 31, 1}) {

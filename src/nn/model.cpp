@@ -86,6 +86,37 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
   return out;
 }
 
+// Attention of query heads [B, H, T, Dh] over kv heads [B, Hkv, T, Dh], query head h reading
+// kv head h / (H / Hkv): the fused kernel on libtorch 2.x when nothing observes the
+// probabilities and the layer has no window, the explicit blocked path otherwise.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t layer,
+                  int64_t window, const ForwardOptions& opt) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (!opt.observer && window == 0) {
+    const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3), Hkv = k.size(1);
+    auto expand = [&](const at::Tensor& t) {
+      return t.unsqueeze(2).expand({B, Hkv, H / Hkv, T, Dh}).reshape({B, H, T, Dh});
+    };
+    return at::scaled_dot_product_attention(q, expand(k), expand(v), {}, 0.0, /*is_causal=*/true);
+  }
+#endif
+  return attend_explicit(q, k, v, layer, window, opt);
+}
+
+// Uniform attention over the visible keys, computed without scores: query t's output is the
+// mean of the values at the n_t visible positions (j <= t, and t - j < window when windowed),
+// from prefix sums in float64. v: [B, 1, T, Dh] -> [B, 1, T, Dh]
+at::Tensor running_mean(const at::Tensor& v, int64_t window) {
+  const int64_t T = v.size(2);
+  at::Tensor sum = v.to(at::kDouble).cumsum(2);
+  at::Tensor n = at::arange(1, T + 1, v.options().dtype(at::kDouble));
+  if (window > 0 && window < T) {
+    sum = at::cat({sum.narrow(2, 0, window), sum.narrow(2, window, T - window) - sum.narrow(2, 0, T - window)}, 2);
+    n.clamp_max_(static_cast<double>(window));
+  }
+  return sum.div_(n.view({1, 1, T, 1})).to(v.scalar_type());
+}
+
 }  // namespace
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
@@ -146,14 +177,16 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
   q = apply_rope(q, lay.rope);
   k = apply_rope(k, lay.rope);
 
-  if (opt.uniform_heads && !opt.uniform_heads->empty()) {
-    const std::vector<int64_t> heads = opt.uniform_heads->heads_in_layer(layer);
-    if (!heads.empty()) {
-      // Uniform over visible keys: zeroing q makes every score equal, softmax does the rest.
-      // Only this query head changes; the kv heads it shares stay intact.
-      at::Tensor idx = at::tensor(heads, at::TensorOptions().dtype(at::kLong)).to(q.device());
-      q = q.index_fill(1, idx, 0);
-    }
+  // The reference model's critical heads in this layer. With an observer they go through the
+  // softmax with their query zeroed (every score equal: uniform over the visible keys), so the
+  // observer sees their probabilities; without one their output is the running mean of the
+  // visible values (AIR-METHOD.md §3), O(T), and they stay out of the score matmuls.
+  std::vector<int64_t> uniform;
+  if (opt.uniform_heads && !opt.uniform_heads->empty()) uniform = opt.uniform_heads->heads_in_layer(layer);
+  if (!uniform.empty() && opt.observer) {
+    // Only this query head changes; the kv heads it shares stay intact.
+    q = q.index_fill(1, at::tensor(uniform, at::TensorOptions().dtype(at::kLong)).to(q.device()), 0);
+    uniform.clear();
   }
 
   // Packed [N, h, Dh] -> [B, h, T, Dh]; padded slots are zero and, being right of every real
@@ -169,18 +202,50 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
   v = to_batch(v);
 
   at::Tensor o;  // [B, H, T, Dh]
-#if TORCH_VERSION_MAJOR >= 2
-  if (!opt.observer && window == 0) {
+  if (uniform.empty()) {
+    o = attend(q, k, v, layer, window, opt);
+  } else {
+    o = at::empty_like(q);
     const int64_t rep = num_heads / num_kv_heads;
-    auto expand = [&](const at::Tensor& t) {
-      return t.unsqueeze(2).expand({B, num_kv_heads, rep, T, head_dim}).reshape(
-          {B, num_heads, T, head_dim});
+    // Query blocks sized as for all heads, so the parts below use the blocks the whole would.
+    ForwardOptions part = opt;
+    if (part.query_chunk <= 0) part.query_chunk = std::max<int64_t>(16, kScoreBlockBytes / std::max<int64_t>(1, B * num_heads * T * 4));
+    auto index = [&](const std::vector<int64_t>& i) {
+      return at::tensor(i, at::TensorOptions().dtype(at::kLong)).to(q.device());
     };
-    o = at::scaled_dot_product_attention(q, expand(k), expand(v), {}, 0.0, /*is_causal=*/true);
-  } else
-#endif
-  {
-    o = attend_explicit(q, k, v, layer, window, opt);
+    // Query heads outside the set: kv groups left whole attend together, a group missing
+    // some of its heads attends on its own.
+    std::vector<bool> is_uniform(num_heads, false);
+    for (int64_t h : uniform) is_uniform[h] = true;
+    std::vector<int64_t> whole_q, whole_kv;
+    for (int64_t g = 0; g < num_kv_heads; ++g) {
+      std::vector<int64_t> kept;
+      for (int64_t h = g * rep; h < (g + 1) * rep; ++h)
+        if (!is_uniform[h]) kept.push_back(h);
+      if (static_cast<int64_t>(kept.size()) == rep) {
+        whole_q.insert(whole_q.end(), kept.begin(), kept.end());
+        whole_kv.push_back(g);
+      } else if (!kept.empty()) {
+        const at::Tensor idx = index(kept);
+        o.index_copy_(1, idx, attend(q.index_select(1, idx), k.narrow(1, g, 1), v.narrow(1, g, 1),
+                                     layer, window, part));
+      }
+    }
+    if (!whole_q.empty()) {
+      const at::Tensor qi = index(whole_q), kvi = index(whole_kv);
+      o.index_copy_(1, qi, attend(q.index_select(1, qi), k.index_select(1, kvi), v.index_select(1, kvi),
+                                  layer, window, part));
+    }
+    // Critical heads: one running mean per kv group they read.
+    int64_t done_group = -1;
+    at::Tensor mean;
+    for (int64_t h : uniform) {  // ascending, so heads of one group are adjacent
+      if (h / rep != done_group) {
+        done_group = h / rep;
+        mean = running_mean(v.narrow(1, done_group, 1), window);
+      }
+      o.narrow(1, h, 1).copy_(mean);
+    }
   }
   o = o.transpose(1, 2).reshape({B * T, num_heads * head_dim});
   if (lay.padded()) o = o.index_select(0, lay.flat);
