@@ -24,7 +24,7 @@ case "$mode" in
     run --shape qwen2.5-0.5b --workload long --lengths 4096 --json "$out/05b-4k.json" "$@"
     ;;
   memory)
-    run --shape qwen2.5-0.5b --workload long --lengths 32768 --no-baseline --json "$out/05b-32k.json" "$@"
+    run --shape qwen2.5-0.5b --workload long --lengths 32768 --no-baseline --rounds 1 --json "$out/05b-32k.json" "$@"
     ;;
   gpu)
     run --shape qwen2.5-0.5b --samples 256 --lengths-from "$lengths" --device cuda --dtype bf16 --json "$out/gpu-05b-short.json" "$@"

@@ -111,6 +111,37 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   testing::internal::GetCapturedStderr();
 }
 
+TEST_F(CliTest, BenchScoreAgreesAcrossMethodsAndRounds) {
+  // The benchmark's own check: both methods give the same sample scores, with the rounds
+  // splitting the short workload (tokens counted once) and repeating a long sample.
+  const fs::path short_json = tmp_ / "short.json", long_json = tmp_ / "long.json";
+  testing::internal::CaptureStdout();
+  ASSERT_EQ(cli::run({"bench", "score", "--shape", "small", "--samples", "5", "--rounds", "2",
+                      "--threads", "2", "--json", short_json.string()}),
+            0);
+  ASSERT_EQ(cli::run({"bench", "score", "--shape", "small", "--workload", "long", "--lengths", "48",
+                      "--rounds", "3", "--threads", "2", "--json", long_json.string()}),
+            0);
+  testing::internal::GetCapturedStdout();
+  const auto s = read_json(short_json), l = read_json(long_json);
+  ASSERT_EQ(s["rows"].size(), 2u);
+  ASSERT_EQ(l["rows"].size(), 2u);
+  for (const auto& r : s["rows"]) {
+    EXPECT_EQ(r["rounds"], 2);
+    EXPECT_GE(r["tokens"].get<int64_t>(), 5 * 100);  // five samples of 100-400 tokens, once
+    EXPECT_LE(r["tokens"].get<int64_t>(), 5 * 400);
+    EXPECT_GT(r["tokens_per_s"].get<double>(), 0);
+  }
+  EXPECT_EQ(s["rows"][0]["tokens"], s["rows"][1]["tokens"]);
+  for (const auto& r : l["rows"]) EXPECT_EQ(r["tokens"], 3 * 48);
+  for (const auto& j : {s, l}) {
+    EXPECT_EQ(j["rows"][0]["method"], "straightforward");
+    EXPECT_EQ(j["rows"][1]["method"], "air");
+    EXPECT_LT(j["rows"][1]["max_score_diff"].get<double>(), 1e-4);
+    EXPECT_GT(j["rows"][1]["ratio"].get<double>(), 0);
+  }
+}
+
 TEST_F(CliTest, InspectDescribesAndRejects) {
   testing::internal::CaptureStdout();
   ASSERT_EQ(cli::run({"inspect", "--model", fixture_dir("qwen3").string(), "--json"}), 0);

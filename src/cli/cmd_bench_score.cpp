@@ -39,6 +39,7 @@ struct ScoreBenchOptions {
   std::string tokenizer = "models/stories260K";  // tokenizer for those lengths
   std::vector<int64_t> long_lengths = {1024, 4096, 16384};
   bool baseline = true;                 // also run the straightforward method
+  int64_t rounds = 2;                   // methods alternate: short = slices, long = repeats
   int64_t batch_tokens = 8192;
   uint64_t seed = 0;
   std::string json_out;                 // also write the table as JSON
@@ -245,19 +246,24 @@ void run_score_bench(const ScoreBenchOptions& opt) {
                   static_cast<int64_t>(rng() % c.num_attention_heads)});
   const HeadSet heads(hv);
 
-  // Plain matmul rate of the model's own MLP shape, same device, dtype and threads.
+  // Plain matmul rate of the model's own MLP shape, same device, dtype and threads, timed for
+  // about a second; measured again in every round, so that a row is divided by the rate the
+  // machine gave while that row ran.
   const int64_t N = 2048;
   at::Tensor a = at::randn({N, c.hidden_size}).to(dev, dtype), w = at::randn({c.intermediate_size, c.hidden_size}).to(dev, dtype);
   at::linear(a, w);
   sync(dev);
-  int reps = 0;
-  auto t0 = Clock::now();
-  while (seconds_since(t0) < 1.0 || reps < 3) {
-    at::linear(a, w);
-    sync(dev);
-    ++reps;
-  }
-  const double matmul_gflops = 2.0 * N * c.hidden_size * c.intermediate_size * reps / seconds_since(t0) / 1e9;
+  auto matmul_rate = [&] {
+    int reps = 0;
+    const auto start = Clock::now();
+    while (seconds_since(start) < 1.0 || reps < 3) {
+      at::linear(a, w);
+      sync(dev);
+      ++reps;
+    }
+    return 2.0 * N * c.hidden_size * c.intermediate_size * reps / seconds_since(start) / 1e9;
+  };
+  const double matmul_gflops = matmul_rate();
   // On a GPU, also the chip's own rate: a large square matmul in the same dtype.
   double chip_gflops = 0;
   if (dev.is_cuda()) {
@@ -265,7 +271,7 @@ void run_score_bench(const ScoreBenchOptions& opt) {
     at::Tensor x = at::randn({S, S}, at::TensorOptions().dtype(dtype).device(dev));
     for (int i = 0; i < 3; ++i) at::mm(x, x);
     sync(dev);
-    t0 = Clock::now();
+    const auto t0 = Clock::now();
     for (int i = 0; i < 10; ++i) at::mm(x, x);
     sync(dev);
     chip_gflops = 2.0 * S * S * S * 10 / seconds_since(t0) / 1e9;
@@ -275,9 +281,9 @@ void run_score_bench(const ScoreBenchOptions& opt) {
   if (opt.workload == "short") workloads.push_back(corpus_lengths(opt));
   else for (int64_t T : opt.long_lengths) workloads.push_back({T});
 
-  std::printf("model %s (random weights, %.0f MB), device %s, dtype %s, threads %d, critical heads %zu\n",
+  std::printf("model %s (random weights, %.0f MB), device %s, dtype %s, threads %d, critical heads %zu, rounds %lld\n",
               opt.shape.c_str(), param_bytes(m) / 1e6, dev.str().c_str(), dtype_name(dtype).c_str(),
-              at::get_num_threads(), heads.size());
+              at::get_num_threads(), heads.size(), (long long)opt.rounds);
   std::printf("plain matmul [%lld x %lld] x [%lld x %lld]: %.1f GFLOP/s\n", (long long)N,
               (long long)c.hidden_size, (long long)c.hidden_size, (long long)c.intermediate_size, matmul_gflops);
   if (chip_gflops > 0) std::printf("chip matmul [8192 x 8192] x [8192 x 8192]: %.1f GFLOP/s\n", chip_gflops);
@@ -296,8 +302,6 @@ void run_score_bench(const ScoreBenchOptions& opt) {
     const std::string name = opt.workload == "short"
                                  ? std::to_string(lengths.size()) + " x 100-400"
                                  : "1 x " + std::to_string(lengths[0]);
-    std::vector<double> base_scores;
-    double base_tps = 0;
     // Warm-up (kernel loading, allocator) on one short sample, untimed.
     const auto warm = make_samples({std::min<int64_t>(lengths[0], 512)}, c.vocab_size, opt.seed + 9);
     // The straightforward method holds scores and probabilities [H, T, T] and full logits
@@ -311,54 +315,96 @@ void run_score_bench(const ScoreBenchOptions& opt) {
     if (opt.baseline && !run_baseline)
       std::printf("%-18s %-15s skipped: needs about %.1f GB, the machine has %.1f GB\n", name.c_str(),
                   "straightforward", need / 1e9, have / 1e9);
-    for (int method = run_baseline ? 0 : 1; method < 2; ++method) {
+
+    // Rounds: the methods alternate, each round on its own slice of the samples (short
+    // workload) or on the sample again (long), so that a machine whose speed drifts during
+    // the run (a shared host) weighs on both methods alike.
+    const int64_t rounds = std::max<int64_t>(1, opt.workload == "short" ? std::min<int64_t>(opt.rounds, samples.size())
+                                                                     : opt.rounds);
+    std::vector<std::vector<Sample>> parts(rounds);
+    for (int64_t r = 0; r < rounds; ++r) {
+      if (opt.workload == "short") {
+        const size_t lo = samples.size() * r / rounds, hi = samples.size() * (r + 1) / rounds;
+        parts[r].assign(samples.begin() + lo, samples.begin() + hi);
+      } else {
+        parts[r] = samples;
+      }
+    }
+    if (opt.workload != "short") {
+      tokens *= rounds;
+      flops *= rounds;
+      air_done *= rounds;
+    }
+    struct Tally {
+      double secs = 0;
+      int64_t rss = -1;
+      std::vector<double> scores;
+      bool failed = false;
+    } tally[2];
+    if (!run_baseline) tally[0].failed = true;
+    double matmul_sum = 0;
+    for (int method = 0; method < 2; ++method) {
+      if (tally[method].failed) continue;
       if (method == 0) straightforward(m, warm, heads);
       else air_path(m, warm, heads, opt.batch_tokens);
-      sync(dev);
-      release_free_memory();
-      reset_peak_rss();
-      t0 = Clock::now();
-      std::vector<double> scores;
-      try {
-        scores = method == 0 ? straightforward(m, samples, heads) : air_path(m, samples, heads, opt.batch_tokens);
-      } catch (const std::exception& e) {  // the baseline can run out of memory on long inputs
-        std::printf("%-18s %-15s failed: %.120s\n", name.c_str(), method == 0 ? "straightforward" : "air", e.what());
-        continue;
+    }
+    for (int64_t r = 0; r < rounds; ++r) {
+      matmul_sum += matmul_rate();
+      for (int method = 0; method < 2; ++method) {
+        Tally& tl = tally[method];
+        if (tl.failed) continue;
+        sync(dev);
+        release_free_memory();
+        reset_peak_rss();
+        const auto start = Clock::now();
+        try {
+          const auto sc = method == 0 ? straightforward(m, parts[r], heads)
+                                      : air_path(m, parts[r], heads, opt.batch_tokens);
+          sync(dev);
+          tl.scores.insert(tl.scores.end(), sc.begin(), sc.end());
+        } catch (const std::exception& e) {  // the baseline can run out of memory on long inputs
+          std::printf("%-18s %-15s failed: %.120s\n", name.c_str(), method == 0 ? "straightforward" : "air", e.what());
+          tl.failed = true;
+          continue;
+        }
+        tl.secs += seconds_since(start);
+        tl.rss = std::max(tl.rss, peak_rss());
       }
-      sync(dev);
-      const double secs = seconds_since(t0);
+    }
+    const double mm = matmul_sum / rounds;
+    double base_tps = 0;
+    for (int method = 0; method < 2; ++method) {
+      const Tally& tl = tally[method];
+      if (tl.failed) continue;
       // Effective rate: the straightforward method's work over this method's time (the two
       // compare as tokens/s do). Executed rate: the work this method actually did.
-      const double tps = tokens / secs, gflops = flops / secs / 1e9;
-      const double done_gflops = (method == 0 ? flops : air_done) / secs / 1e9;
+      const double tps = tokens / tl.secs, gflops = flops / tl.secs / 1e9;
+      const double done_gflops = (method == 0 ? flops : air_done) / tl.secs / 1e9;
+      const bool compared = method == 1 && !tally[0].failed;
       double maxd = 0;
-      if (method == 0) {
-        base_scores = scores;
-        base_tps = tps;
-      } else if (!base_scores.empty()) {
-        for (size_t i = 0; i < scores.size(); ++i) maxd = std::max(maxd, std::abs(scores[i] - base_scores[i]));
-      }
-      const int64_t rss = peak_rss();
+      if (method == 0) base_tps = tps;
+      else if (compared)
+        for (size_t i = 0; i < tl.scores.size(); ++i) maxd = std::max(maxd, std::abs(tl.scores[i] - tally[0].scores[i]));
       std::printf("%-18s %-15s %10lld %9.2f %10.1f %9.1f %9.0f%% %7.0f%% %12.0f", name.c_str(),
-                  method == 0 ? "straightforward" : "air", (long long)tokens, secs, tps, gflops,
-                  100 * gflops / matmul_gflops, 100 * done_gflops / matmul_gflops, rss / 1e6);
-      if (method == 1 && !base_scores.empty()) std::printf(" %9.1e  ratio %.2fx", maxd, tps / base_tps);
+                  method == 0 ? "straightforward" : "air", (long long)tokens, tl.secs, tps, gflops,
+                  100 * gflops / mm, 100 * done_gflops / mm, tl.rss / 1e6);
+      if (compared) std::printf(" %9.1e  ratio %.2fx", maxd, tps / base_tps);
       if (chip_gflops > 0) std::printf("  %.1f%% of chip", 100 * gflops / chip_gflops);
       std::printf("\n");
       std::fflush(stdout);
       report.push_back({{"workload", name}, {"method", method == 0 ? "straightforward" : "air"},
-                        {"tokens", tokens}, {"seconds", secs}, {"tokens_per_s", tps}, {"gflops", gflops},
-                        {"executed_gflops", done_gflops},
-                        {"matmul_gflops", matmul_gflops}, {"chip_gflops", chip_gflops}, {"peak_rss_bytes", rss},
-                        {"max_score_diff", maxd}, {"ratio", method == 1 && base_tps > 0 ? tps / base_tps : 0.0}});
-      if (method == 1 && !base_scores.empty() && maxd > 1e-4 && dtype == at::kFloat)
+                        {"rounds", rounds}, {"tokens", tokens}, {"seconds", tl.secs}, {"tokens_per_s", tps},
+                        {"gflops", gflops}, {"executed_gflops", done_gflops},
+                        {"matmul_gflops", mm}, {"chip_gflops", chip_gflops}, {"peak_rss_bytes", tl.rss},
+                        {"max_score_diff", maxd}, {"ratio", compared ? tps / base_tps : 0.0}});
+      if (compared && maxd > 1e-4 && dtype == at::kFloat)
         spdlog::error("scores of the two methods differ by {:.2e} (> 1e-4)", maxd);
     }
   }
   if (!opt.json_out.empty()) {
     OutputFile f(opt.json_out);
     f.stream() << nlohmann::json{{"shape", opt.shape}, {"device", dev.str()}, {"dtype", dtype_name(dtype)},
-                                 {"threads", at::get_num_threads()}, {"weights_bytes", param_bytes(m)},
+                                 {"threads", at::get_num_threads()}, {"rounds", opt.rounds}, {"weights_bytes", param_bytes(m)},
                                  {"rows", report}}.dump(2) << "\n";
     f.commit();
   }
@@ -376,6 +422,10 @@ void register_score_bench(CLI::App& bench) {
   b->add_option("--tokenizer", opt->tokenizer, "tokenizer for --lengths-from")->capture_default_str();
   b->add_option("--lengths", opt->long_lengths, "long workload: sequence lengths");
   b->add_flag("--no-baseline{false}", opt->baseline, "skip the straightforward method");
+  b->add_option("--rounds", opt->rounds,
+                "the methods alternate in this many rounds: slices of the short workload, repeats of a long sample")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   b->add_option("--batch-tokens", opt->batch_tokens, "air path: padded tokens per batch")->capture_default_str();
   b->add_option("--seed", opt->seed, "weights and inputs seed")->capture_default_str();
   b->add_option("--json", opt->json_out, "also write the results as JSON");
