@@ -156,7 +156,7 @@ double seconds_since(Clock::time_point t0) {
 
 // The straightforward method: each sample alone, two independent full passes, attention
 // probabilities materialised in one [1, H, T, T] block, full [T, vocab] logits.
-std::vector<double> straightforward(const nn::CausalLM& m, const std::vector<Sample>& samples,
+std::vector<double> straightforward(const nn::CausalLM& m, const std::vector<const Sample*>& samples,
                                     const HeadSet& heads) {
   class Keep : public nn::AttentionObserver {
    public:
@@ -164,7 +164,8 @@ std::vector<double> straightforward(const nn::CausalLM& m, const std::vector<Sam
     at::Tensor last;
   } keep;
   std::vector<double> scores;
-  for (const Sample& s : samples) {
+  for (const Sample* sp : samples) {
+    const Sample& s = *sp;
     const int64_t T = static_cast<int64_t>(s.ids.size());
     at::Tensor ids = at::tensor(s.ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
     double mean[2];
@@ -183,15 +184,13 @@ std::vector<double> straightforward(const nn::CausalLM& m, const std::vector<Sam
   return scores;
 }
 
-std::vector<double> air_path(const nn::CausalLM& m, const std::vector<Sample>& samples,
+std::vector<double> air_path(const nn::CausalLM& m, const std::vector<const Sample*>& samples,
                              const HeadSet& heads, int64_t batch_tokens) {
   ScoreOptions so;
   so.batch_tokens = batch_tokens;
   const Scorer scorer(m, heads, so);
-  std::vector<const Sample*> ptrs;
-  for (const auto& s : samples) ptrs.push_back(&s);
   std::vector<double> out;
-  for (const auto& r : scorer.score(ptrs)) out.push_back(r.influence.score);
+  for (const auto& r : scorer.score(samples)) out.push_back(r.influence.score);
   return out;
 }
 
@@ -303,7 +302,8 @@ void run_score_bench(const ScoreBenchOptions& opt) {
                                  ? std::to_string(lengths.size()) + " x 100-400"
                                  : "1 x " + std::to_string(lengths[0]);
     // Warm-up (kernel loading, allocator) on one short sample, untimed.
-    const auto warm = make_samples({std::min<int64_t>(lengths[0], 512)}, c.vocab_size, opt.seed + 9);
+    const auto warm_sample = make_samples({std::min<int64_t>(lengths[0], 512)}, c.vocab_size, opt.seed + 9);
+    const std::vector<const Sample*> warm = {&warm_sample[0]};
     // The straightforward method holds scores and probabilities [H, T, T] and full logits
     // [T, vocab] at once: skip it where that cannot fit in memory (it would be killed).
     int64_t longest = 0;
@@ -321,14 +321,12 @@ void run_score_bench(const ScoreBenchOptions& opt) {
     // the run (a shared host) weighs on both methods alike.
     const int64_t rounds = std::max<int64_t>(1, opt.workload == "short" ? std::min<int64_t>(opt.rounds, samples.size())
                                                                      : opt.rounds);
-    std::vector<std::vector<Sample>> parts(rounds);
+    std::vector<std::vector<const Sample*>> parts(rounds);
     for (int64_t r = 0; r < rounds; ++r) {
-      if (opt.workload == "short") {
-        const size_t lo = samples.size() * r / rounds, hi = samples.size() * (r + 1) / rounds;
-        parts[r].assign(samples.begin() + lo, samples.begin() + hi);
-      } else {
-        parts[r] = samples;
-      }
+      const bool slice = opt.workload == "short";
+      const size_t lo = slice ? samples.size() * r / rounds : 0;
+      const size_t hi = slice ? samples.size() * (r + 1) / rounds : samples.size();
+      for (size_t i = lo; i < hi; ++i) parts[r].push_back(&samples[i]);
     }
     if (opt.workload != "short") {
       tokens *= rounds;

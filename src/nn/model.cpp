@@ -49,6 +49,18 @@ at::Tensor visible_mask(int64_t q0, int64_t nq, int64_t nk, int64_t window,
   return m;
 }
 
+// Queries per attention block: the caller's choice, or as many as keep the [B, H, Tq, T]
+// float32 scores within kScoreBlockBytes.
+int64_t query_block(const ForwardOptions& opt, int64_t B, int64_t H, int64_t T) {
+  if (opt.query_chunk > 0) return opt.query_chunk;
+  return std::max<int64_t>(16, kScoreBlockBytes / std::max<int64_t>(1, B * H * T * 4));
+}
+
+// Long (index) tensor of `i` on `dev`.
+at::Tensor index_tensor(const std::vector<int64_t>& i, const at::Device& dev) {
+  return at::tensor(i, at::TensorOptions().dtype(at::kLong)).to(dev);
+}
+
 // Attention with explicit probabilities, in query blocks so that no [B, H, T, T] tensor
 // exists for long T. Matches HF eager: scores in the model dtype, softmax in float32.
 // q: [B, H, T, Dh]; k, v: [B, Hkv, T, Dh] -> [B, H, T, Dh]
@@ -57,9 +69,7 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
   const int64_t Hkv = k.size(1), rep = H / Hkv;
   const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
-  int64_t chunk = opt.query_chunk;
-  if (chunk <= 0) chunk = std::max<int64_t>(16, kScoreBlockBytes / std::max<int64_t>(1, B * H * T * 4));
-  chunk = std::min(chunk, T);
+  const int64_t chunk = std::min(query_block(opt, B, H, T), T);
 
   at::Tensor out = at::empty_like(q);  // [B, H, T, Dh]
   const at::Tensor k3 = k.reshape({B * Hkv, T, Dh});
@@ -185,7 +195,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
   if (opt.uniform_heads && !opt.uniform_heads->empty()) uniform = opt.uniform_heads->heads_in_layer(layer);
   if (!uniform.empty() && opt.observer) {
     // Only this query head changes; the kv heads it shares stay intact.
-    q = q.index_fill(1, at::tensor(uniform, at::TensorOptions().dtype(at::kLong)).to(q.device()), 0);
+    q = q.index_fill(1, index_tensor(uniform, q.device()), 0);
     uniform.clear();
   }
 
@@ -209,10 +219,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
     const int64_t rep = num_heads / num_kv_heads;
     // Query blocks sized as for all heads, so the parts below use the blocks the whole would.
     ForwardOptions part = opt;
-    if (part.query_chunk <= 0) part.query_chunk = std::max<int64_t>(16, kScoreBlockBytes / std::max<int64_t>(1, B * num_heads * T * 4));
-    auto index = [&](const std::vector<int64_t>& i) {
-      return at::tensor(i, at::TensorOptions().dtype(at::kLong)).to(q.device());
-    };
+    part.query_chunk = query_block(opt, B, num_heads, T);
     // Query heads outside the set: kv groups left whole attend together, a group missing
     // some of its heads attends on its own.
     std::vector<bool> is_uniform(num_heads, false);
@@ -226,13 +233,13 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
         whole_q.insert(whole_q.end(), kept.begin(), kept.end());
         whole_kv.push_back(g);
       } else if (!kept.empty()) {
-        const at::Tensor idx = index(kept);
+        const at::Tensor idx = index_tensor(kept, q.device());
         o.index_copy_(1, idx, attend(q.index_select(1, idx), k.narrow(1, g, 1), v.narrow(1, g, 1),
                                      layer, window, part));
       }
     }
     if (!whole_q.empty()) {
-      const at::Tensor qi = index(whole_q), kvi = index(whole_kv);
+      const at::Tensor qi = index_tensor(whole_q, q.device()), kvi = index_tensor(whole_kv, q.device());
       o.index_copy_(1, qi, attend(q.index_select(1, qi), k.index_select(1, kvi), v.index_select(1, kvi),
                                   layer, window, part));
     }
@@ -353,10 +360,9 @@ Layout CausalLMImpl::layout(int64_t B, int64_t T, const std::vector<int64_t>& le
       pos.push_back(t);
     }
   }
-  const auto long_opts = at::TensorOptions().dtype(at::kLong);
-  if (lay.padded()) lay.flat = at::tensor(flat, long_opts).to(w.device());
+  if (lay.padded()) lay.flat = index_tensor(flat, w.device());
   // As HF, in float32: angle = position * inv_freq, the table [cos | cos] over the head.
-  at::Tensor p = at::tensor(pos, long_opts).to(at::TensorOptions().dtype(at::kFloat).device(w.device()));
+  at::Tensor p = index_tensor(pos, w.device()).to(at::kFloat);
   at::Tensor freqs = at::outer(p, inv_freq.to(w.device()));  // [N, Dh/2] float32
   at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [N, 1, Dh]
   lay.rope = {emb.cos().to(w.scalar_type()), emb.sin().to(w.scalar_type())};
@@ -430,10 +436,8 @@ std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& la
   at::Tensor ent;
   if (entropy) ent = at::empty({N}, at::TensorOptions().dtype(at::kFloat).device(dev));
   if (N > 0) {
-    const auto long_opts = at::TensorOptions().dtype(at::kLong);
-    const at::Tensor target_ids = ids.to(dev).reshape({B * T}).index_select(
-        0, at::tensor(targets, long_opts).to(dev));                                 // [N]
-    const at::Tensor hs = h.index_select(0, at::tensor(rows, long_opts).to(dev));  // [N, D]
+    const at::Tensor target_ids = ids.to(dev).reshape({B * T}).index_select(0, index_tensor(targets, dev));  // [N]
+    const at::Tensor hs = h.index_select(0, index_tensor(rows, dev));  // [N, D]
     const at::Tensor& w = output_weight();
     const LossHeadTuning& tune = loss_head_tuning();
     if (dev.is_cpu() && !tune.aten) {
