@@ -273,6 +273,83 @@ TEST_F(PipelineTest, BadRecordsStayInPlaceAsErrorLines) {
             3);
 }
 
+// A run cut short keeps what it scored in OUT.partial; --resume continues it (skipping the
+// records it holds, rescoring a torn last line) to the output an uninterrupted run gives, and
+// refuses a partial from other options or a corpus that changed.
+TEST_F(PipelineTest, ResumeContinuesARunCutShort) {
+  std::vector<std::string> good_lines;
+  {
+    std::ifstream in(sample_corpus());
+    for (std::string l; std::getline(in, l) && good_lines.size() < 12;) good_lines.push_back(l);
+  }
+  std::string good, bad;
+  for (size_t i = 0; i < good_lines.size(); ++i) {
+    good += good_lines[i] + "\n";
+    bad += (i == 5 ? std::string("{\"id\": \"broken\"") : good_lines[i]) + "\n";
+  }
+  const fs::path good_c = tmp_ / "good.jsonl", bad_c = tmp_ / "bad.jsonl";
+  write_text(good_c, good);
+  write_text(bad_c, bad);
+  const std::string model = model_dir("stories260K").string();
+  auto score = [&](const fs::path& data, const fs::path& out, std::vector<std::string> extra) {
+    std::vector<std::string> args{"score", "--model", model, "--data", data.string(), "--out",
+                                  out.string(), "--num-heads", "2", "--window", "2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return cli::run(args);
+  };
+  const fs::path ref = tmp_ / "ref.jsonl", out = tmp_ / "s.jsonl";
+  const std::string partial = out.string() + ".partial", sidecar = out.string() + ".partial.json";
+
+  // Cut short by a bad line 6 (--strict), after the probe: two windows of two are kept, with
+  // their sidecar and the probed heads.
+  ASSERT_EQ(score(bad_c, out, {"--strict"}), 3);
+  const std::string heads = out.string() + ".heads.json";
+  ASSERT_TRUE(fs::exists(heads));
+  ASSERT_EQ(score(good_c, ref, {"--heads", heads}), 0);  // the run that was not cut short
+  EXPECT_FALSE(fs::exists(out));
+  ASSERT_TRUE(fs::exists(partial));
+  EXPECT_TRUE(fs::exists(sidecar));
+  const std::vector<nlohmann::json> kept = read_jsonl(partial);
+  ASSERT_EQ(kept.size(), 4u);
+  {  // a write cut short: part of the next record, no newline
+    std::ofstream app(partial, std::ios::binary | std::ios::app);
+    app << read_jsonl(ref)[4].dump().substr(0, 30);
+  }
+
+  ASSERT_EQ(score(good_c, out, {"--resume"}), 0);  // with the heads probed before
+  EXPECT_FALSE(fs::exists(partial));
+  EXPECT_FALSE(fs::exists(sidecar));
+  const auto a = read_jsonl(ref), b = read_jsonl(out);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]["id"], a[i]["id"]);
+    EXPECT_EQ(b[i]["line"], a[i]["line"]);
+    EXPECT_NEAR(b[i]["air_score"].get<double>(), a[i]["air_score"].get<double>(), 1e-5) << i;
+    if (i < kept.size()) EXPECT_EQ(b[i], kept[i]);  // the kept records stay as they were
+  }
+  auto counts = [](const fs::path& o) { return read_json(o.string() + ".meta.json")["counts"]; };
+  EXPECT_EQ(counts(out)["resumed"], 4);
+  for (const char* k : {"records", "scored", "errors", "skipped", "response_tokens"})
+    EXPECT_EQ(counts(out)[k], counts(ref)[k]) << k;
+
+  // Resuming a complete output checks it against the corpus and scores nothing.
+  const std::string done = read_text(out);
+  ASSERT_EQ(score(good_c, out, {"--resume"}), 0);
+  EXPECT_EQ(read_text(out), done);
+  EXPECT_EQ(counts(out)["resumed"], static_cast<int64_t>(a.size()));
+  // Other options, or a corpus whose scored part changed: refused, the output left as it was.
+  EXPECT_EQ(score(good_c, out, {"--resume", "--score", "absolute"}), 2);
+  std::string changed;
+  for (size_t i = 0; i < good_lines.size(); ++i)
+    if (i != 2) changed += good_lines[i] + "\n";
+  write_text(tmp_ / "changed.jsonl", changed);
+  EXPECT_EQ(score(tmp_ / "changed.jsonl", out, {"--resume"}), 3);
+  EXPECT_EQ(read_text(out), done);
+  EXPECT_FALSE(fs::exists(partial));
+  // --resume writes to a file only.
+  EXPECT_EQ(score(good_c, "-", {"--resume", "--heads", heads}), 2);
+}
+
 TEST_F(PipelineTest, SelectWritesInputLinesVerbatimWithStableTies) {
   const fs::path corpus = tmp_ / "c.jsonl";
   // Odd spacing and key order must survive byte for byte.

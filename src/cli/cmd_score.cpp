@@ -6,12 +6,15 @@
 #include "cli/cli.h"
 #include "cli/io.h"
 #include "cli/probe_flags.h"
+#include "cli/score_output.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <variant>
 
 namespace air::cli {
@@ -27,10 +30,13 @@ struct ScoreCmdOptions {
   int64_t window = 1024;          // samples held in memory at once
   bool token_scores = false;
   bool allow_heads_mismatch = false;
+  bool resume = false;
   ProbeFlags probe;
   CorpusFlags corpus;
   RuntimeOptions runtime;
 };
+
+std::string reject_id(const Reject& r) { return r.id.empty() ? std::to_string(r.line) : r.id; }
 
 nlohmann::ordered_json score_line(const Sample& s, const ScoreResult& r) {
   nlohmann::ordered_json j;
@@ -64,22 +70,71 @@ nlohmann::ordered_json score_line(const Sample& s, const ScoreResult& r) {
   return j;
 }
 
+// Records an earlier run of the same scoring already wrote (--resume): the whole lines of
+// OUT.partial, or of a complete OUT, when its sidecar shows the same model, heads and options.
+struct Resumed {
+  std::vector<ScoredLine> lines;
+  std::uintmax_t bytes = 0;  // where their whole lines end
+  std::string from;          // the file they came from
+};
+
+Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run) {
+  namespace fs = std::filesystem;
+  Resumed r;
+  const std::string partial = ScoreWriter::partial_path(out);
+  std::string sidecar;
+  if (fs::exists(partial)) {
+    r.from = partial;
+    sidecar = ScoreWriter::sidecar_path(out);
+  } else if (fs::exists(out)) {
+    r.from = out;
+    sidecar = out + ".meta.json";
+  } else {
+    spdlog::info("--resume: neither {} nor {} exists; scoring from the start", partial, out);
+    return r;
+  }
+  if (!fs::exists(sidecar))
+    throw UsageError(r.from + ": no " + sidecar + " beside it tells how it was scored; run without --resume to start over");
+  nlohmann::json before;
+  try {
+    std::ifstream in(sidecar);
+    before = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(sidecar + ": malformed JSON (" + e.what() + ")");
+  }
+  const std::string diff = run_difference(before, run);
+  if (!diff.empty())
+    throw UsageError(r.from + " was scored differently (" + diff + "); run without --resume to start over");
+  r.lines = read_score_lines(r.from, &r.bytes);
+  spdlog::info("--resume: {} records already scored in {}", r.lines.size(), r.from);
+  return r;
+}
+
 void run_score(const ScoreCmdOptions& opt) {
+  namespace fs = std::filesystem;
   const auto t0 = std::chrono::steady_clock::now();
   if (opt.window < 1) throw UsageError("--window must be >= 1");
+  const bool to_file = !opt.out.empty() && opt.out != "-";
+  if (opt.resume && !to_file) throw UsageError("--resume needs --out FILE (it continues FILE.partial)");
   const LoadedModel m = load_model(opt.model, opt.runtime);
   const ModelConfig& c = m.checkpoint.config();
   const CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
 
   std::string heads_path = opt.heads;
   HeadSet heads;
-  if (heads_path.empty()) {
+  const std::string own_heads = opt.out + ".heads.json";  // where the default probe writes
+  const bool probe = heads_path.empty() && !(opt.resume && fs::exists(own_heads));
+  if (probe) {
     if (opt.data == "-" && opt.probe.probe_text.empty() && opt.probe.probe_data.empty())
       throw UsageError("--data - (stdin) can be read only once: give --heads, or --probe-text for the probe");
-    heads_path = opt.out + ".heads.json";
+    heads_path = own_heads;
     spdlog::info("no --heads: running the {} probe first", opt.probe.kind);
     heads = probe_and_write(m, opt.probe, corpus, opt.data, heads_path);
   } else {
+    if (heads_path.empty()) {
+      heads_path = own_heads;
+      spdlog::info("--resume: using the heads the earlier run probed, {}", heads_path);
+    }
     const HeadsFile hf = read_heads_file(heads_path);
     heads = hf.selected;
     const std::string fp = m.checkpoint.fingerprint();
@@ -99,14 +154,67 @@ void run_score(const ScoreCmdOptions& opt) {
   so.batch_tokens = opt.batch_tokens;
   so.token_scores = opt.token_scores;
   const Scorer scorer(m.model, heads, so);
+
+  // What the scores depend on: the sidecar of the output, partial and complete.
+  nlohmann::ordered_json run;
+  run["tool"] = "air";
+  run["version"] = AIR_VERSION;
+  run["data"] = opt.data;
+  run["model"] = {{"path", opt.model}, {"architecture", c.architecture_name},
+                  {"fingerprint", m.checkpoint.fingerprint()}};
+  run["heads"] = {{"file", heads_path}, {"selected", heads.to_string()}};
+  run["options"] = {{"score", opt.score},
+                    {"dtype", dtype_name(m.dtype)},
+                    {"device", m.device.str()},
+                    {"template", corpus.tmpl.name},
+                    {"separator", opt.corpus.separator},
+                    {"format", opt.corpus.format},
+                    {"prompt_field", opt.corpus.prompt_field},
+                    {"response_field", opt.corpus.response_field},
+                    {"id_field", opt.corpus.id_field},
+                    {"step_delimiter", opt.corpus.step_delimiter},
+                    {"min_step_tokens", opt.corpus.min_step_tokens},
+                    {"max_length", opt.corpus.max_length},
+                    {"truncate", opt.corpus.truncate},
+                    {"emit_token_scores", opt.token_scores},
+                    {"eps", so.influence.eps},
+                    {"batch_tokens", opt.batch_tokens}};
+
+  Resumed done;
+  if (opt.resume) {
+    done = find_resumable(opt.out, run);
+  } else if (to_file && fs::exists(ScoreWriter::partial_path(opt.out))) {
+    spdlog::warn("{} from an earlier run is replaced (--resume would continue it)",
+                 ScoreWriter::partial_path(opt.out));
+  }
   spdlog::info("scoring {} with {} on {} in {}, heads {}, template {}", opt.data, c.architecture_name,
                m.device.str(), dtype_name(m.dtype), heads.to_string(), corpus.tmpl.name);
+
+  // Records already scored are checked against the corpus (same line, same id) and skipped.
+  int64_t scored = 0, errors = 0, tokens = 0;
+  size_t next_done = 0;
+  auto already_done = [&](int64_t line, const std::string& id) {
+    if (next_done >= done.lines.size()) return false;
+    const ScoredLine& d = done.lines[next_done];
+    if (d.line != line || d.id != id)
+      throw DataError(done.from + ": its record " + std::to_string(next_done + 1) + " is line " +
+                      std::to_string(d.line) + " id '" + d.id + "', but " + opt.data + " has line " +
+                      std::to_string(line) + " id '" + id +
+                      "' there: the corpus changed since; run without --resume to start over");
+    ++next_done;
+    if (d.error) ++errors;
+    else if (!d.rejected) {
+      ++scored;
+      tokens += d.tokens;
+    }
+    return true;
+  };
 
   // Records in input order: samples to score, or rejects written as error lines.
   using Entry = std::variant<Sample, Reject>;
   std::vector<Entry> window;
-  int64_t samples_in_window = 0, scored = 0, errors = 0, tokens = 0;
-  OutputFile out(opt.out);
+  int64_t samples_in_window = 0;
+  ScoreWriter out(opt.out, run, done.from, done.bytes);
   auto flush = [&] {
     std::vector<const Sample*> batch;
     for (const auto& e : window)
@@ -126,13 +234,11 @@ void run_score(const ScoreCmdOptions& opt) {
         out.stream() << score_line(*s, r).dump() << "\n";
       } else {
         const Reject& rj = std::get<Reject>(e);
-        nlohmann::ordered_json j{{"id", rj.id.empty() ? std::to_string(rj.line) : rj.id},
-                                 {"line", rj.line},
-                                 {"error", rj.reason},
-                                 {"rejected", true}};
+        nlohmann::ordered_json j{{"id", reject_id(rj)}, {"line", rj.line}, {"error", rj.reason}, {"rejected", true}};
         out.stream() << j.dump() << "\n";
       }
     }
+    out.flush();
     window.clear();
     samples_in_window = 0;
     spdlog::info("scored {} records ({} response tokens) so far", scored, tokens);
@@ -140,10 +246,17 @@ void run_score(const ScoreCmdOptions& opt) {
   const CorpusStats st = read_corpus(
       opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.steps, corpus.options,
       [&](Sample&& s) {
+        if (already_done(s.record.line, s.record.id)) return;
         window.emplace_back(std::move(s));
         if (++samples_in_window >= opt.window) flush();
       },
-      [&](const Reject& r) { window.emplace_back(r); });
+      [&](const Reject& r) {
+        if (!already_done(r.line, reject_id(r))) window.emplace_back(r);
+      });
+  if (next_done < done.lines.size())
+    throw DataError(done.from + " holds records up to line " + std::to_string(done.lines.back().line) +
+                    ", past the end of " + opt.data + " (line " + std::to_string(st.lines) +
+                    "): the corpus changed since; run without --resume to start over");
   flush();
   out.commit();
 
@@ -152,38 +265,23 @@ void run_score(const ScoreCmdOptions& opt) {
   if (!st.rejects.empty()) write_rejects(rejects_path, opt.data, st.rejects);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  nlohmann::ordered_json meta;
-  meta["tool"] = "air";
-  meta["version"] = AIR_VERSION;
-  meta["model"] = {{"path", opt.model}, {"architecture", c.architecture_name},
-                   {"fingerprint", m.checkpoint.fingerprint()}};
-  meta["heads"] = {{"file", heads_path}, {"selected", heads.to_string()}};
-  meta["options"] = {{"score", opt.score},
-                     {"dtype", dtype_name(m.dtype)},
-                     {"device", m.device.str()},
-                     {"template", corpus.tmpl.name},
-                     {"format", opt.corpus.format},
-                     {"prompt_field", opt.corpus.prompt_field},
-                     {"response_field", opt.corpus.response_field},
-                     {"step_delimiter", opt.corpus.step_delimiter},
-                     {"min_step_tokens", opt.corpus.min_step_tokens},
-                     {"max_length", opt.corpus.max_length},
-                     {"truncate", opt.corpus.truncate},
-                     {"eps", so.influence.eps},
-                     {"batch_tokens", opt.batch_tokens}};
+  nlohmann::ordered_json meta = run;
   meta["counts"] = {{"records", st.lines},
                     {"scored", scored},
                     {"errors", errors},
                     {"skipped", static_cast<int64_t>(st.rejects.size())},
                     {"truncated", st.truncated},
-                    {"response_tokens", tokens}};
+                    {"response_tokens", tokens},
+                    {"resumed", static_cast<int64_t>(done.lines.size())}};
   meta["wall_seconds"] = wall;
   OutputFile mf(opt.out + ".meta.json");
   mf.stream() << meta.dump(2) << "\n";
   mf.commit();
-  spdlog::info("{} records: {} scored, {} errors, {} rejected{}, {} truncated; {:.1f} s -> {}",
+  spdlog::info("{} records: {} scored, {} errors, {} rejected{}, {} truncated{}; {:.1f} s -> {}",
                st.lines, scored, errors, st.rejects.size(),
-               st.rejects.empty() ? "" : " (" + rejects_path + ")", st.truncated, wall, opt.out);
+               st.rejects.empty() ? "" : " (" + rejects_path + ")", st.truncated,
+               done.lines.empty() ? "" : ", " + std::to_string(done.lines.size()) + " of them from " + done.from,
+               wall, opt.out);
 }
 
 }  // namespace
@@ -201,6 +299,9 @@ void register_score(CLI::App& app) {
   cmd->add_option("--batch-tokens", opt->batch_tokens, "padded tokens per forward batch")->capture_default_str();
   cmd->add_option("--window", opt->window, "samples held in memory at once")->capture_default_str();
   cmd->add_flag("--emit-token-scores", opt->token_scores, "add per-token loss deltas");
+  cmd->add_flag("--resume", opt->resume,
+                "continue OUT.partial left by a run cut short (or re-check a complete OUT), "
+                "skipping the records it holds");
   add_probe_flags(*cmd, opt->probe);
   add_corpus_flags(*cmd, opt->corpus);
   add_runtime_flags(*cmd, opt->runtime);

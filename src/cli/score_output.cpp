@@ -1,0 +1,149 @@
+#include "cli/score_output.h"
+
+#include "air/error.h"
+#include "cli/io.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace air::cli {
+
+namespace fs = std::filesystem;
+
+std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t* whole_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(path + ": cannot open for reading");
+  std::vector<ScoredLine> out;
+  std::string text;
+  std::uintmax_t offset = 0;
+  *whole_bytes = 0;
+  for (int64_t n = 1; std::getline(in, text); ++n) {
+    const bool whole = !in.eof();  // getline stopped at a newline
+    const std::uintmax_t next = offset + text.size() + (whole ? 1 : 0);
+    const std::string at = path + ":" + std::to_string(n);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      if (in.peek() == std::char_traits<char>::eof()) {  // the last line: a write cut short
+        spdlog::warn("{}: the last line is incomplete and is scored again", at);
+        break;
+      }
+      throw DataError(at + ": malformed JSON (" + e.what() + ")");
+    }
+    if (!whole) {
+      spdlog::warn("{}: the last line has no newline and is scored again", at);
+      break;
+    }
+    if (!j.is_object() || !j.contains("line") || !j["line"].is_number_integer() || !j.contains("id") ||
+        !j["id"].is_string())
+      throw DataError(at + ": expected a score record with an integer \"line\" and a string \"id\"");
+    ScoredLine s;
+    s.line = j["line"].get<int64_t>();
+    s.id = j["id"].get<std::string>();
+    s.rejected = j.value("rejected", false);
+    s.error = !s.rejected && j.contains("error");
+    if (!s.error && !s.rejected) {
+      if (!j.contains("n_tokens") || !j["n_tokens"].is_number_integer())
+        throw DataError(at + ": a scored record without an integer \"n_tokens\"");
+      s.tokens = j["n_tokens"].get<int64_t>();
+    }
+    if (!out.empty() && s.line <= out.back().line)
+      throw DataError(at + ": corpus line " + std::to_string(s.line) + " comes after line " +
+                      std::to_string(out.back().line) + "; records must be in corpus order");
+    out.push_back(std::move(s));
+    offset = next;
+    *whole_bytes = offset;
+  }
+  if (in.bad()) throw DataError(path + ": read error");
+  return out;
+}
+
+std::string run_difference(const nlohmann::json& before, const nlohmann::json& now) {
+  auto at = [](const nlohmann::json& j, const char* a, const char* b) {
+    return j.contains(a) && j[a].is_object() && j[a].contains(b) ? j[a][b] : nlohmann::json();
+  };
+  auto differ = [](const std::string& what, const nlohmann::json& x, const nlohmann::json& y) {
+    return what + ": " + (x.is_null() ? "absent" : x.dump()) + ", now " + (y.is_null() ? "absent" : y.dump());
+  };
+  if (at(before, "model", "fingerprint") != at(now, "model", "fingerprint"))
+    return differ("model.fingerprint", at(before, "model", "fingerprint"), at(now, "model", "fingerprint"));
+  if (at(before, "heads", "selected") != at(now, "heads", "selected"))
+    return differ("heads.selected", at(before, "heads", "selected"), at(now, "heads", "selected"));
+  const nlohmann::json none = nlohmann::json::object();
+  const nlohmann::json& a = before.contains("options") ? before["options"] : none;
+  const nlohmann::json& b = now.contains("options") ? now["options"] : none;
+  for (const auto* side : {&a, &b})
+    for (const auto& [key, value] : side->items()) {
+      if (key == "device" || key == "batch_tokens") continue;
+      const nlohmann::json x = a.contains(key) ? a[key] : nlohmann::json();
+      const nlohmann::json y = b.contains(key) ? b[key] : nlohmann::json();
+      if (x != y) return differ("options." + key, x, y);
+    }
+  return "";
+}
+
+ScoreWriter::ScoreWriter(const std::string& path, nlohmann::ordered_json run, std::string seed,
+                         std::uintmax_t keep_bytes)
+    : path_(path), run_(std::move(run)), seed_(std::move(seed)), keep_bytes_(keep_bytes) {}
+
+void ScoreWriter::open() {
+  const std::string partial = partial_path(path_);
+  std::error_code ec;
+  if (keep_bytes_ > 0) {
+    if (seed_ != partial) fs::copy_file(seed_, partial, fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::resize_file(partial, keep_bytes_, ec);
+    if (ec) throw IoError(partial + ": cannot start it with the " + std::to_string(keep_bytes_) +
+                          " bytes of whole lines of " + seed_ + ": " + ec.message());
+  }
+  file_ = std::make_unique<std::ofstream>(
+      partial, std::ios::binary | (keep_bytes_ > 0 ? std::ios::app : std::ios::trunc));
+  if (!*file_) throw IoError(path_ + ": cannot open " + partial + " for writing");
+  OutputFile side(sidecar_path(path_));
+  side.stream() << run_.dump(2) << "\n";
+  side.commit();
+}
+
+ScoreWriter::~ScoreWriter() {
+  if (!file_ || committed_) return;
+  file_->close();
+  const std::string partial = partial_path(path_);
+  std::error_code ec;
+  const std::uintmax_t size = fs::file_size(partial, ec);
+  if (!ec && size > 0) {
+    spdlog::warn("the records scored so far are kept in {}: the same command with --resume continues",
+                 partial);
+    return;
+  }
+  fs::remove(partial, ec);
+  fs::remove(sidecar_path(path_), ec);
+}
+
+std::ostream& ScoreWriter::stream() {
+  if (path_.empty() || path_ == "-") return std::cout;
+  if (!file_) open();
+  return *file_;
+}
+
+void ScoreWriter::flush() {
+  std::ostream& out = stream();
+  out.flush();
+  if (!out) throw IoError((file_ ? partial_path(path_) : std::string("stdout")) + ": write failed");
+}
+
+void ScoreWriter::commit() {
+  flush();
+  if (!file_) return;  // stdout
+  file_->close();
+  const std::string partial = partial_path(path_);
+  if (!*file_) throw IoError(partial + ": write failed");
+  std::error_code ec;
+  fs::rename(partial, path_, ec);
+  if (ec) throw IoError(path_ + ": cannot move " + partial + " into place: " + ec.message());
+  committed_ = true;
+  fs::remove(sidecar_path(path_), ec);
+}
+
+}  // namespace air::cli

@@ -1,0 +1,71 @@
+#pragma once
+
+// Where `air score` writes its records, so that a run cut short (a node's time limit, a kill, an
+// error) loses nothing it had scored: records go to OUT.partial as they are scored, flushed after
+// each window, beside OUT.partial.json (the run's model, heads and options); when the corpus is
+// done, OUT.partial becomes OUT and the sidecar goes. `--resume` continues such a file.
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace air::cli {
+
+// One record of a score output, as much of it as resuming needs.
+struct ScoredLine {
+  int64_t line = 0;
+  std::string id;
+  bool error = false;     // an error line of a record that could not be scored
+  bool rejected = false;  // a record rejected before scoring (counted with the rejects)
+  int64_t tokens = 0;     // response tokens of a scored record
+};
+
+// The records of a score output file, in order. A last line that a cut-short write left
+// without its newline, or unreadable, is left out; *whole_bytes gets where the whole lines end.
+// Any other malformed line, or line numbers out of order, throws DataError naming the line.
+std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t* whole_bytes);
+
+// Whether two runs' sidecars (OUT.meta.json or OUT.partial.json) give the same scores: "" when
+// they do, else what differs ("options.dtype: bf16, now fp32"). Compared: the model's
+// fingerprint, the selected heads and the options, except the device and --batch-tokens, which
+// change no score beyond float rounding.
+std::string run_difference(const nlohmann::json& before, const nlohmann::json& now);
+
+class ScoreWriter {
+ public:
+  // path "-" (or empty): stdout, nothing kept. Otherwise OUT.partial, started with the first
+  // keep_bytes bytes of `seed` (the whole lines of an earlier run being resumed: OUT.partial
+  // itself or a complete OUT; keep_bytes 0 = a fresh file), beside OUT.partial.json holding
+  // `run`. Files are touched only at the first write, so a run that fails before it leaves
+  // what was there as it was.
+  ScoreWriter(const std::string& path, nlohmann::ordered_json run, std::string seed,
+              std::uintmax_t keep_bytes);
+  // Not committed: a partial file that holds records stays for --resume (and says so); an
+  // empty one is removed.
+  ~ScoreWriter();
+
+  std::ostream& stream();
+  // After each window: what was written reaches the file.
+  void flush();
+  // The corpus is done: OUT.partial becomes OUT, the sidecar is removed.
+  void commit();
+
+  static std::string partial_path(const std::string& out) { return out + ".partial"; }
+  static std::string sidecar_path(const std::string& out) { return out + ".partial.json"; }
+
+ private:
+  void open();
+
+  std::string path_;
+  nlohmann::ordered_json run_;
+  std::string seed_;
+  std::uintmax_t keep_bytes_;
+  std::unique_ptr<std::ofstream> file_;
+  bool committed_ = false;
+};
+
+}  // namespace air::cli
