@@ -104,6 +104,10 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   EXPECT_EQ(cli::run({"loss", "--bogus"}), 2);
   EXPECT_EQ(cli::run({}), 2);
   EXPECT_EQ(cli::run({"inspect", "--model", fixture_dir("llama").string(), "--threads", "-1"}), 2);
+  // --log-level is taken before or after the subcommand, and checked either way.
+  EXPECT_EQ(cli::run({"inspect", "--model", fixture_dir("llama").string(), "--log-level", "nope"}), 2);
+  EXPECT_EQ(cli::run({"inspect", "--model", fixture_dir("llama").string(), "--log-level", "warn"}), 0);
+  EXPECT_EQ(cli::run({"--log-level", "info", "inspect", "--model", fixture_dir("llama").string()}), 0);
   if (!at::hasCUDA())
     EXPECT_EQ(cli::run({"loss", "--model", fixture_dir("llama").string(), "--input", ids.string(),
                         "--device", "cuda"}),

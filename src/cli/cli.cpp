@@ -33,6 +33,7 @@ int run(int argc, const char* const* argv) {
   CLI::App app{"air: select reasoning post-training data by Attention Influence (AIR)"};
   app.set_version_flag("--version", std::string("air ") + AIR_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // --log-level after the subcommand too
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
