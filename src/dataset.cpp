@@ -3,6 +3,7 @@
 #include "air/error.h"
 
 #include <fstream>
+#include <optional>
 #include <iostream>
 
 namespace air {
@@ -71,27 +72,34 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     if (!file) throw DataError(path + ": cannot open for reading");
     in = &file;
   }
+  if (opt.shard_count < 1 || opt.shard_index < 0 || opt.shard_index >= opt.shard_count)
+    throw UsageError("shard " + std::to_string(opt.shard_index) + " of " + std::to_string(opt.shard_count) +
+                     ": expected 0 <= index < count");
   CorpusStats stats;
   std::string line;
-  int64_t n = 0;
+  int64_t n = 0, records = 0;
   while (std::getline(*in, line)) {
     ++n;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    if (records++ % opt.shard_count != opt.shard_index) continue;
     ++stats.lines;
     std::string id;
+    std::optional<Sample> s;
     try {
       Record rec = parse_record(line, n, opt.corpus);
       id = rec.id;
-      Sample s = prepare_sample(std::move(rec), tmpl, tok, steps, opt.sample);
-      stats.truncated += s.truncated;
-      ++stats.samples;
-      on_sample(std::move(s));
+      s = prepare_sample(std::move(rec), tmpl, tok, steps, opt.sample);
     } catch (const DataError& e) {
       if (opt.strict) throw DataError(path + ":" + std::to_string(n) + ": " + e.what());
       stats.rejects.push_back({n, id, e.what(), line});
       if (on_reject) on_reject(stats.rejects.back());
+      continue;
     }
+    // Outside the try: what the callback throws is its own error, not this line's.
+    stats.truncated += s->truncated;
+    ++stats.samples;
+    on_sample(std::move(*s));
   }
   if (in->bad()) throw DataError(path + ": read error after line " + std::to_string(n));
   return stats;

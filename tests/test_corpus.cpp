@@ -4,6 +4,8 @@
 #include "air/error.h"
 #include "test_util.h"
 
+#include <algorithm>
+
 namespace air::test {
 namespace {
 
@@ -248,6 +250,63 @@ TEST_F(ReadCorpusTest, BadLinesBecomeRejectsWithLineNumbers) {
     ADD_FAILURE() << "strict did not stop";
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find(p.string() + ":2:"), std::string::npos) << e.what();
+  }
+}
+
+
+// Shards split the records (non-blank lines, good or bad) among themselves: each record in
+// exactly one, every count-th from the index-th; an error thrown by the sample callback is its
+// own, not a reject of the line.
+TEST_F(ReadCorpusTest, ShardsPartitionTheRecords) {
+  const fs::path p = tmp_ / "c.jsonl";
+  std::string text;
+  for (int i = 0; i < 11; ++i) {
+    if (i == 4) text += "\n";  // a blank line: no record
+    text += i == 7 ? std::string("{\"question\": \"x\"\n")
+                   : "{\"id\": \"r" + std::to_string(i) + "\", \"question\": \"Once\", \"answer\": \"a cat.\"}\n";
+  }
+  write_text(p, text);
+  const auto tok = load_tokenizer(model_dir("stories260K"));
+  for (int64_t count : {1, 2, 3, 20}) {
+    std::vector<int64_t> seen;
+    int64_t lines = 0;
+    for (int64_t index = 0; index < count; ++index) {
+      DatasetOptions opt;
+      opt.shard_index = index;
+      opt.shard_count = count;
+      std::vector<int64_t> mine;
+      const CorpusStats st = read_corpus(
+          p.string(), load_chat_template("plain"), *tok, StepSplitter(), opt,
+          [&](Sample&& s) { mine.push_back(s.record.line); },
+          [&](const Reject& r) { mine.push_back(r.line); });
+      std::sort(mine.begin(), mine.end());
+      EXPECT_EQ(st.lines, static_cast<int64_t>(mine.size()));
+      lines += st.lines;
+      for (int64_t l : mine) {
+        const int64_t record = l <= 4 ? l - 1 : l - 2;  // line 5 is blank
+        EXPECT_EQ(record % count, index) << "line " << l << " in shard " << index << "/" << count;
+      }
+      seen.insert(seen.end(), mine.begin(), mine.end());
+    }
+    std::sort(seen.begin(), seen.end());
+    std::vector<int64_t> all{1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12};
+    EXPECT_EQ(seen, all) << count;
+    EXPECT_EQ(lines, 11);
+  }
+  DatasetOptions bad;
+  bad.shard_index = 2;
+  bad.shard_count = 2;
+  EXPECT_THROW(read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), bad,
+                           [](Sample&&) {}),
+               UsageError);
+  // The callback's own DataError reaches the caller as it was, not as a reject of the line.
+  DatasetOptions opt;
+  try {
+    read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), opt,
+                [](Sample&&) { throw DataError("from the callback"); });
+    ADD_FAILURE() << "the callback's error was swallowed";
+  } catch (const DataError& e) {
+    EXPECT_STREQ(e.what(), "from the callback");
   }
 }
 

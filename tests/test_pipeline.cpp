@@ -350,6 +350,55 @@ TEST_F(PipelineTest, ResumeContinuesARunCutShort) {
   EXPECT_EQ(score(good_c, "-", {"--resume", "--heads", heads}), 2);
 }
 
+// `--shard I/N` runs score disjoint records that together make the whole run, and `air select`
+// takes their outputs together as it takes the one of a single run.
+TEST_F(PipelineTest, ShardsTogetherAreTheWholeRun) {
+  const std::string model = model_dir("stories260K").string(), data = sample_corpus().string();
+  const fs::path heads = tmp_ / "heads.json";
+  ASSERT_EQ(cli::run({"probe", "--model", model, "--data", data, "--out", heads.string()}), 0);
+  auto score = [&](const fs::path& out, const std::string& shard) {
+    return cli::run({"score", "--model", model, "--data", data, "--heads", heads.string(), "--out",
+                     out.string(), "--shard", shard});
+  };
+  const fs::path whole = tmp_ / "whole.jsonl";
+  ASSERT_EQ(score(whole, "0/1"), 0);
+  std::map<int64_t, nlohmann::json> by_line;
+  std::vector<std::string> parts;
+  for (int i = 0; i < 3; ++i) {
+    const fs::path part = tmp_ / ("part" + std::to_string(i) + ".jsonl");
+    ASSERT_EQ(score(part, std::to_string(i) + "/3"), 0);
+    parts.push_back(part.string());
+    for (const auto& j : read_jsonl(part)) {
+      EXPECT_EQ((j["line"].get<int64_t>() - 1) % 3, i);  // the sample corpus has no blank lines
+      EXPECT_TRUE(by_line.emplace(j["line"].get<int64_t>(), j).second) << "scored twice: " << j["line"];
+    }
+  }
+  const auto ref = read_jsonl(whole);
+  ASSERT_EQ(by_line.size(), ref.size());
+  for (const auto& r : ref) {
+    const auto& j = by_line.at(r["line"].get<int64_t>());
+    EXPECT_EQ(j["id"], r["id"]);
+    EXPECT_NEAR(j["air_score"].get<double>(), r["air_score"].get<double>(), 1e-5) << r["id"];
+  }
+  auto select = [&](const std::vector<std::string>& scores, const fs::path& out) {
+    std::vector<std::string> args{"select", "--data", data, "--top-k", "10", "--out", out.string(), "--scores"};
+    args.insert(args.end(), scores.begin(), scores.end());
+    return cli::run(args);
+  };
+  ASSERT_EQ(select({whole.string()}, tmp_ / "a.jsonl"), 0);
+  ASSERT_EQ(select(parts, tmp_ / "b.jsonl"), 0);
+  EXPECT_EQ(read_text(tmp_ / "b.jsonl"), read_text(tmp_ / "a.jsonl"));
+  EXPECT_EQ(select({parts[0], parts[1]}, tmp_ / "c.jsonl"), 3);            // a shard missing
+  EXPECT_EQ(select({parts[0], parts[1], parts[2], parts[1]}, tmp_ / "c.jsonl"), 3);  // one twice
+  // A rejects file (caught by a too-wide glob) is not a score file.
+  write_text(tmp_ / "rejects.jsonl", "{\"line\": 1, \"id\": \"x\", \"reason\": \"bad\", \"record\": \"{}\"}\n");
+  EXPECT_EQ(cli::run({"select", "--data", data, "--top-k", "1", "--out", (tmp_ / "c.jsonl").string(),
+                      "--allow-partial", "--scores", (tmp_ / "rejects.jsonl").string()}),
+            3);
+  EXPECT_EQ(score(tmp_ / "x.jsonl", "3/3"), 2);
+  EXPECT_EQ(score(tmp_ / "x.jsonl", "1"), 2);
+}
+
 TEST_F(PipelineTest, SelectWritesInputLinesVerbatimWithStableTies) {
   const fs::path corpus = tmp_ / "c.jsonl";
   // Odd spacing and key order must survive byte for byte.

@@ -51,12 +51,15 @@ struct DatasetOptions {
   CorpusOptions corpus;
   SampleOptions sample;
   bool strict = false;  // stop at the first bad line (DataError naming file and line)
+  // Only every shard_count-th record, from the shard_index-th (0-based, counting non-blank
+  // lines): the others are skipped unread, so that shard_count processes split a corpus.
+  int64_t shard_index = 0, shard_count = 1;
 };
 
 // Reads a JSONL corpus ("-" = stdin). Bad lines become rejects (or, with strict, an error).
 // `on_sample` receives each good sample in input order.
 struct CorpusStats {
-  int64_t lines = 0;      // non-blank lines read
+  int64_t lines = 0;      // non-blank lines read (of this shard)
   int64_t samples = 0;    // good samples
   int64_t truncated = 0;  // samples cut at max_length
   std::vector<Reject> rejects;

@@ -13,6 +13,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <variant>
@@ -31,10 +33,21 @@ struct ScoreCmdOptions {
   bool token_scores = false;
   bool allow_heads_mismatch = false;
   bool resume = false;
+  std::string shard = "0/1";      // I/N: every N-th record from the I-th
   ProbeFlags probe;
   CorpusFlags corpus;
   RuntimeOptions runtime;
 };
+
+// "I/N" -> (I, N), 0 <= I < N.
+std::pair<int64_t, int64_t> parse_shard(const std::string& text) {
+  int64_t i = -1, n = 0;
+  char slash = 0, rest = 0;
+  if (std::sscanf(text.c_str(), "%" SCNd64 "%c%" SCNd64 "%c", &i, &slash, &n, &rest) != 3 || slash != '/' ||
+      i < 0 || n < 1 || i >= n)
+    throw UsageError("--shard '" + text + "': expected I/N with 0 <= I < N, e.g. 0/8");
+  return {i, n};
+}
 
 std::string reject_id(const Reject& r) { return r.id.empty() ? std::to_string(r.line) : r.id; }
 
@@ -116,9 +129,13 @@ void run_score(const ScoreCmdOptions& opt) {
   if (opt.window < 1) throw UsageError("--window must be >= 1");
   const bool to_file = !opt.out.empty() && opt.out != "-";
   if (opt.resume && !to_file) throw UsageError("--resume needs --out FILE (it continues FILE.partial)");
+  const auto [shard_index, shard_count] = parse_shard(opt.shard);
   const LoadedModel m = load_model(opt.model, opt.runtime);
   const ModelConfig& c = m.checkpoint.config();
   const CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
+  DatasetOptions dopt = corpus.options;
+  dopt.shard_index = shard_index;
+  dopt.shard_count = shard_count;
 
   std::string heads_path = opt.heads;
   HeadSet heads;
@@ -129,6 +146,8 @@ void run_score(const ScoreCmdOptions& opt) {
       throw UsageError("--data - (stdin) can be read only once: give --heads, or --probe-text for the probe");
     heads_path = own_heads;
     spdlog::info("no --heads: running the {} probe first", opt.probe.kind);
+    if (dopt.shard_count > 1)
+      spdlog::warn("--shard without --heads: every shard probes the same way; `air probe` once and --heads saves that");
     heads = probe_and_write(m, opt.probe, corpus, opt.data, heads_path);
   } else {
     if (heads_path.empty()) {
@@ -177,6 +196,7 @@ void run_score(const ScoreCmdOptions& opt) {
                     {"max_length", opt.corpus.max_length},
                     {"truncate", opt.corpus.truncate},
                     {"emit_token_scores", opt.token_scores},
+                    {"shard", std::to_string(dopt.shard_index) + "/" + std::to_string(dopt.shard_count)},
                     {"eps", so.influence.eps},
                     {"batch_tokens", opt.batch_tokens}};
 
@@ -244,7 +264,7 @@ void run_score(const ScoreCmdOptions& opt) {
     spdlog::info("scored {} records ({} response tokens) so far", scored, tokens);
   };
   const CorpusStats st = read_corpus(
-      opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.steps, corpus.options,
+      opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.steps, dopt,
       [&](Sample&& s) {
         if (already_done(s.record.line, s.record.id)) return;
         window.emplace_back(std::move(s));
@@ -254,9 +274,9 @@ void run_score(const ScoreCmdOptions& opt) {
         if (!already_done(r.line, reject_id(r))) window.emplace_back(r);
       });
   if (next_done < done.lines.size())
-    throw DataError(done.from + " holds records up to line " + std::to_string(done.lines.back().line) +
-                    ", past the end of " + opt.data + " (line " + std::to_string(st.lines) +
-                    "): the corpus changed since; run without --resume to start over");
+    throw DataError(done.from + " holds a record of line " + std::to_string(done.lines[next_done].line) +
+                    " id '" + done.lines[next_done].id + "', which " + opt.data +
+                    " does not have: the corpus changed since; run without --resume to start over");
   flush();
   out.commit();
 
@@ -299,6 +319,10 @@ void register_score(CLI::App& app) {
   cmd->add_option("--batch-tokens", opt->batch_tokens, "padded tokens per forward batch")->capture_default_str();
   cmd->add_option("--window", opt->window, "samples held in memory at once")->capture_default_str();
   cmd->add_flag("--emit-token-scores", opt->token_scores, "add per-token loss deltas");
+  cmd->add_option("--shard", opt->shard,
+                  "I/N: score every N-th record from the I-th (0-based), for N processes or GPUs; "
+                  "`air select --scores` takes their outputs together")
+      ->capture_default_str();
   cmd->add_flag("--resume", opt->resume,
                 "continue OUT.partial left by a run cut short (or re-check a complete OUT), "
                 "skipping the records it holds");

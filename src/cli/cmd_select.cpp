@@ -21,7 +21,7 @@ namespace {
 
 struct SelectOptions {
   std::string data;
-  std::string scores;
+  std::vector<std::string> scores;  // one file, or the outputs of `air score --shard I/N` runs
   std::string out = "-";
   int64_t top_k = 0;
   double top_ratio = 0;
@@ -73,28 +73,36 @@ std::vector<CorpusLine> read_lines(const std::string& path, const std::string& i
   return out;
 }
 
-std::map<int64_t, ScoreEntry> read_scores(const std::string& path) {
+// The score records of every file, by corpus line; a line scored twice (in one file or two) is
+// an error.
+std::map<int64_t, ScoreEntry> read_scores(const std::vector<std::string>& paths) {
   std::map<int64_t, ScoreEntry> out;
-  for_each_line(path, [&](const std::string& line, int64_t n) {
-    const std::string at = path + ":" + std::to_string(n);
-    const nlohmann::json j = parse_json_line(line, at);
-    if (!j.is_object() || !j.contains("line") || !j["line"].is_number_integer() || !j.contains("id"))
-      throw DataError(at + ": a score record needs 'id' and 'line' (is this `air score` output?)");
-    ScoreEntry e;
-    e.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
-    if (j.contains("air_score") && j["air_score"].is_number()) {
-      e.score = j["air_score"].get<double>();
-      e.ok = std::isfinite(e.score);
-      if (j.contains("steps")) {
-        e.steps = nlohmann::json::array();
-        for (const auto& s : j["steps"])
-          e.steps.push_back({{"begin", s.value("begin", 0)}, {"end", s.value("end", 0)}, {"weight", s.value("weight", 1.0)}});
+  std::map<int64_t, std::string> where;  // line -> file:line of its record
+  for (const std::string& path : paths) {
+    for_each_line(path, [&](const std::string& line, int64_t n) {
+      const std::string at = path + ":" + std::to_string(n);
+      const nlohmann::json j = parse_json_line(line, at);
+      if (!j.is_object() || !j.contains("line") || !j["line"].is_number_integer() || !j.contains("id") ||
+          !(j.contains("air_score") || j.contains("error")))
+        throw DataError(at + ": a score record needs 'id', 'line' and 'air_score' or 'error' (is this `air score` output?)");
+      ScoreEntry e;
+      e.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+      if (j.contains("air_score") && j["air_score"].is_number()) {
+        e.score = j["air_score"].get<double>();
+        e.ok = std::isfinite(e.score);
+        if (j.contains("steps")) {
+          e.steps = nlohmann::json::array();
+          for (const auto& s : j["steps"])
+            e.steps.push_back({{"begin", s.value("begin", 0)}, {"end", s.value("end", 0)}, {"weight", s.value("weight", 1.0)}});
+        }
       }
-    }
-    const int64_t line_no = j["line"].get<int64_t>();
-    if (!out.emplace(line_no, std::move(e)).second)
-      throw DataError(at + ": corpus line " + std::to_string(line_no) + " is scored twice");
-  });
+      const int64_t line_no = j["line"].get<int64_t>();
+      if (!out.emplace(line_no, std::move(e)).second)
+        throw DataError(at + ": corpus line " + std::to_string(line_no) + " is scored twice (also at " +
+                        where[line_no] + ")");
+      where[line_no] = at;
+    });
+  }
   return out;
 }
 
@@ -111,6 +119,8 @@ void run_select(const SelectOptions& opt) {
   co.response_field = opt.response_field;
   co.id_field = opt.id_field;
   const std::map<int64_t, ScoreEntry> scores = read_scores(opt.scores);
+  std::string scores_name = opt.scores[0];
+  for (size_t i = 1; i < opt.scores.size(); ++i) scores_name += ", " + opt.scores[i];
 
   // Coverage: every record scored (or rejected with a reason), and under the same id.
   int64_t missing = 0, mismatched = 0, errors = 0;
@@ -119,7 +129,7 @@ void run_select(const SelectOptions& opt) {
   for (size_t i = 0; i < lines.size(); ++i) by_line[lines[i].line] = i;
   for (const auto& [line_no, e] : scores)
     if (!by_line.count(line_no))
-      throw DataError(opt.scores + ": scores corpus line " + std::to_string(line_no) + ", which " +
+      throw DataError(scores_name + ": scores corpus line " + std::to_string(line_no) + ", which " +
                       opt.data + " does not have: the scores belong to another corpus");
   for (size_t i = 0; i < lines.size(); ++i) {
     auto it = scores.find(lines[i].line);
@@ -140,7 +150,7 @@ void run_select(const SelectOptions& opt) {
     candidates.push_back(i);
   }
   if ((missing || mismatched) && !opt.allow_partial)
-    throw DataError(opt.scores + " does not cover " + opt.data + ": " + std::to_string(missing) +
+    throw DataError(scores_name + " does not cover " + opt.data + ": " + std::to_string(missing) +
                     " records without a score, " + std::to_string(mismatched) +
                     " with another id (use --allow-partial to select among the rest)");
 
@@ -241,7 +251,9 @@ void register_select(CLI::App& app) {
   auto opt = std::make_shared<SelectOptions>();
   CLI::App* cmd = app.add_subcommand("select", "Write the top records by Attention Influence Score");
   cmd->add_option("--data", opt->data, "the scored corpus JSONL")->required();
-  cmd->add_option("--scores", opt->scores, "scores JSONL from `air score`")->required();
+  cmd->add_option("--scores", opt->scores,
+                  "scores JSONL from `air score` (several: the outputs of its --shard runs)")
+      ->required();
   cmd->add_option("--out", opt->out, "selected records JSONL (- = stdout)")->capture_default_str();
   auto* k = cmd->add_option("--top-k", opt->top_k, "select this many records");
   auto* r = cmd->add_option("--top-ratio", opt->top_ratio, "select this fraction of the scored records");
