@@ -233,12 +233,15 @@ void run_score(const ScoreCmdOptions& opt) {
   // Records in input order: samples to score, or rejects written as error lines.
   using Entry = std::variant<Sample, Reject>;
   std::vector<Entry> window;
-  int64_t samples_in_window = 0;
+  int64_t samples_in_window = 0, run_tokens = 0;  // tokens through the model in this run
+  const auto t_scoring = std::chrono::steady_clock::now();
   ScoreWriter out(opt.out, run, done.from, done.bytes);
   auto flush = [&] {
+    if (window.empty()) return;
     std::vector<const Sample*> batch;
     for (const auto& e : window)
       if (auto* s = std::get_if<Sample>(&e)) batch.push_back(s);
+    for (const Sample* b : batch) run_tokens += static_cast<int64_t>(b->ids.size());
     const std::vector<ScoreResult> results = scorer.score(batch);
     size_t k = 0;
     for (const auto& e : window) {
@@ -261,7 +264,9 @@ void run_score(const ScoreCmdOptions& opt) {
     out.flush();
     window.clear();
     samples_in_window = 0;
-    spdlog::info("scored {} records ({} response tokens) so far", scored, tokens);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_scoring).count();
+    spdlog::info("scored {} records ({} response tokens) so far; {:.0f} tokens/s (prompt and response)",
+                 scored, tokens, secs > 0 ? static_cast<double>(run_tokens) / secs : 0.0);
   };
   const CorpusStats st = read_corpus(
       opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.steps, dopt,
