@@ -115,6 +115,34 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   testing::internal::GetCapturedStderr();
 }
 
+// --max-length defaults to the model's context (max_position_embeddings, 512 for stories260K);
+// a tokenizer with no config.json beside it has no limit.
+TEST_F(CliTest, MaxLengthDefaultsToTheModelContext) {
+  const fs::path corpus = tmp_ / "c.jsonl", out = tmp_ / "r.jsonl";
+  std::string words;
+  for (int i = 0; i < 300; ++i) words += "Lily saw a big red ball. ";  // ~2,000 tokens: over 512, under 4,096
+  write_text(corpus, "{\"id\": \"long\", \"prompt\": \"Once\", \"response\": \"" + words + "\"}\n"
+                     "{\"id\": \"short\", \"prompt\": \"Once\", \"response\": \"a cat.\"}\n");
+  auto rendered = [&](const fs::path& tok, const std::vector<std::string>& extra) {
+    std::vector<std::string> args{"render", "--model", tok.string(), "--data", corpus.string(), "--out", out.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    EXPECT_EQ(cli::run(args), 0);
+    std::vector<std::string> ids;
+    std::ifstream in(out);
+    for (std::string line; std::getline(in, line);) ids.push_back(nlohmann::json::parse(line)["id"]);
+    return ids;
+  };
+  const std::vector<std::string> both{"long", "short"}, short_only{"short"};
+  EXPECT_EQ(rendered(model_dir("stories260K"), {}), short_only);
+  EXPECT_NE(read_text(out.string() + ".rejects.jsonl").find("more than --max-length 512"), std::string::npos);
+  EXPECT_EQ(rendered(model_dir("stories260K"), {"--max-length", "0"}), both);
+  EXPECT_EQ(rendered(model_dir("stories260K"), {"--max-length", "100000"}), both);
+  EXPECT_EQ(rendered(fs::path(AIR_TEST_DATA_DIR) / "tokenizers" / "qwen2_5", {}), both);
+  EXPECT_EQ(cli::run({"render", "--model", model_dir("stories260K").string(), "--data", corpus.string(),
+                      "--max-length", "-2"}),
+            2);
+}
+
 TEST_F(CliTest, BenchScoreAgreesAcrossMethodsAndRounds) {
   // The benchmark's own check: both methods give the same sample scores, with the rounds
   // splitting the short workload (tokens counted once) and repeating a long sample.

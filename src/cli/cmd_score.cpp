@@ -193,7 +193,7 @@ void run_score(const ScoreCmdOptions& opt) {
                     {"id_field", opt.corpus.id_field},
                     {"step_delimiter", opt.corpus.step_delimiter},
                     {"min_step_tokens", opt.corpus.min_step_tokens},
-                    {"max_length", opt.corpus.max_length},
+                    {"max_length", corpus.options.sample.max_length},
                     {"truncate", opt.corpus.truncate},
                     {"emit_token_scores", opt.token_scores},
                     {"shard", std::to_string(dopt.shard_index) + "/" + std::to_string(dopt.shard_count)},

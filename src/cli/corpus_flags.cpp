@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <fstream>
 
 namespace air::cli {
 
@@ -26,29 +27,47 @@ void add_corpus_flags(CLI::App& cmd, CorpusFlags& f) {
       ->capture_default_str();
   cmd.add_option("--min-step-tokens", f.min_step_tokens, "shorter steps merge into the one before")
       ->capture_default_str();
-  cmd.add_option("--max-length", f.max_length, "tokens per sample (0 = no limit)")
-      ->capture_default_str();
+  cmd.add_option("--max-length", f.max_length,
+                 "tokens per sample (default: the model's max_position_embeddings; 0 = no limit)");
   cmd.add_flag("--truncate", f.truncate, "cut over-long samples at --max-length instead of rejecting");
   cmd.add_flag("--strict", f.strict, "stop at the first bad record instead of rejecting it");
   cmd.add_option("--rejects", f.rejects, "rejected records file (default: OUT.rejects.jsonl)");
 }
 
+namespace {
+
+// max_position_embeddings of the config.json in dir; 0 (no limit) when there is none.
+int64_t model_context(const std::filesystem::path& dir) {
+  const std::filesystem::path config = dir / "config.json";
+  if (!std::filesystem::exists(config)) return 0;
+  std::ifstream in(config);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(config.string() + ": malformed JSON (" + e.what() + ")");
+  }
+  const auto it = j.find("max_position_embeddings");
+  return it != j.end() && it->is_number_integer() && it->get<int64_t>() > 0 ? it->get<int64_t>() : 0;
+}
+
+}  // namespace
+
 CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer_path) {
   CorpusSetup s;
   s.tokenizer = load_tokenizer(tokenizer_path);
+  const std::filesystem::path p(tokenizer_path);
+  const std::filesystem::path dir = std::filesystem::is_directory(p) ? p : p.parent_path();
   std::string name = f.tmpl;
-  if (name == "auto") {
-    const std::filesystem::path p(tokenizer_path);
-    name = detect_template(std::filesystem::is_directory(p) ? p : p.parent_path());
-  }
+  if (name == "auto") name = detect_template(dir);
   s.tmpl = load_chat_template(name, f.separator);
   s.steps = std::make_unique<StepSplitter>(f.step_delimiter, f.min_step_tokens);
   s.options.corpus.format = parse_corpus_format(f.format);
   s.options.corpus.prompt_field = f.prompt_field;
   s.options.corpus.response_field = f.response_field;
   s.options.corpus.id_field = f.id_field;
-  if (f.max_length < 0) throw UsageError("--max-length must be >= 0");
-  s.options.sample.max_length = f.max_length;
+  if (f.max_length < -1) throw UsageError("--max-length must be >= 0");
+  s.options.sample.max_length = f.max_length >= 0 ? f.max_length : model_context(dir);
   s.options.sample.truncate = f.truncate;
   s.options.strict = f.strict;
   return s;

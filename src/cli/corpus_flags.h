@@ -22,7 +22,7 @@ struct CorpusFlags {
   std::string separator = "\n\n";   // plain template's prompt/response separator
   std::string step_delimiter = "\\n\\s*\\n";  // regex that ends a step
   int64_t min_step_tokens = 4;      // shorter steps merge into the one before
-  int64_t max_length = 4096;        // tokens per sample (0 = no limit)
+  int64_t max_length = -1;          // tokens per sample (0 = no limit, -1 = the model's context)
   bool truncate = false;            // cut over-long samples instead of rejecting them
   bool strict = false;              // stop at the first bad record
   std::string rejects;              // rejects file (empty = OUT.rejects.jsonl)
@@ -30,7 +30,9 @@ struct CorpusFlags {
 
 void add_corpus_flags(CLI::App& cmd, CorpusFlags& f);
 
-// Everything needed to turn corpus lines into samples for a model directory.
+// Everything needed to turn corpus lines into samples for a model directory. --max-length's
+// default is the model's context, max_position_embeddings in the config.json beside the
+// tokenizer (no limit where there is none).
 struct CorpusSetup {
   std::unique_ptr<Tokenizer> tokenizer;
   ChatTemplate tmpl;
