@@ -346,6 +346,11 @@ TEST_F(PipelineTest, ResumeContinuesARunCutShort) {
   EXPECT_EQ(score(tmp_ / "changed.jsonl", out, {"--resume"}), 3);
   EXPECT_EQ(read_text(out), done);
   EXPECT_FALSE(fs::exists(partial));
+  // The heads the first run probed are reused only for the same probe settings.
+  EXPECT_EQ(cli::run({"score", "--model", model, "--data", good_c.string(), "--out", out.string(),
+                      "--num-heads", "3", "--resume"}),
+            2);
+  EXPECT_EQ(read_text(out), done);
   // --resume writes to a file only.
   EXPECT_EQ(score(good_c, "-", {"--resume", "--heads", heads}), 2);
 }

@@ -83,6 +83,16 @@ nlohmann::ordered_json score_line(const Sample& s, const ScoreResult& r) {
   return j;
 }
 
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": cannot open for reading");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(path + ": malformed JSON (" + e.what() + ")");
+  }
+}
+
 // Records an earlier run of the same scoring already wrote (--resume): the whole lines of
 // OUT.partial, or of a complete OUT, when its sidecar shows the same model, heads and options.
 struct Resumed {
@@ -108,14 +118,7 @@ Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run
   }
   if (!fs::exists(sidecar))
     throw UsageError(r.from + ": no " + sidecar + " beside it tells how it was scored; run without --resume to start over");
-  nlohmann::json before;
-  try {
-    std::ifstream in(sidecar);
-    before = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(sidecar + ": malformed JSON (" + e.what() + ")");
-  }
-  const std::string diff = run_difference(before, run);
+  const std::string diff = run_difference(read_json_file(sidecar), run);
   if (!diff.empty())
     throw UsageError(r.from + " was scored differently (" + diff + "); run without --resume to start over");
   r.lines = read_score_lines(r.from, &r.bytes);
@@ -150,8 +153,12 @@ void run_score(const ScoreCmdOptions& opt) {
       spdlog::warn("--shard without --heads: every shard probes the same way; `air probe` once and --heads saves that");
     heads = probe_and_write(m, opt.probe, corpus, opt.data, heads_path);
   } else {
-    if (heads_path.empty()) {
+    if (heads_path.empty()) {  // --resume: the heads the earlier run probed, if probed alike
       heads_path = own_heads;
+      const std::string diff = probe_settings_difference(opt.probe, read_json_file(own_heads));
+      if (!diff.empty())
+        throw UsageError(own_heads + " was probed differently (" + diff +
+                         "); run without --resume to start over, or pass --heads");
       spdlog::info("--resume: using the heads the earlier run probed, {}", heads_path);
     }
     const HeadsFile hf = read_heads_file(heads_path);

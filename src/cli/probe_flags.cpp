@@ -202,4 +202,26 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
   return selected;
 }
 
+std::string probe_settings_difference(const ProbeFlags& f, const nlohmann::json& heads_file) {
+  // Not compared: where the text came from (a corpus or text file may move; the probe reads
+  // the same records).
+  const nlohmann::json want_probe = {{"kind", f.kind}, {"num_items", f.num_items}, {"seed", f.seed},
+                                     {"span_tokens", f.span_tokens}, {"all_items", f.all_items}};
+  const nlohmann::json want_sel = {{"delta", f.delta}, {"num_heads", f.num_heads}, {"min_score", f.min_score}};
+  auto field = [&](const char* part, const std::string& key) {
+    const auto p = heads_file.find(part);
+    return p != heads_file.end() && p->is_object() && p->contains(key) ? (*p)[key] : nlohmann::json();
+  };
+  // The repeat probe falls back to random tokens when it finds no text: that file is still its.
+  const bool fell_back = f.kind == "repeat" && field("probe", "kind") == "random-repeat" &&
+                         field("probe", "source") == "random tokens";
+  for (const auto& [part, want] : {std::pair{"probe", &want_probe}, std::pair{"selection", &want_sel}})
+    for (const auto& [key, value] : want->items()) {
+      if (fell_back && key == "kind") continue;
+      const nlohmann::json got = field(part, key);
+      if (got != value) return std::string(part) + "." + key + ": " + got.dump() + ", now " + value.dump();
+    }
+  return "";
+}
+
 }  // namespace air::cli

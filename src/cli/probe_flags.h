@@ -6,6 +6,8 @@
 #include "air/runtime.h"
 #include "cli/corpus_flags.h"
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 
 namespace CLI {
@@ -34,5 +36,10 @@ void add_probe_flags(CLI::App& cmd, ProbeFlags& f);
 // `out`. Returns the selected heads.
 HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusSetup& corpus,
                         const std::string& data, const std::string& out);
+
+// Whether a heads.json was written by probe_and_write with these flags: "" when its probe
+// (kind, items, seed, span) and selection match them, else the first difference
+// ("selection.num_heads: 2, now 3").
+std::string probe_settings_difference(const ProbeFlags& f, const nlohmann::json& heads_file);
 
 }  // namespace air::cli
