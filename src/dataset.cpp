@@ -100,6 +100,7 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     stats.truncated += s->truncated;
     ++stats.samples;
     on_sample(std::move(*s));
+    if (opt.max_samples > 0 && stats.samples >= opt.max_samples) break;
   }
   if (in->bad()) throw DataError(path + ": read error after line " + std::to_string(n));
   return stats;

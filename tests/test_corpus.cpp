@@ -257,7 +257,7 @@ TEST_F(ReadCorpusTest, BadLinesBecomeRejectsWithLineNumbers) {
 // Shards split the records (non-blank lines, good or bad) among themselves: each record in
 // exactly one, every count-th from the index-th; an error thrown by the sample callback is its
 // own, not a reject of the line.
-TEST_F(ReadCorpusTest, ShardsPartitionTheRecords) {
+TEST_F(ReadCorpusTest, ShardsPartitionTheRecordsAndMaxSamplesStops) {
   const fs::path p = tmp_ / "c.jsonl";
   std::string text;
   for (int i = 0; i < 11; ++i) {
@@ -299,6 +299,17 @@ TEST_F(ReadCorpusTest, ShardsPartitionTheRecords) {
   EXPECT_THROW(read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), bad,
                            [](Sample&&) {}),
                UsageError);
+  // max_samples stops the reading after that many good samples (the probe reads only its share).
+  {
+    DatasetOptions opt;
+    opt.max_samples = 7;  // records 0-6 are good; the bad record 7 is never reached
+    std::vector<int64_t> lines;
+    const CorpusStats st = read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), opt,
+                                       [&](Sample&& s) { lines.push_back(s.record.line); });
+    EXPECT_EQ(lines, (std::vector<int64_t>{1, 2, 3, 4, 6, 7, 8}));
+    EXPECT_EQ(st.lines, 7);
+    EXPECT_TRUE(st.rejects.empty());
+  }
   // The callback's own DataError reaches the caller as it was, not as a reject of the line.
   DatasetOptions opt;
   try {

@@ -54,6 +54,7 @@ struct DatasetOptions {
   // Only every shard_count-th record, from the shard_index-th (0-based, counting non-blank
   // lines): the others are skipped unread, so that shard_count processes split a corpus.
   int64_t shard_index = 0, shard_count = 1;
+  int64_t max_samples = 0;  // stop reading after this many good samples (0 = read all)
 };
 
 // Reads a JSONL corpus ("-" = stdin). Bad lines become rejects (or, with strict, an error).

@@ -125,9 +125,8 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
     DatasetOptions dopt = corpus.options;
     dopt.strict = false;
     dopt.sample.truncate = true;
-    int64_t seen = 0;
+    dopt.max_samples = kProbeSamples;
     read_corpus(data, corpus.tmpl, tok, *corpus.steps, dopt, [&](Sample&& s) {
-      if (seen++ >= kProbeSamples) return;
       texts.push_back(s.rendered.text.substr(s.rendered.response_begin,
                                              s.rendered.response_end - s.rendered.response_begin));
       samples.push_back(std::move(s));
