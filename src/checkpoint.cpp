@@ -96,13 +96,15 @@ const SafetensorsFile& Checkpoint::file_of(const std::string& name) const {
   return files_[it->second];
 }
 
-std::string Checkpoint::fingerprint() const {
+const std::string& Checkpoint::fingerprint() const {
+  if (!fingerprint_.empty()) return fingerprint_;
   std::vector<uint64_t> parts = {XXH3_64bits(config_text_.data(), config_text_.size())};
   for (const auto& f : files_) parts.push_back(f.content_hash());
   char buf[32];
   std::snprintf(buf, sizeof(buf), "xxh3:%016llx",
                 static_cast<unsigned long long>(XXH3_64bits(parts.data(), parts.size() * sizeof(uint64_t))));
-  return buf;
+  fingerprint_ = buf;
+  return fingerprint_;
 }
 
 std::vector<std::string> Checkpoint::tensor_names() const {

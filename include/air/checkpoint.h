@@ -29,7 +29,8 @@ class Checkpoint {
   const TensorInfo& info(const std::string& name) const { return file_of(name).info(name); }
   at::Tensor tensor(const std::string& name) const { return file_of(name).tensor(name); }
   // "xxh3:<16 hex>" over config.json and every weight file: identifies the exact model.
-  std::string fingerprint() const;
+  // Hashed once (every weight byte is read), then remembered.
+  const std::string& fingerprint() const;
   // All tensor names, sorted.
   std::vector<std::string> tensor_names() const;
 
@@ -39,6 +40,7 @@ class Checkpoint {
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t> where_;  // tensor name -> index into files_
   std::string config_text_;               // config.json as read
+  mutable std::string fingerprint_;       // empty until fingerprint() is first called
 };
 
 }  // namespace air
