@@ -84,16 +84,29 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     if (records++ % opt.shard_count != opt.shard_index) continue;
     ++stats.lines;
-    std::string id;
-    std::optional<Sample> s;
-    try {
-      Record rec = parse_record(line, n, opt.corpus);
-      id = rec.id;
-      s = prepare_sample(std::move(rec), tmpl, tok, steps, opt.sample);
-    } catch (const DataError& e) {
+    // A bad line becomes a reject (or, with strict, an error naming it).
+    auto reject = [&](const std::string& id, const DataError& e) {
       if (opt.strict) throw DataError(path + ":" + std::to_string(n) + ": " + e.what());
       stats.rejects.push_back({n, id, e.what(), line});
       if (on_reject) on_reject(stats.rejects.back());
+    };
+    std::optional<Record> rec;
+    try {
+      rec = parse_record(line, n, opt.corpus);
+    } catch (const DataError& e) {
+      reject("", e);
+      continue;
+    }
+    if (opt.skip && opt.skip(*rec)) {  // outside the try: its errors are its own
+      ++stats.skipped;
+      continue;
+    }
+    const std::string id = rec->id;
+    std::optional<Sample> s;
+    try {
+      s = prepare_sample(std::move(*rec), tmpl, tok, steps, opt.sample);
+    } catch (const DataError& e) {
+      reject(id, e);
       continue;
     }
     // Outside the try: what the callback throws is its own error, not this line's.

@@ -310,6 +310,22 @@ TEST_F(ReadCorpusTest, ShardsPartitionTheRecordsAndMaxSamplesStops) {
     EXPECT_EQ(st.lines, 7);
     EXPECT_TRUE(st.rejects.empty());
   }
+  // skip passes over records after parsing (counted as read and skipped, never tokenized); its
+  // own errors are not taken for rejects.
+  {
+    DatasetOptions opt;
+    opt.skip = [](const Record& r) { return r.id == "r1" || r.id == "r2"; };
+    std::vector<std::string> ids;
+    const CorpusStats st = read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), opt,
+                                       [&](Sample&& s) { ids.push_back(s.record.id); });
+    EXPECT_EQ(st.skipped, 2);
+    EXPECT_EQ(st.lines, 11);
+    EXPECT_EQ(st.rejects.size(), 1u);
+    EXPECT_EQ(ids, (std::vector<std::string>{"r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10"}));
+    opt.skip = [](const Record&) -> bool { throw DataError("from skip"); };
+    EXPECT_THROW(read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), opt, [](Sample&&) {}),
+                 DataError);
+  }
   // The callback's own DataError reaches the caller as it was, not as a reject of the line.
   DatasetOptions opt;
   try {

@@ -355,6 +355,58 @@ TEST_F(PipelineTest, ResumeContinuesARunCutShort) {
   EXPECT_EQ(score(good_c, "-", {"--resume", "--heads", heads}), 2);
 }
 
+// Resuming a complete output scores only the records added to the corpus since, and its
+// records, rejects and counts (truncated ones included) are those of one run over the whole.
+TEST_F(PipelineTest, ResumeScoresOnlyAddedRecords) {
+  std::string words, prompt;
+  for (int i = 0; i < 40; ++i) words += "Lily saw a big red ball. ";
+  for (int i = 0; i < 40; ++i) prompt += "Once upon a time. ";
+  auto rec = [](const std::string& id, const std::string& p, const std::string& r) {
+    return "{\"id\": \"" + id + "\", \"prompt\": \"" + p + "\", \"response\": \"" + r + "\"}\n";
+  };
+  const std::string first = rec("a", "Tom had a kite.", "Tom flew the kite.") +
+                            rec("long", "Lily had a ball.", words) +       // truncated
+                            rec("long-prompt", prompt, "a cat.") +         // rejected: prompt over the limit
+                            "{\"id\": \"broken\"\n" +                      // rejected: malformed
+                            rec("b", "Sue had a cat.", "Sue fed the cat.");
+  const std::string added = rec("c", "Max had a dog.", "Max walked the dog.") +
+                            rec("d", "Mia had a hat.", "Mia wore the hat.");
+  write_text(tmp_ / "first.jsonl", first);
+  write_text(tmp_ / "all.jsonl", first + added);
+  const std::string model = model_dir("stories260K").string();
+  const fs::path heads = tmp_ / "heads.json";
+  ASSERT_EQ(cli::run({"probe", "--model", model, "--data", (tmp_ / "all.jsonl").string(), "--out", heads.string()}), 0);
+  auto score = [&](const char* data, const fs::path& out, bool resume) {
+    std::vector<std::string> args{"score", "--model", model, "--data", (tmp_ / data).string(), "--out",
+                                  out.string(), "--heads", heads.string(), "--max-length", "60",
+                                  "--truncate", "--window", "2"};
+    if (resume) args.push_back("--resume");
+    return cli::run(args);
+  };
+  const fs::path ref = tmp_ / "ref.jsonl", out = tmp_ / "out.jsonl";
+  ASSERT_EQ(score("all.jsonl", ref, false), 0);
+  ASSERT_EQ(score("first.jsonl", out, false), 0);
+  ASSERT_EQ(score("all.jsonl", out, true), 0);
+  const auto a = read_jsonl(ref), b = read_jsonl(out);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]["id"], a[i]["id"]);
+    EXPECT_EQ(b[i]["line"], a[i]["line"]);
+    EXPECT_EQ(b[i].contains("error"), a[i].contains("error")) << i;
+    if (a[i].contains("air_score"))
+      EXPECT_NEAR(b[i]["air_score"].get<double>(), a[i]["air_score"].get<double>(), 1e-5) << i;
+  }
+  const auto ca = read_json(ref.string() + ".meta.json")["counts"], cb = read_json(out.string() + ".meta.json")["counts"];
+  EXPECT_EQ(ca["truncated"], 1);
+  EXPECT_EQ(ca["skipped"], 2);
+  for (const char* k : {"records", "scored", "errors", "skipped", "truncated", "response_tokens"})
+    EXPECT_EQ(cb[k], ca[k]) << k;
+  EXPECT_EQ(cb["resumed"], 5);
+  const auto ra = read_jsonl(ref.string() + ".rejects.jsonl"), rb = read_jsonl(out.string() + ".rejects.jsonl");
+  ASSERT_EQ(rb.size(), ra.size());
+  for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(rb[i]["line"], ra[i]["line"]);
+}
+
 // `--shard I/N` runs score disjoint records that together make the whole run, and `air select`
 // takes their outputs together as it takes the one of a single run.
 TEST_F(PipelineTest, ShardsTogetherAreTheWholeRun) {

@@ -55,6 +55,9 @@ struct DatasetOptions {
   // lines): the others are skipped unread, so that shard_count processes split a corpus.
   int64_t shard_index = 0, shard_count = 1;
   int64_t max_samples = 0;  // stop reading after this many good samples (0 = read all)
+  // Records for which this returns true (after parsing, before rendering and tokenizing) are
+  // counted as read and passed over: a resumed run's records already scored.
+  std::function<bool(const Record&)> skip;
 };
 
 // Reads a JSONL corpus ("-" = stdin). Bad lines become rejects (or, with strict, an error).
@@ -62,6 +65,7 @@ struct DatasetOptions {
 struct CorpusStats {
   int64_t lines = 0;      // non-blank lines read (of this shard)
   int64_t samples = 0;    // good samples
+  int64_t skipped = 0;    // records passed over by DatasetOptions::skip
   int64_t truncated = 0;  // samples cut at max_length
   std::vector<Reject> rejects;
 };

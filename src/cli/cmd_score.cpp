@@ -237,6 +237,16 @@ void run_score(const ScoreCmdOptions& opt) {
     return true;
   };
 
+  // Records already scored are passed over before they are rendered and tokenized (rejected
+  // ones go through, so that the rejects file stays whole).
+  int64_t truncated_before = 0;
+  if (!done.lines.empty())
+    dopt.skip = [&](const Record& r) {
+      if (next_done >= done.lines.size() || done.lines[next_done].rejected) return false;
+      truncated_before += done.lines[next_done].truncated;
+      return already_done(r.line, r.id);
+    };
+
   // Records in input order: samples to score, or rejects written as error lines.
   using Entry = std::variant<Sample, Reject>;
   std::vector<Entry> window;
@@ -302,7 +312,7 @@ void run_score(const ScoreCmdOptions& opt) {
                     {"scored", scored},
                     {"errors", errors},
                     {"skipped", static_cast<int64_t>(st.rejects.size())},
-                    {"truncated", st.truncated},
+                    {"truncated", st.truncated + truncated_before},
                     {"response_tokens", tokens},
                     {"resumed", static_cast<int64_t>(done.lines.size())}};
   meta["wall_seconds"] = wall;
@@ -311,7 +321,7 @@ void run_score(const ScoreCmdOptions& opt) {
   mf.commit();
   spdlog::info("{} records: {} scored, {} errors, {} rejected{}, {} truncated{}; {:.1f} s -> {}",
                st.lines, scored, errors, st.rejects.size(),
-               st.rejects.empty() ? "" : " (" + rejects_path + ")", st.truncated,
+               st.rejects.empty() ? "" : " (" + rejects_path + ")", st.truncated + truncated_before,
                done.lines.empty() ? "" : ", " + std::to_string(done.lines.size()) + " of them from " + done.from,
                wall, opt.out);
 }

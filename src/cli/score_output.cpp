@@ -49,6 +49,7 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
       if (!j.contains("n_tokens") || !j["n_tokens"].is_number_integer())
         throw DataError(at + ": a scored record without an integer \"n_tokens\"");
       s.tokens = j["n_tokens"].get<int64_t>();
+      s.truncated = j.value("truncated", false);
     }
     if (!out.empty() && s.line <= out.back().line)
       throw DataError(at + ": corpus line " + std::to_string(s.line) + " comes after line " +

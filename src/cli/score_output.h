@@ -22,6 +22,7 @@ struct ScoredLine {
   bool error = false;     // an error line of a record that could not be scored
   bool rejected = false;  // a record rejected before scoring (counted with the rejects)
   int64_t tokens = 0;     // response tokens of a scored record
+  bool truncated = false; // a scored record cut at --max-length
 };
 
 // The records of a score output file, in order. A last line that a cut-short write left
