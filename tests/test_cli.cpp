@@ -115,14 +115,17 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   testing::internal::GetCapturedStderr();
 }
 
-// --max-length defaults to the model's context (max_position_embeddings, 512 for stories260K);
-// a tokenizer with no config.json beside it has no limit.
+// --max-length defaults to the model's context (max_position_embeddings), at least 4,096; a
+// tokenizer with no config.json beside it has no limit.
 TEST_F(CliTest, MaxLengthDefaultsToTheModelContext) {
   const fs::path corpus = tmp_ / "c.jsonl", out = tmp_ / "r.jsonl";
-  std::string words;
-  for (int i = 0; i < 300; ++i) words += "Lily saw a big red ball. ";  // ~2,000 tokens: over 512, under 4,096
-  write_text(corpus, "{\"id\": \"long\", \"prompt\": \"Once\", \"response\": \"" + words + "\"}\n"
-                     "{\"id\": \"short\", \"prompt\": \"Once\", \"response\": \"a cat.\"}\n");
+  auto rec = [](const std::string& id, int sentences) {
+    std::string words;
+    for (int i = 0; i < sentences; ++i) words += "Lily saw a big red ball. ";
+    return "{\"id\": \"" + id + "\", \"prompt\": \"Once\", \"response\": \"" + words + "\"}\n";
+  };
+  // About 5,400, 2,700 and 9 tokens with the stories260K tokenizer.
+  write_text(corpus, rec("long", 600) + rec("mid", 300) + rec("short", 1));
   auto rendered = [&](const fs::path& tok, const std::vector<std::string>& extra) {
     std::vector<std::string> args{"render", "--model", tok.string(), "--data", corpus.string(), "--out", out.string()};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -132,15 +135,24 @@ TEST_F(CliTest, MaxLengthDefaultsToTheModelContext) {
     for (std::string line; std::getline(in, line);) ids.push_back(nlohmann::json::parse(line)["id"]);
     return ids;
   };
-  const std::vector<std::string> both{"long", "short"}, short_only{"short"};
-  EXPECT_EQ(rendered(model_dir("stories260K"), {}), short_only);
-  EXPECT_NE(read_text(out.string() + ".rejects.jsonl").find("more than --max-length 512"), std::string::npos);
-  EXPECT_EQ(rendered(model_dir("stories260K"), {"--max-length", "0"}), both);
-  EXPECT_EQ(rendered(model_dir("stories260K"), {"--max-length", "100000"}), both);
-  EXPECT_EQ(rendered(fs::path(AIR_TEST_DATA_DIR) / "tokenizers" / "qwen2_5", {}), both);
-  EXPECT_EQ(cli::run({"render", "--model", model_dir("stories260K").string(), "--data", corpus.string(),
-                      "--max-length", "-2"}),
-            2);
+  using Ids = std::vector<std::string>;
+  const fs::path stories = model_dir("stories260K");
+  // stories260K's context is 512: the default is 4,096.
+  EXPECT_EQ(rendered(stories, {}), (Ids{"mid", "short"}));
+  EXPECT_NE(read_text(out.string() + ".rejects.jsonl").find("more than --max-length 4096"), std::string::npos);
+  // The same tokenizer with an 8,192-token context.
+  const fs::path wide = tmp_ / "wide";
+  fs::create_directories(wide);
+  for (const char* f : {"tokenizer.model", "tokenizer_config.json"}) fs::copy_file(stories / f, wide / f);
+  nlohmann::json config = read_json(stories / "config.json");
+  config["max_position_embeddings"] = 8192;
+  write_text(wide / "config.json", config.dump());
+  EXPECT_EQ(rendered(wide, {}), (Ids{"long", "mid", "short"}));
+  // Given, or none.
+  EXPECT_EQ(rendered(stories, {"--max-length", "1000"}), (Ids{"short"}));
+  EXPECT_EQ(rendered(stories, {"--max-length", "0"}), (Ids{"long", "mid", "short"}));
+  EXPECT_EQ(rendered(fs::path(AIR_TEST_DATA_DIR) / "tokenizers" / "qwen2_5", {}), (Ids{"long", "mid", "short"}));
+  EXPECT_EQ(cli::run({"render", "--model", stories.string(), "--data", corpus.string(), "--max-length", "-2"}), 2);
 }
 
 TEST_F(CliTest, BenchScoreAgreesAcrossMethodsAndRounds) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -28,7 +29,7 @@ void add_corpus_flags(CLI::App& cmd, CorpusFlags& f) {
   cmd.add_option("--min-step-tokens", f.min_step_tokens, "shorter steps merge into the one before")
       ->capture_default_str();
   cmd.add_option("--max-length", f.max_length,
-                 "tokens per sample (default: the model's max_position_embeddings; 0 = no limit)");
+                 "tokens per sample (default: the model's max_position_embeddings, at least 4096; 0 = no limit)");
   cmd.add_flag("--truncate", f.truncate, "cut over-long samples at --max-length instead of rejecting");
   cmd.add_flag("--strict", f.strict, "stop at the first bad record instead of rejecting it");
   cmd.add_option("--rejects", f.rejects, "rejected records file (default: OUT.rejects.jsonl)");
@@ -36,8 +37,12 @@ void add_corpus_flags(CLI::App& cmd, CorpusFlags& f) {
 
 namespace {
 
-// max_position_embeddings of the config.json in dir; 0 (no limit) when there is none.
-int64_t model_context(const std::filesystem::path& dir) {
+// --max-length's default: max_position_embeddings of the config.json in dir, at least 4,096
+// (rotary models run past their context; a small model with a short one, like the bundled
+// stories260K's 512, would otherwise reject most reasoning traces); 0 (no limit) without a
+// config.json.
+int64_t default_max_length(const std::filesystem::path& dir) {
+  constexpr int64_t kAtLeast = 4096;
   const std::filesystem::path config = dir / "config.json";
   if (!std::filesystem::exists(config)) return 0;
   std::ifstream in(config);
@@ -48,7 +53,8 @@ int64_t model_context(const std::filesystem::path& dir) {
     throw CheckpointError(config.string() + ": malformed JSON (" + e.what() + ")");
   }
   const auto it = j.find("max_position_embeddings");
-  return it != j.end() && it->is_number_integer() && it->get<int64_t>() > 0 ? it->get<int64_t>() : 0;
+  const int64_t context = it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+  return std::max(context, kAtLeast);
 }
 
 }  // namespace
@@ -67,7 +73,7 @@ CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer
   s.options.corpus.response_field = f.response_field;
   s.options.corpus.id_field = f.id_field;
   if (f.max_length < -1) throw UsageError("--max-length must be >= 0");
-  s.options.sample.max_length = f.max_length >= 0 ? f.max_length : model_context(dir);
+  s.options.sample.max_length = f.max_length >= 0 ? f.max_length : default_max_length(dir);
   s.options.sample.truncate = f.truncate;
   s.options.strict = f.strict;
   return s;

@@ -32,7 +32,7 @@ void add_corpus_flags(CLI::App& cmd, CorpusFlags& f);
 
 // Everything needed to turn corpus lines into samples for a model directory. --max-length's
 // default is the model's context, max_position_embeddings in the config.json beside the
-// tokenizer (no limit where there is none).
+// tokenizer, at least 4,096 (no limit where there is no config.json).
 struct CorpusSetup {
   std::unique_ptr<Tokenizer> tokenizer;
   ChatTemplate tmpl;
