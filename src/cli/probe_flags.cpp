@@ -217,8 +217,8 @@ std::string probe_settings_difference(const ProbeFlags& f, const nlohmann::json&
   for (const auto& [part, want] : {std::pair{"probe", &want_probe}, std::pair{"selection", &want_sel}})
     for (const auto& [key, value] : want->items()) {
       if (fell_back && key == "kind") continue;
-      const nlohmann::json got = field(part, key);
-      if (got != value) return std::string(part) + "." + key + ": " + got.dump() + ", now " + value.dump();
+      const std::string d = json_change(std::string(part) + "." + key, field(part, key), value);
+      if (!d.empty()) return d;
     }
   return "";
 }

@@ -66,23 +66,19 @@ std::string run_difference(const nlohmann::json& before, const nlohmann::json& n
   auto at = [](const nlohmann::json& j, const char* a, const char* b) {
     return j.contains(a) && j[a].is_object() && j[a].contains(b) ? j[a][b] : nlohmann::json();
   };
-  auto differ = [](const std::string& what, const nlohmann::json& x, const nlohmann::json& y) {
-    return what + ": " + (x.is_null() ? "absent" : x.dump()) + ", now " + (y.is_null() ? "absent" : y.dump());
-  };
-  if (at(before, "model", "fingerprint") != at(now, "model", "fingerprint"))
-    return differ("model.fingerprint", at(before, "model", "fingerprint"), at(now, "model", "fingerprint"));
-  if (at(before, "heads", "selected") != at(now, "heads", "selected"))
-    return differ("heads.selected", at(before, "heads", "selected"), at(now, "heads", "selected"));
-  const nlohmann::json none = nlohmann::json::object();
-  const nlohmann::json& a = before.contains("options") ? before["options"] : none;
-  const nlohmann::json& b = now.contains("options") ? now["options"] : none;
-  for (const auto* side : {&a, &b})
-    for (const auto& [key, value] : side->items()) {
+  for (const auto& [part, key] : {std::pair{"model", "fingerprint"}, std::pair{"heads", "selected"}}) {
+    const std::string d = json_change(std::string(part) + "." + key, at(before, part, key), at(now, part, key));
+    if (!d.empty()) return d;
+  }
+  for (const auto* side : {&before, &now}) {
+    if (!side->contains("options") || !(*side)["options"].is_object()) continue;
+    for (const auto& [key, value] : (*side)["options"].items()) {
       if (key == "device" || key == "batch_tokens") continue;
-      const nlohmann::json x = a.contains(key) ? a[key] : nlohmann::json();
-      const nlohmann::json y = b.contains(key) ? b[key] : nlohmann::json();
-      if (x != y) return differ("options." + key, x, y);
+      const std::string d = json_change("options." + key, at(before, "options", key.c_str()),
+                                        at(now, "options", key.c_str()));
+      if (!d.empty()) return d;
     }
+  }
   return "";
 }
 
