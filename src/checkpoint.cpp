@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include <fstream>
 #include <set>
@@ -33,6 +35,7 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   if (fs::exists(single)) {
     c.files_.push_back(SafetensorsFile::open(single));
     for (const auto& [name, info] : c.files_[0].tensors()) c.where_[name] = 0;
+    c.check_sizes();
     return c;
   }
   if (!fs::exists(index))
@@ -83,7 +86,47 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
                             shard.get<std::string>() + "' but that file does not hold it");
     c.where_[tensor] = i;
   }
+  c.check_sizes();
   return c;
+}
+
+void Checkpoint::check_sizes() const {
+  const ModelConfig& c = config_;
+  const std::string where = (dir_ / "config.json").string();
+  auto shape = [](std::vector<int64_t> v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+  };
+  // Tensors whose shapes pin every size the model allocates by.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expect = {
+      {"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}},
+      {"model.layers.0.self_attn.q_proj.weight", {c.num_attention_heads * c.head_dim, c.hidden_size}},
+      {"model.layers.0.self_attn.k_proj.weight", {c.num_key_value_heads * c.head_dim, c.hidden_size}},
+      {"model.layers.0.mlp.gate_proj.weight", {c.intermediate_size, c.hidden_size}},
+  };
+  if (!c.tie_word_embeddings) expect.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}});
+  for (const auto& [name, want] : expect) {
+    if (!contains(name))
+      throw CheckpointError(where + ": tensor '" + name + "' is missing from the weights (config.json implies shape " +
+                            shape(want) + ")");
+    const TensorInfo& got = info(name);
+    if (got.shape != want)
+      throw CheckpointError(where + ": its sizes do not match the weights: tensor '" + name +
+                            "' is " + shape(got.shape) + ", config.json implies " + shape(want));
+  }
+  // Layers: every layer the config names must be in the weights.
+  std::set<int64_t> present;
+  const std::string prefix = "model.layers.";
+  for (const auto& [name, file] : where_) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const int64_t i = std::strtoll(name.c_str() + prefix.size(), nullptr, 10);
+    if (i >= 0 && i < c.num_hidden_layers) present.insert(i);
+  }
+  const int64_t layers = static_cast<int64_t>(present.size());
+  if (c.num_hidden_layers > layers)
+    throw CheckpointError(where + ": num_hidden_layers is " + std::to_string(c.num_hidden_layers) +
+                          ", but the weights hold " + std::to_string(layers) + " of those layers");
 }
 
 const SafetensorsFile& Checkpoint::file_of(const std::string& name) const {

@@ -153,12 +153,22 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.tie_word_embeddings = f.boolean_or("tie_word_embeddings", false);
   c.torch_dtype = f.string_or("torch_dtype", f.string_or("dtype", ""));
 
+  // Sizes are checked against the weights before anything is allocated (Checkpoint::open); the
+  // bound here only keeps products of sizes from overflowing.
+  constexpr int64_t kMaxSize = int64_t{1} << 31;
   for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                          "num_attention_heads", "num_key_value_heads"}) {
-    if (f.integer_or(key, 1) <= 0)
-      throw CheckpointError(where + ": field '" + key + "' must be positive, got " +
-                            j[key].dump());
+                          "num_attention_heads", "num_key_value_heads", "max_position_embeddings"}) {
+    if (!f.has(key)) continue;
+    const int64_t v = f.integer(key);
+    if (v <= 0 || v >= kMaxSize)
+      throw CheckpointError(where + ": field '" + key + "' must be in [1, 2^31), got " + j[key].dump());
   }
+  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta))
+    throw CheckpointError(where + ": field 'rope_theta' must be a positive number, got " +
+                          j.value("rope_theta", json()).dump());
+  if (!(c.rms_norm_eps >= 0) || !std::isfinite(c.rms_norm_eps))
+    throw CheckpointError(where + ": field 'rms_norm_eps' must be >= 0, got " +
+                          j.value("rms_norm_eps", json()).dump());
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     throw CheckpointError(where + ": num_attention_heads (" +
                           std::to_string(c.num_attention_heads) +
@@ -172,7 +182,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
                             std::to_string(c.num_attention_heads) + " and no head_dim is given");
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim >= kMaxSize)
     throw CheckpointError(where + ": head_dim must be positive and even, got " +
                           std::to_string(c.head_dim));
 

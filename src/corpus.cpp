@@ -4,6 +4,9 @@
 #include "air/tokenizer.h"
 
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
+
+#include <cstdio>
 
 namespace air {
 namespace {
@@ -64,7 +67,29 @@ std::vector<Message> prompt_response(const json& j, const std::string& p, const 
   return out;
 }
 
+std::string id_of(const json& j, int64_t line_no, const std::string& id_field) {
+  if (!id_field.empty() && j.is_object()) {
+    const auto it = j.find(id_field);
+    if (it != j.end()) {
+      if (it->is_string()) return it->get<std::string>();
+      if (it->is_number_integer()) return std::to_string(it->get<int64_t>());
+      if (!it->is_null()) return it->dump();
+    }
+  }
+  return std::to_string(line_no);
+}
+
 }  // namespace
+
+std::string line_hash(const std::string& line) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(XXH3_64bits(line.data(), line.size())));
+  return buf;
+}
+
+std::string record_id(const std::string& line, int64_t line_no, const std::string& id_field) {
+  return id_of(json::parse(line, nullptr, /*allow_exceptions=*/false), line_no, id_field);
+}
 
 CorpusFormat parse_corpus_format(const std::string& name) {
   if (name == "auto") return CorpusFormat::kAuto;
@@ -89,13 +114,8 @@ Record parse_record(const std::string& line, int64_t line_no, const CorpusOption
 
   Record rec;
   rec.line = line_no;
-  rec.id = std::to_string(line_no);
-  if (!opt.id_field.empty() && j.contains(opt.id_field)) {
-    const json& id = j[opt.id_field];
-    if (id.is_string()) rec.id = id.get<std::string>();
-    else if (id.is_number_integer()) rec.id = std::to_string(id.get<int64_t>());
-    else if (!id.is_null()) rec.id = id.dump();
-  }
+  rec.id = id_of(j, line_no, opt.id_field);
+  rec.hash = line_hash(line);
 
   CorpusFormat f = opt.format;
   if (!opt.response_field.empty()) f = CorpusFormat::kPromptResponse;

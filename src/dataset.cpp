@@ -94,7 +94,7 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     try {
       rec = parse_record(line, n, opt.corpus);
     } catch (const DataError& e) {
-      reject("", e);
+      reject(record_id(line, n, opt.corpus.id_field), e);
       continue;
     }
     if (opt.skip && opt.skip(*rec)) {  // outside the try: its errors are its own

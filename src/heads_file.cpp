@@ -1,6 +1,7 @@
 #include "air/heads_file.h"
 
 #include "air/error.h"
+#include "air/output.h"
 
 #include <nlohmann/json.hpp>
 
@@ -46,16 +47,9 @@ void write_heads_file(const std::string& path, const HeadsFileInfo& info, const 
                    {"items", r.items_counted}});
   j["heads"] = all;
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) throw IoError(path + ": cannot open for writing");
-    out << j.dump(2) << "\n";
-    if (!out) throw IoError(path + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw IoError(path + ": cannot move into place: " + ec.message());
+  OutputFile out(path);
+  out.stream() << j.dump(2) << "\n";
+  out.commit();
 }
 
 HeadsFile read_heads_file(const std::string& path) {

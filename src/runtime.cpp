@@ -6,6 +6,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <thread>
 
 namespace air {
@@ -39,7 +42,11 @@ at::ScalarType resolve_dtype(const std::string& name, const c10::Device& device,
                              const ModelConfig& config) {
   if (name == "fp32" || name == "float32") return at::kFloat;
   if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
-  if (name == "fp16" || name == "float16") return at::kHalf;
+  if (name == "fp16" || name == "float16") {
+    if (device.is_cpu())
+      throw UsageError("dtype fp16 is not supported on the CPU (its matmuls have no fp16 kernels): use fp32 or bf16");
+    return at::kHalf;
+  }
   if (name == "auto") {
     if (device.is_cpu()) return at::kFloat;
     if (config.torch_dtype == "bfloat16") return at::kBFloat16;
@@ -66,10 +73,35 @@ void use_exact_fp32(const c10::Device& device, at::ScalarType dtype) {
   }
 }
 
+int available_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 void set_threads(int threads) {
-  if (threads < 0) throw UsageError("--threads must be >= 0, got " + std::to_string(threads));
-  const int n = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
-  at::set_num_threads(n);
+  const int cpus = available_cpus();
+  if (threads < 0) throw UsageError("threads must be >= 0, got " + std::to_string(threads));
+  if (threads > cpus)
+    throw UsageError("threads " + std::to_string(threads) + ": this process may run on " +
+                     std::to_string(cpus) + " CPUs; more threads than CPUs only wait on each other "
+                     "(0 = all of them)");
+  at::set_num_threads(threads > 0 ? threads : cpus);
+}
+
+void check_finite(const at::Tensor& t, const std::string& what) {
+  if (!at::isFloatingType(t.scalar_type()) || t.numel() == 0) return;
+  const at::Tensor flat = t.reshape({-1});
+  constexpr int64_t kChunk = int64_t{1} << 24;  // elements checked at once (bounds the mask's memory)
+  for (int64_t s = 0; s < flat.numel(); s += kChunk) {
+    const at::Tensor part = flat.narrow(0, s, std::min(kChunk, flat.numel() - s));
+    const at::Tensor bad = at::isfinite(part).logical_not();
+    if (!bad.any().item<bool>()) continue;
+    const int64_t k = bad.nonzero()[0][0].item<int64_t>();
+    throw CheckpointError(what + ": holds a non-finite value (" + std::to_string(part[k].item<double>()) +
+                          ") at flat index " + std::to_string(s + k) + "; the checkpoint is damaged");
+  }
 }
 
 nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& device,
@@ -84,7 +116,10 @@ nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& device,
       throw CheckpointError(file.path().string() + ": tensor '" + name + "': expected shape " +
                             shape_string(p.sizes()) + ", got " + shape_string(info.shape));
     at::Tensor t = file.tensor(name);  // throws for non-float dtypes
-    if (t.device() != device || t.scalar_type() != dtype) t = t.to(device, dtype);
+    const bool converted = t.scalar_type() != dtype;
+    if (t.device() != device || converted) t = t.to(device, dtype);
+    check_finite(t, file.path().string() + ": tensor '" + name + "'" +
+                        (converted ? " (in " + dtype_name(dtype) + ")" : ""));
     p.set_data(t);
   }
   return model;

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <set>
 
 namespace air {
 namespace {
@@ -58,11 +59,22 @@ std::map<std::string, TensorInfo> parse_safetensors_header(const std::string& he
                                                            uint64_t data_size,
                                                            const std::string& where) {
   nlohmann::json j;
+  // A key given twice would silently take the later entry: the file is ambiguous, refuse it.
+  std::set<std::string> keys;
+  std::string duplicate;
+  auto no_duplicates = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+    if (ev == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string() &&
+        !keys.insert(parsed.get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    j = nlohmann::json::parse(header);
+    j = nlohmann::json::parse(header, no_duplicates);
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(where + ": header is not valid JSON (" + e.what() + ")");
   }
+  if (!duplicate.empty())
+    throw CheckpointError(where + ": header: tensor '" + duplicate + "' is listed twice");
   if (!j.is_object())
     throw CheckpointError(where + ": header: expected a JSON object, got " +
                           std::string(j.type_name()));

@@ -35,6 +35,9 @@ class Checkpoint {
   std::vector<std::string> tensor_names() const;
 
  private:
+  // config.json's sizes against the weights' shapes, before anything is allocated by them.
+  void check_sizes() const;
+
   std::filesystem::path dir_;
   ModelConfig config_;
   std::vector<SafetensorsFile> files_;

@@ -34,11 +34,21 @@ struct CorpusOptions {
 struct Record {
   int64_t line = 0;             // 1-based line in the corpus file
   std::string id;               // the id field, or the line number
+  std::string hash;             // line_hash() of the line: tells a changed record at the same place
   std::vector<Message> messages;
 };
 
 // Parses one JSONL line. Throws DataError (without file/line: the caller adds them) for
 // malformed JSON, missing or non-string fields, an empty response, invalid UTF-8.
 Record parse_record(const std::string& line, int64_t line_no, const CorpusOptions& opt);
+
+// A record's id, the one rule every command follows: the id field of a JSON object line (a string
+// as it is, an integer in decimal, another value as compact JSON), else the 1-based line number
+// (also for a line that is not a JSON object, or a field that is absent or null).
+std::string record_id(const std::string& line, int64_t line_no, const std::string& id_field);
+
+// A hash of a corpus line's bytes (16 hex digits, XXH3-64), stored with each score record so that
+// resuming and selecting can tell that a record is still the one that was scored.
+std::string line_hash(const std::string& line);
 
 }  // namespace air

@@ -42,7 +42,7 @@ Sample prepare_sample(Record record, const ChatTemplate& tmpl, const Tokenizer& 
 // A corpus line that could not be used.
 struct Reject {
   int64_t line = 0;
-  std::string id;      // empty when the line could not be parsed far enough
+  std::string id;      // record_id() of the line
   std::string reason;
   std::string raw;     // the line as it was
 };

@@ -14,7 +14,7 @@ namespace air {
 struct RuntimeOptions {
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
   std::string dtype = "auto";  // auto | fp32 | bf16 | fp16 (auto: fp32 on CPU, checkpoint's on GPU)
-  int threads = 0;             // intra-op threads (0 = all cores)
+  int threads = 0;             // intra-op threads (0 = all CPUs this process may use)
 };
 
 // Parses a --device value; throws UsageError for a bad name or an absent GPU.
@@ -24,8 +24,14 @@ at::ScalarType resolve_dtype(const std::string& name, const c10::Device& device,
                              const ModelConfig& config);
 // On a GPU in fp32, turns TF32 matmuls off so that fp32 results are fp32-exact.
 void use_exact_fp32(const c10::Device& device, at::ScalarType dtype);
-// Sets torch's intra-op thread count (0 = all cores).
+// CPUs this process may run on (its affinity mask: what Slurm or taskset granted).
+int available_cpus();
+// Sets torch's intra-op thread count (0 = all available CPUs); throws UsageError for more
+// threads than available CPUs.
 void set_threads(int threads);
+// Throws CheckpointError "<what>: holds a non-finite value (nan) at flat index I ..." when a
+// floating tensor holds NaN or infinity. Reads the tensor in chunks.
+void check_finite(const at::Tensor& t, const std::string& what);
 // "fp32", "bf16", "fp16".
 std::string dtype_name(at::ScalarType t);
 

@@ -31,13 +31,20 @@ class Scorer {
   // `heads` are made uniform in the reference pass; throws UsageError when they do not fit.
   Scorer(const nn::CausalLM& model, HeadSet heads, ScoreOptions opt);
 
-  // Scores the samples (batched by length internally); results in the given order.
+  // Scores the samples (batched by length internally); results in the given order. A record that
+  // cannot be scored (non-finite losses, a failure inside the model) gets an error of its own;
+  // the others are scored as usual.
   std::vector<ScoreResult> score(const std::vector<const Sample*>& samples) const;
 
   const HeadSet& heads() const { return heads_; }
 
  private:
+  // Scores samples[rows] as one batch into out[rows]; throws what the model throws.
+  void score_rows(const std::vector<const Sample*>& samples, const std::vector<size_t>& rows,
+                  std::vector<ScoreResult>& out) const;
+
   nn::CausalLM model_;
+  at::ScalarType model_dtype_ = at::kFloat;
   HeadSet heads_;
   ScoreOptions opt_;
 };

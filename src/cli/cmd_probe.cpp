@@ -1,5 +1,6 @@
 // `air probe`: rank retrieval heads and write heads.json.
 
+#include "air/output.h"
 #include "cli/cli.h"
 #include "cli/probe_flags.h"
 
@@ -29,6 +30,12 @@ void register_probe(CLI::App& app) {
   add_corpus_flags(*cmd, opt->corpus);
   add_runtime_flags(*cmd, opt->runtime);
   cmd->callback([opt] {
+    check_input_file({"corpus (--data)", opt->data});
+    check_outputs({{"heads file (--out)", opt->out}},
+                  {{"corpus (--data)", opt->data},
+                   {"probe items (--probe-data)", opt->probe.probe_data},
+                   {"probe text (--probe-text)", opt->probe.probe_text}});
+    check_writable(opt->out);
     const LoadedModel m = load_model(opt->model, opt->runtime);
     const CorpusSetup corpus = make_corpus_setup(opt->corpus, opt->model);
     probe_and_write(m, opt->probe, corpus, opt->data, opt->out);

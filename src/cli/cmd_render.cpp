@@ -21,6 +21,13 @@ struct RenderOptions {
 };
 
 void run_render(const RenderOptions& opt) {
+  const std::string rejects = !opt.corpus.rejects.empty() ? opt.corpus.rejects
+                              : is_stream_output(opt.out) ? std::string()
+                                                          : opt.out + ".rejects.jsonl";
+  check_input_file({"corpus (--data)", opt.data});
+  check_outputs({{"output (--out)", opt.out}, {"rejects file", rejects}}, {{"corpus (--data)", opt.data}});
+  check_writable(opt.out);
+  check_writable(rejects);
   CorpusSetup setup = make_corpus_setup(opt.corpus, opt.tokenizer);
   spdlog::info("template {}, tokenizer {}", setup.tmpl.name, setup.tokenizer->kind());
   OutputFile out(opt.out);
@@ -45,12 +52,10 @@ void run_render(const RenderOptions& opt) {
         out.stream() << j.dump() << "\n";
       });
   out.commit();
-  const std::string rejects =
-      !opt.corpus.rejects.empty() ? opt.corpus.rejects
-      : (opt.out == "-" ? std::string("render.rejects.jsonl") : opt.out + ".rejects.jsonl");
   if (!st.rejects.empty()) write_rejects(rejects, opt.data, st.rejects);
   spdlog::info("{} records: {} rendered ({} truncated), {} rejected{}", st.lines, st.samples,
-               st.truncated, st.rejects.size(), st.rejects.empty() ? "" : " (see " + rejects + ")");
+               st.truncated, st.rejects.size(),
+               st.rejects.empty() || rejects.empty() ? "" : " (see " + rejects + ")");
 }
 
 }  // namespace

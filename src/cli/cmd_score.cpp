@@ -27,6 +27,7 @@ struct ScoreCmdOptions {
   std::string data;
   std::string out;
   std::string heads;              // heads.json (empty = run the default probe first)
+  std::string meta;               // run description (empty = OUT.meta.json; none for a stream OUT)
   std::string score = "relative";  // relative | absolute
   int64_t batch_tokens = 8192;
   int64_t window = 1024;          // samples held in memory at once
@@ -49,12 +50,11 @@ std::pair<int64_t, int64_t> parse_shard(const std::string& text) {
   return {i, n};
 }
 
-std::string reject_id(const Reject& r) { return r.id.empty() ? std::to_string(r.line) : r.id; }
-
 nlohmann::ordered_json score_line(const Sample& s, const ScoreResult& r) {
   nlohmann::ordered_json j;
   j["id"] = s.record.id;
   j["line"] = s.record.line;
+  j["line_hash"] = s.record.hash;
   if (!r.error.empty()) {
     j["error"] = r.error;
     return j;
@@ -126,13 +126,57 @@ Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run
   return r;
 }
 
+// Where a run writes: OUT and its sidecars. A stream OUT ("-", a FIFO, a device) has sidecars
+// only where a flag names them.
+struct ScorePaths {
+  bool stream = false;
+  std::string heads;    // where the default probe writes (empty: not kept)
+  std::string meta;     // the run's description and counts (empty: not written)
+  std::string rejects;  // rejected records (empty: not written)
+};
+
+ScorePaths score_paths(const ScoreCmdOptions& opt) {
+  ScorePaths p;
+  p.stream = is_stream_output(opt.out);
+  p.heads = p.stream ? "" : opt.out + ".heads.json";
+  p.meta = !opt.meta.empty() ? opt.meta : p.stream ? "" : opt.out + ".meta.json";
+  p.rejects = !opt.corpus.rejects.empty() ? opt.corpus.rejects : p.stream ? "" : opt.out + ".rejects.jsonl";
+  return p;
+}
+
+// Every path checked before the model loads: inputs readable, outputs writable, no output over
+// an input. Returns the lock that keeps a second run off the same output.
+OutputLock check_paths(const ScoreCmdOptions& opt, const ScorePaths& p) {
+  check_input_file({"corpus (--data)", opt.data});
+  if (!opt.heads.empty()) check_input_file({"heads file (--heads)", opt.heads});
+  std::vector<NamedPath> inputs = {{"corpus (--data)", opt.data},
+                                   {"heads file (--heads)", opt.heads},
+                                   {"probe items (--probe-data)", opt.probe.probe_data},
+                                   {"probe text (--probe-text)", opt.probe.probe_text},
+                                   {"chat template (--template)",
+                                    std::filesystem::is_regular_file(opt.corpus.tmpl) ? opt.corpus.tmpl : ""}};
+  std::vector<NamedPath> outputs = {{"output (--out)", opt.out},
+                                    {"meta file", p.meta},
+                                    {"rejects file", p.rejects}};
+  if (!p.stream) {
+    outputs.push_back({"partial output", ScoreWriter::partial_path(opt.out)});
+    outputs.push_back({"partial output's description", ScoreWriter::sidecar_path(opt.out)});
+    if (opt.heads.empty() && !opt.resume) outputs.push_back({"probed heads file", p.heads});
+  }
+  check_outputs(outputs, inputs);
+  for (const auto& o : outputs) check_writable(o.path);
+  return OutputLock(opt.out);
+}
+
 void run_score(const ScoreCmdOptions& opt) {
   namespace fs = std::filesystem;
   const auto t0 = std::chrono::steady_clock::now();
   if (opt.window < 1) throw UsageError("--window must be >= 1");
-  const bool to_file = !opt.out.empty() && opt.out != "-";
-  if (opt.resume && !to_file) throw UsageError("--resume needs --out FILE (it continues FILE.partial)");
+  const ScorePaths paths = score_paths(opt);
+  if (opt.resume && paths.stream)
+    throw UsageError("--resume needs --out FILE, a regular file (it continues FILE.partial)");
   const auto [shard_index, shard_count] = parse_shard(opt.shard);
+  const OutputLock lock = check_paths(opt, paths);
   const LoadedModel m = load_model(opt.model, opt.runtime);
   const ModelConfig& c = m.checkpoint.config();
   const CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
@@ -142,7 +186,7 @@ void run_score(const ScoreCmdOptions& opt) {
 
   std::string heads_path = opt.heads;
   HeadSet heads;
-  const std::string own_heads = opt.out + ".heads.json";  // where the default probe writes
+  const std::string& own_heads = paths.heads;
   const bool probe = heads_path.empty() && !(opt.resume && fs::exists(own_heads));
   if (probe) {
     if (opt.data == "-" && opt.probe.probe_text.empty() && opt.probe.probe_data.empty())
@@ -210,7 +254,7 @@ void run_score(const ScoreCmdOptions& opt) {
   Resumed done;
   if (opt.resume) {
     done = find_resumable(opt.out, run);
-  } else if (to_file && fs::exists(ScoreWriter::partial_path(opt.out))) {
+  } else if (!paths.stream && fs::exists(ScoreWriter::partial_path(opt.out))) {
     spdlog::warn("{} from an earlier run is replaced (--resume would continue it)",
                  ScoreWriter::partial_path(opt.out));
   }
@@ -220,7 +264,7 @@ void run_score(const ScoreCmdOptions& opt) {
   // Records already scored are checked against the corpus (same line, same id) and skipped.
   int64_t scored = 0, errors = 0, tokens = 0;
   size_t next_done = 0;
-  auto already_done = [&](int64_t line, const std::string& id) {
+  auto already_done = [&](int64_t line, const std::string& id, const std::string& hash) {
     if (next_done >= done.lines.size()) return false;
     const ScoredLine& d = done.lines[next_done];
     if (d.line != line || d.id != id)
@@ -228,6 +272,10 @@ void run_score(const ScoreCmdOptions& opt) {
                       std::to_string(d.line) + " id '" + d.id + "', but " + opt.data + " has line " +
                       std::to_string(line) + " id '" + id +
                       "' there: the corpus changed since; run without --resume to start over");
+    if (!d.hash.empty() && d.hash != hash)
+      throw DataError(done.from + ": the record of line " + std::to_string(line) + " id '" + id +
+                      "' was scored from other text (line hash " + d.hash + ", now " + hash + ") in " +
+                      opt.data + ": the corpus changed since; run without --resume to start over");
     ++next_done;
     if (d.error) ++errors;
     else if (!d.rejected) {
@@ -244,7 +292,7 @@ void run_score(const ScoreCmdOptions& opt) {
     dopt.skip = [&](const Record& r) {
       if (next_done >= done.lines.size() || done.lines[next_done].rejected) return false;
       truncated_before += done.lines[next_done].truncated;
-      return already_done(r.line, r.id);
+      return already_done(r.line, r.id, r.hash);
     };
 
   // Records in input order: samples to score, or rejects written as error lines.
@@ -274,7 +322,8 @@ void run_score(const ScoreCmdOptions& opt) {
         out.stream() << score_line(*s, r).dump() << "\n";
       } else {
         const Reject& rj = std::get<Reject>(e);
-        nlohmann::ordered_json j{{"id", reject_id(rj)}, {"line", rj.line}, {"error", rj.reason}, {"rejected", true}};
+        nlohmann::ordered_json j{{"id", rj.id}, {"line", rj.line}, {"line_hash", line_hash(rj.raw)},
+                                 {"error", rj.reason}, {"rejected", true}};
         out.stream() << j.dump() << "\n";
       }
     }
@@ -288,12 +337,12 @@ void run_score(const ScoreCmdOptions& opt) {
   const CorpusStats st = read_corpus(
       opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.steps, dopt,
       [&](Sample&& s) {
-        if (already_done(s.record.line, s.record.id)) return;
+        if (already_done(s.record.line, s.record.id, s.record.hash)) return;
         window.emplace_back(std::move(s));
         if (++samples_in_window >= opt.window) flush();
       },
       [&](const Reject& r) {
-        if (!already_done(r.line, reject_id(r))) window.emplace_back(r);
+        if (!already_done(r.line, r.id, line_hash(r.raw))) window.emplace_back(r);
       });
   if (next_done < done.lines.size())
     throw DataError(done.from + " holds a record of line " + std::to_string(done.lines[next_done].line) +
@@ -302,8 +351,7 @@ void run_score(const ScoreCmdOptions& opt) {
   flush();
   out.commit();
 
-  const std::string rejects_path =
-      !opt.corpus.rejects.empty() ? opt.corpus.rejects : opt.out + ".rejects.jsonl";
+  const std::string& rejects_path = paths.rejects;
   if (!st.rejects.empty()) write_rejects(rejects_path, opt.data, st.rejects);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -316,14 +364,20 @@ void run_score(const ScoreCmdOptions& opt) {
                     {"response_tokens", tokens},
                     {"resumed", static_cast<int64_t>(done.lines.size())}};
   meta["wall_seconds"] = wall;
-  OutputFile mf(opt.out + ".meta.json");
-  mf.stream() << meta.dump(2) << "\n";
-  mf.commit();
+  if (!paths.meta.empty()) {
+    OutputFile mf(paths.meta);
+    mf.stream() << meta.dump(2) << "\n";
+    mf.commit();
+  }
   spdlog::info("{} records: {} scored, {} errors, {} rejected{}, {} truncated{}; {:.1f} s -> {}",
                st.lines, scored, errors, st.rejects.size(),
                st.rejects.empty() ? "" : " (" + rejects_path + ")", st.truncated + truncated_before,
                done.lines.empty() ? "" : ", " + std::to_string(done.lines.size()) + " of them from " + done.from,
                wall, opt.out);
+  if (scored == 0)
+    throw DataError(opt.data + ": none of its " + std::to_string(st.lines) + " records was scored (" +
+                    std::to_string(errors) + " errors, " + std::to_string(st.rejects.size()) +
+                    " rejected" + (rejects_path.empty() ? "" : ", see " + rejects_path) + ")");
 }
 
 }  // namespace
@@ -335,6 +389,8 @@ void register_score(CLI::App& app) {
   cmd->add_option("--data", opt->data, "corpus JSONL (- = stdin)")->required();
   cmd->add_option("--out", opt->out, "scores JSONL")->required();
   cmd->add_option("--heads", opt->heads, "heads.json from `air probe` (default: probe first)");
+  cmd->add_option("--meta", opt->meta,
+                  "run description and counts (default: OUT.meta.json; none when OUT is stdout or a stream)");
   cmd->add_flag("--allow-heads-mismatch", opt->allow_heads_mismatch,
                 "use a heads file probed on another model");
   cmd->add_option("--score", opt->score, "relative or absolute")->capture_default_str();

@@ -59,16 +59,7 @@ std::vector<CorpusLine> read_lines(const std::string& path, const std::string& i
     std::string probe = line;
     if (!probe.empty() && probe.back() == '\r') probe.pop_back();
     if (probe.find_first_not_of(" \t") == std::string::npos) continue;
-    std::string id = std::to_string(n);
-    // The id as `air score` derived it: the id field, else the line number.
-    const auto j = nlohmann::json::parse(probe, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains(id_field)) {
-      const auto& v = j[id_field];
-      if (v.is_string()) id = v.get<std::string>();
-      else if (v.is_number_integer()) id = std::to_string(v.get<int64_t>());
-      else if (!v.is_null()) id = v.dump();
-    }
-    out.push_back({n, id, line});
+    out.push_back({n, record_id(probe, n, id_field), line});
   }
   return out;
 }
@@ -106,11 +97,41 @@ std::map<int64_t, ScoreEntry> read_scores(const std::vector<std::string>& paths)
   return out;
 }
 
+// The record with air_score and air_step_weights added. The fields go in front of the closing
+// brace, so that everything else stays byte for byte (ids like 1e30 included); a record that
+// already has them (selected before) has them replaced.
+std::string annotate_record(const std::string& raw, double score, const nlohmann::json& weights) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(raw);
+  if (j.contains("air_score") || j.contains("air_step_weights")) {
+    j["air_score"] = score;
+    j["air_step_weights"] = weights;
+    return j.dump();
+  }
+  const size_t close = raw.find_last_of('}');
+  return raw.substr(0, close) + (j.empty() ? "" : ",") + "\"air_score\":" + nlohmann::json(score).dump() +
+         ",\"air_step_weights\":" + weights.dump() + "}";
+}
+
+// At most `max_bytes` of s, cut on a character boundary ("..." marks a cut).
+std::string clip_utf8(const std::string& s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  size_t end = max_bytes - 3;
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+  return s.substr(0, end) + "...";
+}
+
 void run_select(const SelectOptions& opt) {
   if ((opt.top_k > 0) == (opt.top_ratio > 0))
     throw UsageError("give exactly one of --top-k K (> 0) and --top-ratio R (in (0, 1])");
   if (opt.top_ratio > 1) throw UsageError("--top-ratio must be in (0, 1]");
   if (opt.order != "input" && opt.order != "rank") throw UsageError("--order must be input or rank");
+  if (is_stream_output(opt.out) && opt.out == opt.weights_out)
+    throw UsageError("--out and --weights-out are both " + opt.out + ": give --weights-out a file");
+  std::vector<NamedPath> inputs{{"corpus (--data)", opt.data}};
+  for (const auto& s : opt.scores) inputs.push_back({"scores file (--scores)", s});
+  check_outputs({{"output (--out)", opt.out}, {"weights output (--weights-out)", opt.weights_out}}, inputs);
+  check_writable(opt.out);
+  check_writable(opt.weights_out);
 
   const std::vector<CorpusLine> lines = read_lines(opt.data, opt.id_field);
   // The record layout, for reading responses (--dedupe, --show).
@@ -179,6 +200,10 @@ void run_select(const SelectOptions& opt) {
     spdlog::info("--dedupe: {} records repeat a better-ranked response and are left out", duplicates);
   }
   const int64_t n = static_cast<int64_t>(candidates.size());
+  if (n == 0)
+    throw DataError(scores_name + ": no record of " + opt.data + " has a score (" + std::to_string(errors) +
+                    " could not be scored, " + std::to_string(missing) + " missing, " +
+                    std::to_string(mismatched) + " under another id): nothing to select");
   const int64_t k = opt.top_k > 0 ? std::min(opt.top_k, n)
                                   : std::min<int64_t>(n, static_cast<int64_t>(std::ceil(opt.top_ratio * n - 1e-9)));
   std::vector<size_t> chosen(candidates.begin(), candidates.begin() + k);
@@ -193,12 +218,9 @@ void run_select(const SelectOptions& opt) {
       out.stream() << lines[i].raw << "\n";  // byte for byte as in the input
       continue;
     }
-    nlohmann::ordered_json j = nlohmann::ordered_json::parse(lines[i].raw);
-    j["air_score"] = e.score;
     nlohmann::json w = nlohmann::json::array();
     for (const auto& s : e.steps) w.push_back(s["weight"]);
-    j["air_step_weights"] = w;
-    out.stream() << j.dump() << "\n";
+    out.stream() << annotate_record(lines[i].raw, e.score, w) << "\n";
   }
   out.commit();
   if (!opt.weights_out.empty()) {
@@ -214,7 +236,7 @@ void run_select(const SelectOptions& opt) {
   if (opt.show > 0) {
     // People-readable: the top records and the step that depends most on the copy heads.
     std::vector<size_t> top(candidates.begin(), candidates.begin() + std::min<int64_t>(k, opt.show));
-    std::printf("top %zu of %lld scored records by air_score:\n", top.size(), static_cast<long long>(n));
+    std::fprintf(stderr, "top %zu of %lld scored records by air_score:\n", top.size(), static_cast<long long>(n));
     for (size_t r = 0; r < top.size(); ++r) {
       const CorpusLine& cl = lines[top[r]];
       const ScoreEntry& e = scores.at(cl.line);
@@ -223,7 +245,7 @@ void run_select(const SelectOptions& opt) {
         response = parse_record(cl.raw, cl.line, co).messages.back().content;
       } catch (const Error&) {
       }
-      std::printf("%2zu. %-14s air_score %+.4f\n", r + 1, cl.id.c_str(), e.score);
+      std::fprintf(stderr, "%2zu. %-14s air_score %+.4f\n", r + 1, cl.id.c_str(), e.score);
       double best = -1;
       std::string step;
       for (const auto& s : e.steps) {
@@ -236,8 +258,8 @@ void run_select(const SelectOptions& opt) {
       while (!step.empty() && (step.back() == '\n' || step.back() == ' ')) step.pop_back();
       for (char& ch : step)
         if (ch == '\n') ch = ' ';
-      if (step.size() > 160) step = step.substr(0, 157) + "...";
-      if (!step.empty()) std::printf("    most influential step (weight %.2f): %s\n", best, step.c_str());
+      step = clip_utf8(step, 160);
+      if (!step.empty()) std::fprintf(stderr, "    most influential step (weight %.2f): %s\n", best, step.c_str());
     }
   }
   spdlog::info("selected {} of {} scored records ({} records, {} not scorable, {} missing, {} id "

@@ -57,6 +57,22 @@ int64_t default_max_length(const std::filesystem::path& dir) {
   return std::max(context, kAtLeast);
 }
 
+std::string base64(const std::string& bytes) {
+  static const char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kDigits[(v >> 18) & 63];
+    out += kDigits[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kDigits[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kDigits[v & 63] : '=';
+  }
+  return out;
+}
+
 }  // namespace
 
 CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer_path) {
@@ -83,14 +99,17 @@ void write_rejects(const std::string& path, const std::string& corpus,
                    const std::vector<Reject>& rejects) {
   // The first few are logged; all are in the file.
   constexpr size_t kLogged = 5;
+  for (size_t i = 0; i < std::min(rejects.size(), kLogged); ++i)
+    spdlog::warn("{}:{}: rejected: {}", corpus, rejects[i].line, rejects[i].reason);
+  if (rejects.size() > kLogged) spdlog::warn("... {} more rejected records", rejects.size() - kLogged);
+  if (path.empty()) return;
   OutputFile out(path);
-  for (size_t i = 0; i < rejects.size(); ++i) {
-    const Reject& r = rejects[i];
-    if (i < kLogged) spdlog::warn("{}:{}: rejected: {}", corpus, r.line, r.reason);
-    else if (i == kLogged) spdlog::warn("... {} more rejected records", rejects.size() - kLogged);
+  for (const Reject& r : rejects) {
     nlohmann::json j = {{"line", r.line}, {"id", r.id}, {"reason", r.reason}};
-    // The record verbatim when it is valid UTF-8, else with bad bytes replaced.
+    // The record verbatim when it is valid UTF-8; else shown with bad bytes replaced, and its
+    // exact bytes in base64 so that nothing of it is lost.
     j["record"] = r.raw;
+    if (find_invalid_utf8(r.raw)) j["record_base64"] = base64(r.raw);
     out.stream() << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   }
   out.commit();

@@ -41,7 +41,8 @@ struct CorpusSetup {
 };
 CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer_path);
 
-// Writes rejects as JSONL ({line, id, reason, record}) to `path`; logs the count.
+// Writes rejects as JSONL ({line, id, reason, record[, record_base64]}) to `path` (nothing when
+// it is empty); logs the first few.
 void write_rejects(const std::string& path, const std::string& corpus,
                    const std::vector<Reject>& rejects);
 

@@ -48,35 +48,4 @@ void for_each_line(const std::string& path,
   if (in->bad()) throw DataError(path + ": read error after line " + std::to_string(n));
 }
 
-OutputFile::OutputFile(const std::string& path) : path_(path) {
-  if (path_.empty() || path_ == "-") return;
-  tmp_ = path_ + ".tmp";
-  file_ = std::make_unique<std::ofstream>(tmp_, std::ios::binary | std::ios::trunc);
-  if (!*file_) throw IoError(path_ + ": cannot open for writing (" + tmp_ + ")");
-}
-
-OutputFile::~OutputFile() {
-  if (file_ && !committed_) {
-    file_->close();
-    std::error_code ec;
-    std::filesystem::remove(tmp_, ec);
-  }
-}
-
-std::ostream& OutputFile::stream() { return file_ ? *file_ : std::cout; }
-
-void OutputFile::commit() {
-  if (!file_) {
-    std::cout.flush();
-    if (!std::cout) throw IoError("writing to stdout failed");
-    return;
-  }
-  file_->close();
-  if (!*file_) throw IoError(path_ + ": write failed");
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) throw IoError(path_ + ": cannot move " + tmp_ + " into place: " + ec.message());
-  committed_ = true;
-}
-
 }  // namespace air::cli

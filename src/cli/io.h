@@ -1,5 +1,7 @@
 #pragma once
 
+#include "air/output.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -25,20 +27,5 @@ nlohmann::json parse_json_line(const std::string& line, const std::string& where
 // Throws DataError if the file cannot be read.
 void for_each_line(const std::string& path,
                    const std::function<void(const std::string&, int64_t)>& fn);
-
-// Output to a file (written to FILE.tmp, renamed over FILE on commit()) or to stdout ("-" or
-// empty). A file not committed is removed, so a failed run never leaves a partial output.
-class OutputFile {
- public:
-  explicit OutputFile(const std::string& path);
-  ~OutputFile();
-  std::ostream& stream();
-  void commit();
-
- private:
-  std::string path_, tmp_;
-  std::unique_ptr<std::ofstream> file_;
-  bool committed_ = false;
-};
 
 }  // namespace air::cli

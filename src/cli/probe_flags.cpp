@@ -191,7 +191,7 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
   info.selection = sel;
   info.layers = c.num_hidden_layers;
   info.heads_per_layer = c.num_attention_heads;
-  write_heads_file(out, info, r, selected);
+  if (!out.empty()) write_heads_file(out, info, r, selected);
   std::string top;
   for (size_t i = 0; i < std::min<size_t>(5, r.ranked.size()); ++i)
     top += (i ? ", " : "") + std::to_string(r.ranked[i].head.layer) + ":" +

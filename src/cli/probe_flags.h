@@ -33,7 +33,7 @@ void add_probe_flags(CLI::App& cmd, ProbeFlags& f);
 
 // Builds the probe items (text from probe_text, else from the corpus `data`, else random
 // tokens with a warning), runs the probe, selects the critical set and writes heads.json to
-// `out`. Returns the selected heads.
+// `out` ("-": stdout; empty: not written). Returns the selected heads.
 HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusSetup& corpus,
                         const std::string& data, const std::string& out);
 

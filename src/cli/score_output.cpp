@@ -43,6 +43,7 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
     ScoredLine s;
     s.line = j["line"].get<int64_t>();
     s.id = j["id"].get<std::string>();
+    if (j.contains("line_hash") && j["line_hash"].is_string()) s.hash = j["line_hash"].get<std::string>();
     s.rejected = j.value("rejected", false);
     s.error = !s.rejected && j.contains("error");
     if (!s.error && !s.rejected) {
@@ -84,9 +85,16 @@ std::string run_difference(const nlohmann::json& before, const nlohmann::json& n
 
 ScoreWriter::ScoreWriter(const std::string& path, nlohmann::ordered_json run, std::string seed,
                          std::uintmax_t keep_bytes)
-    : path_(path), run_(std::move(run)), seed_(std::move(seed)), keep_bytes_(keep_bytes) {}
+    : path_(path), run_(std::move(run)), seed_(std::move(seed)), keep_bytes_(keep_bytes) {
+  direct_ = path_ != "-" && !path_.empty() && is_stream_output(path_);
+}
 
 void ScoreWriter::open() {
+  if (direct_) {
+    file_ = std::make_unique<std::ofstream>(path_, std::ios::binary);
+    if (!*file_) throw IoError(path_ + ": cannot open for writing");
+    return;
+  }
   const std::string partial = partial_path(path_);
   std::error_code ec;
   if (keep_bytes_ > 0) {
@@ -104,7 +112,7 @@ void ScoreWriter::open() {
 }
 
 ScoreWriter::~ScoreWriter() {
-  if (!file_ || committed_) return;
+  if (!file_ || committed_ || direct_) return;
   file_->close();
   const std::string partial = partial_path(path_);
   std::error_code ec;
@@ -127,15 +135,19 @@ std::ostream& ScoreWriter::stream() {
 void ScoreWriter::flush() {
   std::ostream& out = stream();
   out.flush();
-  if (!out) throw IoError((file_ ? partial_path(path_) : std::string("stdout")) + ": write failed");
+  check_stream(out, !file_ ? std::string("stdout") : direct_ ? path_ : partial_path(path_));
 }
 
 void ScoreWriter::commit() {
   flush();
   if (!file_) return;  // stdout
   file_->close();
-  const std::string partial = partial_path(path_);
-  if (!*file_) throw IoError(partial + ": write failed");
+  const std::string partial = direct_ ? path_ : partial_path(path_);
+  check_stream(*file_, partial);
+  if (direct_) {
+    committed_ = true;
+    return;
+  }
   std::error_code ec;
   fs::rename(partial, path_, ec);
   if (ec) throw IoError(path_ + ": cannot move " + partial + " into place: " + ec.message());

@@ -19,6 +19,7 @@ namespace air::cli {
 struct ScoredLine {
   int64_t line = 0;
   std::string id;
+  std::string hash;       // line_hash() of the corpus line (empty in files written before it was kept)
   bool error = false;     // an error line of a record that could not be scored
   bool rejected = false;  // a record rejected before scoring (counted with the rejects)
   int64_t tokens = 0;     // response tokens of a scored record
@@ -38,7 +39,8 @@ std::string run_difference(const nlohmann::json& before, const nlohmann::json& n
 
 class ScoreWriter {
  public:
-  // path "-" (or empty): stdout, nothing kept. Otherwise OUT.partial, started with the first
+  // path "-" (or empty): stdout, nothing kept; a stream output (a FIFO, a device) is written in
+  // place, nothing kept either. Otherwise OUT.partial, started with the first
   // keep_bytes bytes of `seed` (the whole lines of an earlier run being resumed: OUT.partial
   // itself or a complete OUT; keep_bytes 0 = a fresh file), beside OUT.partial.json holding
   // `run`. Files are touched only at the first write, so a run that fails before it leaves
@@ -66,6 +68,7 @@ class ScoreWriter {
   std::string seed_;
   std::uintmax_t keep_bytes_;
   std::unique_ptr<std::ofstream> file_;
+  bool direct_ = false;  // a stream output written in place
   bool committed_ = false;
 };
 

@@ -64,6 +64,15 @@ bool byte_level_decode(std::string_view token, std::string& bytes) {
   return true;
 }
 
+int32_t token_id_value(const nlohmann::json& v, const std::string& what) {
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
+      (v.is_number_unsigned() && v.get<uint64_t>() >= static_cast<uint64_t>(kMaxTokenId)) ||
+      v.get<int64_t>() >= kMaxTokenId)
+    throw CheckpointError("tokenizer.json: " + what + ": expected a token id, an integer in [0, " +
+                          std::to_string(kMaxTokenId) + "), got " + v.dump());
+  return static_cast<int32_t>(v.get<int64_t>());
+}
+
 Bpe::Bpe(const nlohmann::json& m, bool byte_level) : byte_level_(byte_level) {
   auto flag = [&](const char* k) { return m.contains(k) && m[k].is_boolean() && m[k].get<bool>(); };
   ignore_merges_ = flag("ignore_merges");
@@ -75,10 +84,10 @@ Bpe::Bpe(const nlohmann::json& m, bool byte_level) : byte_level_(byte_level) {
   if (!m.contains("vocab") || !m["vocab"].is_object())
     throw CheckpointError("tokenizer.json: model.vocab must be an object");
 
+  if (m["vocab"].empty()) throw CheckpointError("tokenizer.json: model.vocab is empty");
   std::string raw;
   for (const auto& [tok, idj] : m["vocab"].items()) {
-    const int32_t id = idj.get<int32_t>();
-    if (id < 0) throw CheckpointError("tokenizer.json: negative id for '" + tok + "'");
+    const int32_t id = token_id_value(idj, "model.vocab['" + tok + "']");
     if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(id + 1);
     id_to_token_[id] = tok;
     if (byte_level_ && byte_level_decode(tok, raw)) vocab_[raw] = id;
@@ -86,7 +95,7 @@ Bpe::Bpe(const nlohmann::json& m, bool byte_level) : byte_level_(byte_level) {
   }
   if (m.contains("unk_token") && m["unk_token"].is_string()) {
     auto it = m["vocab"].find(m["unk_token"].get<std::string>());
-    if (it != m["vocab"].end()) unk_id_ = it->get<int32_t>();
+    if (it != m["vocab"].end()) unk_id_ = token_id_value(*it, "unk_token");
   }
   for (int b = 0; b < 256; ++b) {
     byte_ids_[b] = -1;
@@ -122,7 +131,7 @@ Bpe::Bpe(const nlohmann::json& m, bool byte_level) : byte_level_(byte_level) {
     }
     auto find = [&](const std::string& t) -> int32_t {
       auto it = m["vocab"].find(t);
-      return it == m["vocab"].end() ? -1 : it->get<int32_t>();
+      return it == m["vocab"].end() ? -1 : token_id_value(*it, "model.vocab['" + t + "']");
     };
     const int32_t ia = find(a), ib = find(b), iab = find(a + b);
     if (ia < 0 || ib < 0 || iab < 0)

@@ -21,6 +21,13 @@ const std::vector<std::string>& byte_level_alphabet();
 // Inverse of the alphabet on a whole token string; false when a character is outside it.
 bool byte_level_decode(std::string_view token, std::string& bytes);
 
+// Token ids are below this: the largest vocabularies in use hold ~262k tokens, so a larger id is
+// a corrupt file (and would size id tables by it).
+constexpr int64_t kMaxTokenId = int64_t{1} << 22;
+// A token id from a tokenizer file: an integer in [0, kMaxTokenId); throws CheckpointError
+// "tokenizer.json: <what>: ..." for a negative, fractional, huge or non-numeric value.
+int32_t token_id_value(const nlohmann::json& v, const std::string& what);
+
 class Bpe {
  public:
   // `byte_level`: vocabulary strings are in GPT-2's alphabet and symbols are raw bytes.

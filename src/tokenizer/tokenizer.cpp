@@ -156,7 +156,7 @@ class HfBpeTokenizer : public Tokenizer {
       for (const auto& a : j["added_tokens"]) {
         AddedToken t;
         t.content = a.at("content").get<std::string>();
-        t.id = a.at("id").get<int64_t>();
+        t.id = tok::token_id_value(a.at("id"), "added token '" + t.content + "'");
         t.lstrip = a.value("lstrip", false);
         t.rstrip = a.value("rstrip", false);
         t.single_word = a.value("single_word", false);
@@ -239,12 +239,13 @@ class HfBpeTokenizer : public Tokenizer {
         } else if (item.contains("SpecialToken")) {
           const std::string name = item["SpecialToken"].at("id").get<std::string>();
           const auto& st = p.at("special_tokens").at(name);
-          for (const auto& id : st.at("ids")) (seen_a ? suffix_ : prefix_).push_back(id.get<int64_t>());
+          for (const auto& id : st.at("ids"))
+            (seen_a ? suffix_ : prefix_).push_back(tok::token_id_value(id, "post_processor special token '" + name + "'"));
         }
       }
     } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-      prefix_.push_back(p.at("cls")[1].get<int64_t>());
-      suffix_.push_back(p.at("sep")[1].get<int64_t>());
+      prefix_.push_back(tok::token_id_value(p.at("cls").at(1), "post_processor cls"));
+      suffix_.push_back(tok::token_id_value(p.at("sep").at(1), "post_processor sep"));
     } else if (type != "ByteLevel") {
       throw CheckpointError(where + ": post-processor '" + type + "' is not supported");
     }
