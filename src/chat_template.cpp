@@ -102,7 +102,8 @@ ChatTemplate load_chat_template(const std::string& name, const std::string& sepa
   return t;
 }
 
-std::string detect_template(const std::filesystem::path& model_dir) {
+std::string detect_template(const std::filesystem::path& model_dir, bool* unrecognised) {
+  if (unrecognised) *unrecognised = false;
   const auto cfg = model_dir / "tokenizer_config.json";
   if (!std::filesystem::exists(cfg)) return "plain";
   nlohmann::json j;
@@ -117,6 +118,7 @@ std::string detect_template(const std::filesystem::path& model_dir) {
   if (s.find("<|im_start|>") != std::string::npos) return "chatml";
   if (s.find("<|start_header_id|>") != std::string::npos) return "llama3";
   if (s.find("[INST]") != std::string::npos) return "mistral";
+  if (unrecognised) *unrecognised = true;
   return "plain";
 }
 

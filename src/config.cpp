@@ -116,6 +116,12 @@ int64_t ModelConfig::window_for_layer(int64_t layer) const {
   return sliding_window;
 }
 
+int64_t ModelConfig::parameter_count() const {
+  const int64_t D = hidden_size, q = num_attention_heads * head_dim, kv = num_key_value_heads * head_dim;
+  const int64_t layer = D * q * 2 + D * kv * 2 + 3 * D * intermediate_size + 2 * D + (qk_norm ? 2 * head_dim : 0);
+  return vocab_size * D * (tie_word_embeddings ? 1 : 2) + num_hidden_layers * layer + D;
+}
+
 ModelConfig parse_model_config(const std::string& json_text, const std::string& where) {
   json j;
   try {

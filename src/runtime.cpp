@@ -7,6 +7,11 @@
 #include <ATen/Context.h>
 
 #include <sched.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 
 #include <algorithm>
 #include <thread>
@@ -125,16 +130,75 @@ nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& device,
   return model;
 }
 
+int64_t available_memory_bytes() {
+  int64_t avail = 0;
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string key, unit;
+    int64_t kb = 0;
+    while (in >> key >> kb) {
+      std::getline(in, unit);
+      if (key == "MemAvailable:") avail = kb * 1024;
+    }
+  }
+  // cgroup v2: the limit less what the group already uses.
+  std::ifstream max_in("/sys/fs/cgroup/memory.max"), cur_in("/sys/fs/cgroup/memory.current");
+  std::string max_text;
+  int64_t current = 0;
+  if (max_in >> max_text && max_text != "max" && cur_in >> current) {
+    const int64_t left = std::strtoll(max_text.c_str(), nullptr, 10) - current;
+    if (avail == 0 || left < avail) avail = std::max<int64_t>(0, left);
+  }
+  return avail;
+}
+
+int64_t resident_bytes() {
+  std::ifstream in("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  in >> size >> resident;
+  return resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+int64_t parse_memory_size(const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  const std::string unit = end ? std::string(end) : "";
+  double scale = 1;
+  if (unit == "K" || unit == "KB" || unit == "k") scale = 1024.0;
+  else if (unit == "M" || unit == "MB") scale = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GB") scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "TB") scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty() || end == text.c_str()) scale = -1;
+  if (scale < 0 || !(v >= 0) || v * scale > 9e18)
+    throw UsageError("memory size '" + text + "': expected a number of bytes with an optional K, M, G or T, e.g. 16G");
+  return static_cast<int64_t>(v * scale);
+}
+
+std::string memory_string(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GB", static_cast<double>(bytes) / (1024.0 * 1024 * 1024));
+  return buf;
+}
+
 LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
   set_threads(rt.threads);
+  if (rt.max_memory < 0) throw UsageError("max_memory must be >= 0");
+  const int64_t limit = rt.max_memory > 0 ? rt.max_memory : resident_bytes() + available_memory_bytes();
   LoadedModel m;
   m.device = parse_device(rt.device);
   m.checkpoint = with_context("loading checkpoint " + dir, [&] { return Checkpoint::open(dir); });
+  // The modules are built in fp32 on the host before the weights replace their parameters.
+  const int64_t build = m.checkpoint.config().parameter_count() * 4;
+  if (resident_bytes() + build > limit)
+    throw UsageError("loading checkpoint " + dir + ": building the model takes about " + memory_string(build) +
+                     " of host memory (" + std::to_string(m.checkpoint.config().parameter_count()) +
+                     " parameters in fp32), more than the " + memory_string(limit) + " memory limit");
   m.dtype = resolve_dtype(rt.dtype, m.device, m.checkpoint.config());
   use_exact_fp32(m.device, m.dtype);
   m.model = with_context("loading checkpoint " + dir,
                          [&] { return load_causal_lm(m.checkpoint, m.device, m.dtype); });
   m.model->eval();
+  m.memory_budget = std::max<int64_t>(0, limit - resident_bytes());
   return m;
 }
 

@@ -7,7 +7,9 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace air {
 
@@ -30,6 +32,22 @@ std::string first_line(const char* what) {
   return s.substr(0, s.find('\n'));
 }
 }  // namespace
+
+int64_t scoring_memory(const ModelConfig& c, const std::vector<int64_t>& lengths) {
+  int64_t N = 0, T = 0;
+  for (int64_t n : lengths) {
+    N += n;
+    T = std::max(T, n);
+  }
+  const int64_t B = static_cast<int64_t>(lengths.size());
+  const int64_t qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
+  const int64_t per_token = 4 * c.hidden_size + 2 * qkv + 2 * c.intermediate_size;  // live at once
+  const int64_t padded = B * T * qkv * 2;                                           // [B, H, T, Dh] views
+  const int64_t scores = 3 * std::max<int64_t>(128ll << 20, B * c.num_attention_heads * 16 * T * 4);
+  const int64_t prefix = B * T * c.num_attention_heads * c.head_dim * 8;           // float64 sums
+  const int64_t head = 256ll << 20;                                                 // logit blocks
+  return (N * per_token + padded) * 4 + scores + prefix + head;
+}
 
 void Scorer::score_rows(const std::vector<const Sample*>& samples, const std::vector<size_t>& rows,
                         std::vector<ScoreResult>& out) const {
@@ -93,8 +111,20 @@ std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples
   lengths.reserve(samples.size());
   for (const Sample* s : samples) lengths.push_back(static_cast<int64_t>(s->ids.size()));
 
+  // "" when a batch of these rows fits the memory limit, else why not.
+  auto over_limit = [&](const std::vector<size_t>& rows) -> std::string {
+    if (opt_.max_memory <= 0) return "";
+    std::vector<int64_t> lens;
+    for (size_t r : rows) lens.push_back(lengths[r]);
+    const int64_t need = scoring_memory(model_->config, lens);
+    if (need <= opt_.max_memory) return "";
+    return "needs about " + memory_string(need) + " of working memory for " + std::to_string(rows.size()) +
+           " record(s) of up to " + std::to_string(*std::max_element(lens.begin(), lens.end())) +
+           " tokens, more than the " + memory_string(opt_.max_memory) + " left under the memory limit";
+  };
   for (const auto& rows : plan_batches(lengths, opt_.batch_tokens)) {
     try {
+      if (const std::string why = over_limit(rows); !why.empty()) throw std::length_error(why);
       score_rows(samples, rows, out);
     } catch (const std::exception&) {
       // One record must not end the run: a failed batch is scored again a record at a time,
@@ -102,6 +132,7 @@ std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples
       for (size_t r : rows) {
         try {
           if (rows.size() == 1) throw;
+          if (const std::string why = over_limit({r}); !why.empty()) throw std::length_error(why);
           score_rows(samples, {r}, out);
         } catch (const std::exception& e) {
           out[r] = ScoreResult{};

@@ -29,8 +29,9 @@ std::vector<std::string> builtin_templates();
 // plain template's separator. Throws UsageError for an unknown name or a malformed file.
 ChatTemplate load_chat_template(const std::string& name_or_file, const std::string& separator = "\n\n");
 // The preset matching a model's tokenizer_config.json chat_template ("plain" when there is none
-// or it matches no preset).
-std::string detect_template(const std::filesystem::path& model_dir);
+// or it matches no preset; *unrecognised, when given, tells the latter: the model has a chat
+// template that `plain` does not reproduce).
+std::string detect_template(const std::filesystem::path& model_dir, bool* unrecognised = nullptr);
 
 // A record rendered to one text; the response occupies [response_begin, response_end).
 struct Rendered {

@@ -50,6 +50,8 @@ struct ModelConfig {
 
   // Keys visible to layer `layer` (0 = all causal keys).
   int64_t window_for_layer(int64_t layer) const;
+  // Parameters the model holds (weights, norms; biases left out): sizes its memory.
+  int64_t parameter_count() const;
 };
 
 // Parses config.json text; `where` names the file in errors (CheckpointError).

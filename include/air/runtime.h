@@ -15,7 +15,19 @@ struct RuntimeOptions {
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
   std::string dtype = "auto";  // auto | fp32 | bf16 | fp16 (auto: fp32 on CPU, checkpoint's on GPU)
   int threads = 0;             // intra-op threads (0 = all CPUs this process may use)
+  int64_t max_memory = 0;      // bytes the process may use in all (0 = the memory available at start)
 };
+
+// Bytes this process may still take: MemAvailable of /proc/meminfo, lowered to what the cgroup's
+// memory.max leaves where one is set (a Slurm job, a container).
+int64_t available_memory_bytes();
+// Resident bytes of this process now (/proc/self/statm).
+int64_t resident_bytes();
+// "16G", "512M", "1.5G", "2048" (bytes; K, M, G, T are powers of 1024) -> bytes; throws
+// UsageError for anything else.
+int64_t parse_memory_size(const std::string& text);
+// "1.5 GB" for messages.
+std::string memory_string(int64_t bytes);
 
 // Parses a --device value; throws UsageError for a bad name or an absent GPU.
 c10::Device parse_device(const std::string& name);
@@ -47,9 +59,13 @@ struct LoadedModel {
   nn::CausalLM model{nullptr};
   c10::Device device{c10::kCPU};
   at::ScalarType dtype = at::kFloat;
+  // Bytes left for work once the model is loaded: the limit (RuntimeOptions::max_memory, or the
+  // memory available at start) less what the process holds after loading.
+  int64_t memory_budget = 0;
 };
 
-// Opens DIR and loads it under the runtime options (threads set too).
+// Opens DIR and loads it under the runtime options (threads set too). Refuses (UsageError, with
+// the figures) a model whose parameters, built in fp32, would not fit the memory limit.
 LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt);
 
 }  // namespace air

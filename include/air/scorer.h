@@ -18,7 +18,15 @@ struct ScoreOptions {
   int64_t batch_tokens = 8192;  // padded tokens per forward batch
   bool token_scores = false;    // keep per-token loss deltas
   bool share_prefix = true;     // compute layers below the first critical head once for both passes
+  // Working memory a batch may take, in bytes (0 = unchecked). A batch estimated above it is
+  // scored a record at a time; a record estimated above it alone gets an error naming the figures.
+  int64_t max_memory = 0;
 };
+
+// Working memory (bytes, an upper estimate: fp32 activations) of one scoring batch of sequences
+// of these lengths: hidden states of both passes, q/k/v, the MLP, attention score blocks, the
+// running mean's prefix sums and the loss head's logit blocks.
+int64_t scoring_memory(const ModelConfig& c, const std::vector<int64_t>& lengths);
 
 struct ScoreResult {
   std::string error;                // non-empty: the sample could not be scored (why)

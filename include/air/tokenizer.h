@@ -44,6 +44,11 @@ class Tokenizer {
 // directory (tokenizer.json preferred over tokenizer.model). Throws CheckpointError.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
 
+// Throws CheckpointError when the tokenizer has ids the model has no embedding row for (a
+// tokenizer from another model, or an added token past the embedding): every record holding one
+// would fail inside the model.
+void check_tokenizer_fits(const Tokenizer& tok, int64_t model_vocab, const std::string& where);
+
 // Byte offset of the first invalid UTF-8 sequence in s, or nullopt when s is valid.
 std::optional<size_t> find_invalid_utf8(std::string_view s);
 

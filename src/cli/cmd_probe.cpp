@@ -38,6 +38,7 @@ void register_probe(CLI::App& app) {
     check_writable(opt->out);
     const LoadedModel m = load_model(opt->model, opt->runtime);
     const CorpusSetup corpus = make_corpus_setup(opt->corpus, opt->model);
+    check_tokenizer_fits(*corpus.tokenizer, m.checkpoint.config().vocab_size, opt->model);
     probe_and_write(m, opt->probe, corpus, opt->data, opt->out);
   });
 }

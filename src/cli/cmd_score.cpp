@@ -180,6 +180,7 @@ void run_score(const ScoreCmdOptions& opt) {
   const LoadedModel m = load_model(opt.model, opt.runtime);
   const ModelConfig& c = m.checkpoint.config();
   const CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
+  check_tokenizer_fits(*corpus.tokenizer, c.vocab_size, opt.model);
   DatasetOptions dopt = corpus.options;
   dopt.shard_index = shard_index;
   dopt.shard_count = shard_count;
@@ -208,6 +209,8 @@ void run_score(const ScoreCmdOptions& opt) {
     const HeadsFile hf = read_heads_file(heads_path);
     heads = hf.selected;
     const std::string fp = m.checkpoint.fingerprint();
+    if (hf.fingerprint.empty())
+      spdlog::warn("{} names no model fingerprint: it cannot be checked to belong to this model", heads_path);
     if (!hf.fingerprint.empty() && hf.fingerprint != fp) {
       const std::string msg = heads_path + " was probed on model " + hf.fingerprint + " (" +
                               hf.model_path + "), not on this one (" + fp + ")";
@@ -223,6 +226,7 @@ void run_score(const ScoreCmdOptions& opt) {
   else throw UsageError("--score '" + opt.score + "': expected relative or absolute");
   so.batch_tokens = opt.batch_tokens;
   so.token_scores = opt.token_scores;
+  so.max_memory = m.memory_budget;
   const Scorer scorer(m.model, heads, so);
 
   // What the scores depend on: the sidecar of the output, partial and complete.

@@ -81,7 +81,14 @@ CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer
   const std::filesystem::path p(tokenizer_path);
   const std::filesystem::path dir = std::filesystem::is_directory(p) ? p : p.parent_path();
   std::string name = f.tmpl;
-  if (name == "auto") name = detect_template(dir);
+  if (name == "auto") {
+    bool unrecognised = false;
+    name = detect_template(dir, &unrecognised);
+    if (unrecognised)
+      spdlog::warn("{}: its chat_template matches no preset (chatml, qwen2.5, llama3, mistral): records are "
+                   "rendered with the plain template; give --template NAME or a template file to match the model",
+                   (dir / "tokenizer_config.json").string());
+  }
   s.tmpl = load_chat_template(name, f.separator);
   s.steps = std::make_unique<StepSplitter>(f.step_delimiter, f.min_step_tokens);
   s.options.corpus.format = parse_corpus_format(f.format);

@@ -107,6 +107,14 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
   opt.span_tokens = f.span_tokens;
   opt.all_items = f.all_items;
   if (opt.num_items < 1 || opt.span_tokens < 2) throw UsageError("--num-items must be >= 1 and --span-tokens >= 2");
+  // Items are built before they run: ids, context and target positions of about two spans each.
+  const double item_bytes = 3.0 * 8 * static_cast<double>(2 * opt.span_tokens + 16);
+  if (item_bytes * static_cast<double>(opt.num_items) > static_cast<double>(m.memory_budget))
+    throw UsageError("--num-items " + std::to_string(opt.num_items) + " x --span-tokens " +
+                     std::to_string(opt.span_tokens) + ": the probe items take about " +
+                     memory_string(static_cast<int64_t>(item_bytes * static_cast<double>(opt.num_items))) +
+                     ", more than the " + memory_string(m.memory_budget) +
+                     " left under the memory limit (--max-memory)");
   const ModelConfig& c = m.checkpoint.config();
   const Tokenizer& tok = *corpus.tokenizer;
   const std::vector<int64_t> prefix =

@@ -354,6 +354,13 @@ std::unique_ptr<Tokenizer> load_spm(const fs::path& p) {
 
 }  // namespace
 
+void check_tokenizer_fits(const Tokenizer& tok, int64_t model_vocab, const std::string& where) {
+  if (tok.vocab_size() > model_vocab)
+    throw CheckpointError(where + ": the tokenizer has ids up to " + std::to_string(tok.vocab_size() - 1) +
+                          " ('" + tok.token(tok.vocab_size() - 1) + "'), but the model's embedding has " +
+                          std::to_string(model_vocab) + " rows (vocab_size): tokenizer and weights do not belong together");
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
   if (fs::is_directory(path)) {
     if (fs::exists(path / "tokenizer.json")) return load_json(path / "tokenizer.json");
