@@ -14,6 +14,7 @@ packages=(
   libcli11-dev
   libspdlog-dev
   libgtest-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()
@@ -31,17 +32,5 @@ else
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# libtorch's own CPU kernels run on OpenMP (libgomp). OpenBLAS built for OpenMP shares that
-# thread pool; the pthreads build keeps a second pool whose threads spin between calls and,
-# on few cores, take the CPU from torch's (a model's forward alternates between the two all
-# the time). Make the OpenMP build the system BLAS/LAPACK even where another is installed
-# (AIR_KEEP_BLAS=1 leaves the system's choice alone).
-[ "${AIR_KEEP_BLAS:-0}" = 1 ] && exit 0
-arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
-for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
-  want=/usr/lib/$arch/openblas-openmp/$lib
-  if [ -e "$want" ] && [ "$(readlink -f "/usr/lib/$arch/$lib")" != "$(readlink -f "$want")" ]; then
-    echo "install-deps: $lib -> $want" >&2
-    $sudo update-alternatives --set "$lib-$arch" "$want" >/dev/null
-  fi
-done
+# The air executable finds Debian's OpenMP OpenBLAS through its RPATH (see CMakeLists.txt), so
+# the system's BLAS alternatives are left as they are.

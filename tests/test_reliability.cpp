@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include <fcntl.h>
+#include <link.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -568,6 +569,27 @@ TEST_F(DiskFullTest, FullDiskIsExitFiveAndResumable) {
     EXPECT_EQ(a["id"], b["id"]);
     EXPECT_NEAR(a["air_score"].get<double>(), b["air_score"].get<double>(), 1e-5);
   }
+}
+
+// The BLAS libtorch calls is Debian's OpenMP OpenBLAS, found through the program's RPATH whatever
+// the system's libblas.so.3 alternative selects (the pthreads build spins against torch's threads).
+TEST(BlasTest, TheProgramsLoadOpenMpOpenBlas) {
+  if (!fs::exists(fs::path(AIR_OPENBLAS_DIR) / "libblas.so.3"))
+    GTEST_SKIP() << AIR_OPENBLAS_DIR << " is absent (Debian's libopenblas0-openmp is not installed)";
+  std::vector<std::string> loaded;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* out) {
+        static_cast<std::vector<std::string>*>(out)->push_back(info->dlpi_name ? info->dlpi_name : "");
+        return 0;
+      },
+      &loaded);
+  int blas = 0;
+  for (const auto& name : loaded)
+    if (fs::path(name).filename() == "libblas.so.3") {
+      ++blas;
+      EXPECT_EQ(fs::path(name).parent_path(), fs::path(AIR_OPENBLAS_DIR)) << name;
+    }
+  EXPECT_EQ(blas, 1);
 }
 
 }  // namespace
