@@ -135,5 +135,23 @@ TEST(TokenizerTest, BrokenTokenizerFilesAreCheckpointErrors) {
   fs::remove_all(dir);
 }
 
+// Found by fuzzing: byte fallback applies only when every byte of a character has its <0xXX>
+// token (HuggingFace's rule); otherwise the character is unknown. A missing byte token used to
+// come out as id -1.
+TEST(TokenizerTest, ByteFallbackNeedsEveryByteToken) {
+  const fs::path dir = fs::temp_directory_path() / "air-tok-fallback";
+  fs::create_directories(dir);
+  write_text(dir / "tokenizer.json",
+             R"({"model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>", "merges": [],)"
+             R"( "vocab": {"<unk>": 0, "a": 1, "<0xC3>": 2, "<0xA9>": 3, "<0xE2>": 4}}})");
+  const auto tok = load_tokenizer(dir / "tokenizer.json");
+  // U+00E9 (C3 A9): both byte tokens exist; U+20AC (E2 82 AC): two are missing.
+  EXPECT_EQ(tok->encode("a\xc3\xa9", false).ids, (std::vector<int64_t>{1, 2, 3}));
+  const Encoding e = tok->encode("a\xe2\x82\xac", false);
+  EXPECT_EQ(e.ids, (std::vector<int64_t>{1, 0}));
+  EXPECT_EQ(e.offsets[1], (std::pair<size_t, size_t>(1, 4)));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace air::test

@@ -192,7 +192,7 @@ void Bpe::encode_uncached(std::string_view piece, std::vector<PieceToken>& out) 
     auto it = vocab_.find(std::string(piece.substr(i, n)));
     if (it != vocab_.end()) {
       push(it->second, i, i + n);
-    } else if (byte_fallback_ && byte_ids_[static_cast<unsigned char>(piece[i])] >= 0) {
+    } else if (byte_fallback_ && has_byte_tokens(piece.substr(i, n))) {
       for (size_t k = 0; k < n; ++k) push(byte_ids_[static_cast<unsigned char>(piece[i + k])], i + k, i + k + 1);
     } else if (unk_id_ >= 0) {
       if (fuse_unk_ && !syms.empty() && syms.back().id == unk_id_) syms.back().end = i + n;

@@ -41,6 +41,14 @@ class Bpe {
   const std::vector<std::string>& id_to_token() const { return id_to_token_; }
 
  private:
+  // Whether every byte of `chars` has a <0xXX> token: byte fallback applies only then (as in
+  // HuggingFace's tokenizers), else the characters are unknown.
+  bool has_byte_tokens(std::string_view chars) const {
+    for (char c : chars)
+      if (byte_ids_[static_cast<unsigned char>(c)] < 0) return false;
+    return true;
+  }
+
   struct Merge {
     int32_t rank;
     int32_t id;
