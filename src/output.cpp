@@ -201,12 +201,11 @@ void OutputFile::commit() {
   check_stream(*file_, path_);
   file_->close();
   check_stream(*file_, path_);
-  committed_ = true;
-  if (tmp_.empty()) return;  // written in place
-  committed_ = false;
-  std::error_code ec;
-  fs::rename(tmp_, path_, ec);
-  if (ec) throw IoError(path_ + ": cannot move " + tmp_ + " into place: " + ec.message());
+  if (!tmp_.empty()) {  // else written in place
+    std::error_code ec;
+    fs::rename(tmp_, path_, ec);
+    if (ec) throw IoError(path_ + ": cannot move " + tmp_ + " into place: " + ec.message());
+  }
   committed_ = true;
 }
 
