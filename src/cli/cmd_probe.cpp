@@ -31,6 +31,8 @@ void register_probe(CLI::App& app) {
   add_runtime_flags(*cmd, opt->runtime);
   cmd->callback([opt] {
     check_input_file({"corpus (--data)", opt->data});
+    check_input_file({"probe items (--probe-data)", opt->probe.probe_data});
+    check_input_file({"probe text (--probe-text)", opt->probe.probe_text});
     check_outputs({{"heads file (--out)", opt->out}},
                   {{"corpus (--data)", opt->data},
                    {"probe items (--probe-data)", opt->probe.probe_data},

@@ -148,7 +148,9 @@ ScorePaths score_paths(const ScoreCmdOptions& opt) {
 // an input. Returns the lock that keeps a second run off the same output.
 OutputLock check_paths(const ScoreCmdOptions& opt, const ScorePaths& p) {
   check_input_file({"corpus (--data)", opt.data});
-  if (!opt.heads.empty()) check_input_file({"heads file (--heads)", opt.heads});
+  check_input_file({"heads file (--heads)", opt.heads});
+  check_input_file({"probe items (--probe-data)", opt.probe.probe_data});
+  check_input_file({"probe text (--probe-text)", opt.probe.probe_text});
   std::vector<NamedPath> inputs = {{"corpus (--data)", opt.data},
                                    {"heads file (--heads)", opt.heads},
                                    {"probe items (--probe-data)", opt.probe.probe_data},

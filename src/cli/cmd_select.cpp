@@ -129,6 +129,7 @@ void run_select(const SelectOptions& opt) {
     throw UsageError("--out and --weights-out are both " + opt.out + ": give --weights-out a file");
   std::vector<NamedPath> inputs{{"corpus (--data)", opt.data}};
   for (const auto& s : opt.scores) inputs.push_back({"scores file (--scores)", s});
+  for (const auto& in : inputs) check_input_file(in);
   check_outputs({{"output (--out)", opt.out}, {"weights output (--weights-out)", opt.weights_out}}, inputs);
   check_writable(opt.out);
   check_writable(opt.weights_out);

@@ -21,6 +21,7 @@ struct TokenizeOptions {
 };
 
 void run_tokenize(const TokenizeOptions& opt) {
+  check_input_file({"input (--input)", opt.input});
   check_outputs({{"output (--out)", opt.out}}, {{"input (--input)", opt.input}});
   const auto tok = load_tokenizer(opt.tokenizer);
   OutputFile out(opt.out);
