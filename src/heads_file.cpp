@@ -68,15 +68,22 @@ HeadsFile read_heads_file(const std::string& path) {
     throw DataError(path + ": missing array 'selected' (is this a heads file from `air probe`?)");
   std::vector<Head> heads;
   for (const auto& x : j["selected"]) {
-    if (!x.is_array() || x.size() != 2 || !x[0].is_number_unsigned() || !x[1].is_number_unsigned())
-      throw DataError(path + ": 'selected' entries must be [layer, head], got " + x.dump());
+    constexpr uint64_t kMaxIndex = 1u << 20;  // far above any model's layers or heads
+    if (!x.is_array() || x.size() != 2 || !x[0].is_number_unsigned() || !x[1].is_number_unsigned() ||
+        x[0].get<uint64_t>() >= kMaxIndex || x[1].get<uint64_t>() >= kMaxIndex)
+      throw DataError(path + ": 'selected' entries must be [layer, head] (non-negative integers), got " + x.dump());
     heads.push_back({x[0].get<int64_t>(), x[1].get<int64_t>()});
   }
   if (heads.empty()) throw DataError(path + ": 'selected' is empty");
   h.selected = HeadSet(heads);
   if (j.contains("model") && j["model"].is_object()) {
-    h.fingerprint = j["model"].value("fingerprint", "");
-    h.model_path = j["model"].value("path", "");
+    const nlohmann::json& m = j["model"];
+    for (const auto& [key, field] : {std::pair{"fingerprint", &h.fingerprint}, std::pair{"path", &h.model_path}}) {
+      if (!m.contains(key)) continue;
+      if (!m[key].is_string())
+        throw DataError(path + ": model." + key + " must be a string, got " + m[key].dump());
+      *field = m[key].get<std::string>();
+    }
   }
   return h;
 }

@@ -4,9 +4,11 @@
 
 #include "air/corpus.h"
 #include "air/error.h"
+#include "air/heads_file.h"
 #include "air/scorer.h"
 #include "air/tokenizer.h"
 #include "cli/cli.h"
+#include "cli/score_output.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
@@ -425,6 +427,22 @@ TEST_F(ReliabilityTest, DuplicatedTensorKeysAreRefused) {
     ADD_FAILURE() << "accepted";
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("'w' is listed twice"), std::string::npos) << e.what();
+  }
+}
+
+// Found by fuzzing: fields of the wrong type in heads and score files escaped as JSON library
+// exceptions (exit 1, or an abort where nothing caught them).
+TEST_F(ReliabilityTest, FieldsOfTheWrongTypeAreDataErrors) {
+  for (const char* text : {R"({"selected": [[0, 1]], "model": {"fingerprint": 5}})",
+                           R"({"selected": [[0, 18446744073709551615]]})", R"({"selected": [[0, 1]], "model": {"path": []}})"}) {
+    write_text(tmp_ / "h.json", text);
+    EXPECT_THROW(read_heads_file((tmp_ / "h.json").string()), DataError) << text;
+  }
+  std::uintmax_t whole = 0;
+  for (const char* text : {R"({"id": "a", "line": 1, "error": "x", "rejected": "yes"})",
+                           R"({"id": "a", "line": 1, "n_tokens": 3, "truncated": 1})"}) {
+    write_text(tmp_ / "s.jsonl", std::string(text) + "\n" + text + "\n");
+    EXPECT_THROW(cli::read_score_lines((tmp_ / "s.jsonl").string(), &whole), DataError) << text;
   }
 }
 

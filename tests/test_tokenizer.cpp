@@ -129,6 +129,12 @@ TEST(TokenizerTest, BrokenTokenizerFilesAreCheckpointErrors) {
   EXPECT_THROW(load_tokenizer(dir / "tokenizer.json"), CheckpointError);
   write_text(dir / "tokenizer.json", "{\"model\": ");
   EXPECT_THROW(load_tokenizer(dir / "tokenizer.json"), CheckpointError);
+  // Found by fuzzing: a "model" that is not an object, or a type that is not a string, escaped
+  // as a JSON library exception.
+  for (const char* text : {R"({"model": []})", R"({"model": {"type": 5}})", R"({"model": "BPE"})", "[1]"}) {
+    write_text(dir / "tokenizer.json", text);
+    EXPECT_THROW(load_tokenizer(dir / "tokenizer.json"), CheckpointError) << text;
+  }
   write_text(dir / "bad.model", "\x0a\xff\xff\xff");
   EXPECT_THROW(load_tokenizer(dir / "bad.model"), CheckpointError);
   EXPECT_THROW(load_tokenizer(dir / "missing"), CheckpointError);

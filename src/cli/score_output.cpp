@@ -44,13 +44,19 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
     s.line = j["line"].get<int64_t>();
     s.id = j["id"].get<std::string>();
     if (j.contains("line_hash") && j["line_hash"].is_string()) s.hash = j["line_hash"].get<std::string>();
-    s.rejected = j.value("rejected", false);
+    auto flag = [&](const char* key) {
+      if (!j.contains(key)) return false;
+      if (!j[key].is_boolean())
+        throw DataError(at + ": \"" + key + "\" must be true or false, got " + j[key].dump());
+      return j[key].get<bool>();
+    };
+    s.rejected = flag("rejected");
     s.error = !s.rejected && j.contains("error");
     if (!s.error && !s.rejected) {
       if (!j.contains("n_tokens") || !j["n_tokens"].is_number_integer())
         throw DataError(at + ": a scored record without an integer \"n_tokens\"");
       s.tokens = j["n_tokens"].get<int64_t>();
-      s.truncated = j.value("truncated", false);
+      s.truncated = flag("truncated");
     }
     if (!out.empty() && s.line <= out.back().line)
       throw DataError(at + ": corpus line " + std::to_string(s.line) + " comes after line " +

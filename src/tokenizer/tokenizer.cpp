@@ -323,11 +323,11 @@ std::unique_ptr<Tokenizer> load_json(const fs::path& p) {
   } catch (const json::exception& e) {
     throw CheckpointError(p.string() + ": not valid JSON (" + e.what() + ")");
   }
-  const std::string type = j.contains("model") ? j["model"].value("type", "BPE") : "";
-  if (type != "BPE")
-    throw CheckpointError(p.string() + ": tokenizer model '" + type +
-                          "' is not supported (supported: BPE)");
   try {
+    const std::string type = j.is_object() && j.contains("model") ? j["model"].value("type", "BPE") : "";
+    if (type != "BPE")
+      throw CheckpointError(p.string() + ": tokenizer model '" + type +
+                            "' is not supported (supported: BPE)");
     return std::make_unique<HfBpeTokenizer>(j, p.string());
   } catch (const json::exception& e) {
     throw CheckpointError(p.string() + ": malformed tokenizer (" + e.what() + ")");
