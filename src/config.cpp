@@ -172,8 +172,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta))
     throw CheckpointError(where + ": field 'rope_theta' must be a positive number, got " +
                           j.value("rope_theta", json()).dump());
-  if (!(c.rms_norm_eps >= 0) || !std::isfinite(c.rms_norm_eps))
-    throw CheckpointError(where + ": field 'rms_norm_eps' must be >= 0, got " +
+  if (!(c.rms_norm_eps >= 0 && c.rms_norm_eps <= 1))
+    throw CheckpointError(where + ": field 'rms_norm_eps' must be in [0, 1], got " +
                           j.value("rms_norm_eps", json()).dump());
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     throw CheckpointError(where + ": num_attention_heads (" +

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -50,15 +51,56 @@ bool skipped(const std::string& path) { return path.empty() || path == "-"; }
 
 }  // namespace
 
+// Paths on the kernel's own file systems (/dev/stdout, /proc/self/fd/1) name streams or open
+// files, not files to replace.
+static bool kernel_path(const fs::path& p) {
+  const std::string s = p.lexically_normal().string();
+  return s.rfind("/dev/", 0) == 0 || s.rfind("/proc/", 0) == 0;
+}
+
 bool is_stream_output(const std::string& path) {
   if (path == "-") return true;
   if (path.empty()) return false;
-  struct stat st {};
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec);
+  if (kernel_path(abs)) return true;
+  struct stat st {}, lst {};
+  if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    const fs::path target = fs::weakly_canonical(abs, ec);
+    if (ec || kernel_path(target)) return true;
+  }
   if (::stat(path.c_str(), &st) != 0) return false;
   return !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
 }
 
-void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs) {
+std::string output_target(const std::string& path) {
+  if (skipped(path) || is_stream_output(path)) return path;
+  struct stat lst {};
+  if (::lstat(path.c_str(), &lst) != 0 || !S_ISLNK(lst.st_mode)) return path;
+  std::error_code ec;
+  const fs::path target = fs::weakly_canonical(fs::absolute(path), ec);
+  return ec ? path : target.string();
+}
+
+void check_outputs(const std::vector<NamedPath>& given_outputs, const std::vector<NamedPath>& given_inputs) {
+  // A directory given as input (a model folder) stands for the files in it.
+  std::vector<NamedPath> inputs;
+  for (const auto& p : given_inputs) {
+    std::error_code ec;
+    if (skipped(p.path) || !fs::is_directory(p.path, ec)) {
+      inputs.push_back(p);
+      continue;
+    }
+    for (const auto& e : fs::directory_iterator(p.path, ec))
+      if (e.is_regular_file(ec)) inputs.push_back({p.what + " file", e.path().string()});
+  }
+  // Each file output is written under its lock file, which must not be an input either.
+  std::vector<NamedPath> outputs;
+  for (const auto& p : given_outputs) {
+    outputs.push_back(p);
+    if (!skipped(p.path) && !is_stream_output(p.path))
+      outputs.push_back({p.what + "'s lock file", OutputLock::lock_path(output_target(p.path))});
+  }
   std::vector<std::pair<const NamedPath*, FileKey>> in_keys, out_keys;
   for (const auto& p : inputs)
     if (!skipped(p.path)) in_keys.emplace_back(&p, key_of(p.path));
@@ -110,7 +152,9 @@ OutputLock::OutputLock(const std::string& path) {
   // A holder removes the lock file on release; a file locked after its removal is stale, so the
   // lock is taken again on the file now at the path.
   for (int attempt = 0; attempt < 16; ++attempt) {
-    const int fd = ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    const int fd = ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 && errno == ELOOP)
+      throw IoError(path + ": its lock file " + lp + " is a symbolic link; remove it or choose another output path");
     if (fd < 0) throw IoError(path + ": cannot create its lock file " + lp + ": " + std::strerror(errno));
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;
@@ -127,6 +171,14 @@ OutputLock::OutputLock(const std::string& path) {
     struct stat held {}, now {};
     if (::fstat(fd, &held) == 0 && ::stat(lp.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
         held.st_dev == now.st_dev) {
+      // A lock file holds a pid and a newline, or nothing: anything else is someone's file.
+      char buf[32] = {};
+      const ssize_t n = ::pread(fd, buf, sizeof(buf), 0);
+      const std::string text(buf, static_cast<size_t>(std::max<ssize_t>(0, n)));
+      if (!S_ISREG(held.st_mode) || held.st_size > 24 || text.find_first_not_of("0123456789\n") != std::string::npos) {
+        ::close(fd);
+        throw IoError(path + ": " + lp + " exists and is not a lock file of air; move it away or choose another output path");
+      }
       const std::string pid = std::to_string(::getpid()) + "\n";
       if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
         // The pid only helps messages; the lock itself is held.
@@ -175,8 +227,11 @@ OutputFile::OutputFile(const std::string& path) : path_(path) {
     if (!*file_) throw IoError(path_ + ": cannot open for writing: " + std::strerror(errno));
     return;
   }
+  path_ = output_target(path_);  // a symbolic link stays, its target is replaced
   lock_ = OutputLock(path_);
   tmp_ = path_ + ".tmp";
+  std::error_code ec;
+  fs::remove(tmp_, ec);  // ours under the lock; a link left there must not be written through
   file_ = std::make_unique<std::ofstream>(tmp_, std::ios::binary | std::ios::trunc);
   if (!*file_) throw IoError(path_ + ": cannot open " + tmp_ + " for writing: " + std::strerror(errno));
 }

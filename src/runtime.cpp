@@ -9,6 +9,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -164,10 +166,12 @@ int64_t parse_memory_size(const std::string& text) {
   const double v = std::strtod(text.c_str(), &end);
   const std::string unit = end ? std::string(end) : "";
   double scale = 1;
-  if (unit == "K" || unit == "KB" || unit == "k") scale = 1024.0;
-  else if (unit == "M" || unit == "MB") scale = 1024.0 * 1024;
-  else if (unit == "G" || unit == "GB") scale = 1024.0 * 1024 * 1024;
-  else if (unit == "T" || unit == "TB") scale = 1024.0 * 1024 * 1024 * 1024;
+  std::string u = unit;
+  for (char& ch : u) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (u == "K" || u == "KB" || u == "KIB") scale = 1024.0;
+  else if (u == "M" || u == "MB" || u == "MIB") scale = 1024.0 * 1024;
+  else if (u == "G" || u == "GB" || u == "GIB") scale = 1024.0 * 1024 * 1024;
+  else if (u == "T" || u == "TB" || u == "TIB") scale = 1024.0 * 1024 * 1024 * 1024;
   else if (!unit.empty() || end == text.c_str()) scale = -1;
   if (scale < 0 || !(v >= 0) || v * scale > 9e18)
     throw UsageError("memory size '" + text + "': expected a number of bytes with an optional K, M, G or T, e.g. 16G");
@@ -175,8 +179,11 @@ int64_t parse_memory_size(const std::string& text) {
 }
 
 std::string memory_string(int64_t bytes) {
+  const double b = static_cast<double>(bytes);
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f GB", static_cast<double>(bytes) / (1024.0 * 1024 * 1024));
+  if (b >= 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof(buf), "%.2f GB", b / (1024.0 * 1024 * 1024));
+  else if (b >= 1024.0 * 1024) std::snprintf(buf, sizeof(buf), "%.1f MB", b / (1024.0 * 1024));
+  else std::snprintf(buf, sizeof(buf), "%.0f KB", std::ceil(b / 1024.0));
   return buf;
 }
 

@@ -19,15 +19,21 @@ struct NamedPath {
   std::string path;
 };
 
-// True for "-" (stdout) and for an existing path that is not a regular file or directory (a FIFO,
-// a character device such as /dev/null): such an output is written in place, as a stream, with no
+// True for "-" (stdout), for an existing path that is not a regular file or directory (a FIFO,
+// a character device such as /dev/null), and for a path on /dev or /proc or a symbolic link into
+// them (/dev/stdout, /proc/self/fd/1): such an output is written in place, as a stream, with no
 // temporary file, no rename and no sidecars beside it.
 bool is_stream_output(const std::string& path);
 
-// Throws UsageError when an output names the same file as an input (same device and inode, so
-// "./x/../x", hard and symbolic links are caught), or two outputs name the same file. Paths that
-// are empty or "-" are passed over; outputs that do not exist yet are compared by their
-// normalised absolute path.
+// The file an output path is written as: a symbolic link's final target (so that the link stays
+// and its target is replaced), else the path itself.
+std::string output_target(const std::string& path);
+
+// Throws UsageError when an output, or the lock file it is written under, names the same file as
+// an input (same device and inode, so "./x/../x", hard and symbolic links are caught; an input
+// directory, such as a model folder, stands for each file in it), or two outputs name the same
+// file. Paths that are empty or "-" are passed over; outputs that do not exist yet are compared
+// by their normalised absolute path.
 void check_outputs(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs);
 
 // Throws DataError when an input file is missing, a directory, or not readable ("-" passes):
@@ -42,7 +48,8 @@ void check_writable(const std::string& path);
 // An exclusive advisory lock (flock) on PATH.lock, held for this object's life: a second run
 // writing the same output is refused at once (IoError naming the other run's pid) instead of
 // interleaving with the first. The lock file holds the owner's pid and is removed on release; one
-// left by a killed run is free and taken over. No lock for "-" or stream outputs.
+// left by a killed run is free and taken over. A symbolic link or a file that is not a lock file
+// at that path is refused, never written. No lock for "-" or stream outputs.
 class OutputLock {
  public:
   OutputLock() = default;

@@ -42,10 +42,9 @@ int run(int argc, const char* const* argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
-  app.parse_complete_callback([&] {
-    if (!spdlog::get("air")) setup_logging(log_level);
-    spdlog::set_level(spdlog::level::from_str(log_level));
-  });
+  // Set up before parsing: a flag's own check (--max-memory) may already have something to say.
+  if (!spdlog::get("air")) setup_logging(log_level);
+  app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
   register_inspect(app);
   register_loss(app);
   register_tokenize(app);

@@ -106,6 +106,8 @@ Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run
   Resumed r;
   const std::string partial = ScoreWriter::partial_path(out);
   std::string sidecar;
+  if (fs::is_symlink(partial))
+    throw IoError(partial + " is a symbolic link, not a partial output of air; remove it to start over");
   if (fs::exists(partial)) {
     r.from = partial;
     sidecar = ScoreWriter::sidecar_path(out);
@@ -170,9 +172,12 @@ OutputLock check_paths(const ScoreCmdOptions& opt, const ScorePaths& p) {
   return OutputLock(opt.out);
 }
 
-void run_score(const ScoreCmdOptions& opt) {
+void run_score(const ScoreCmdOptions& given) {
   namespace fs = std::filesystem;
   const auto t0 = std::chrono::steady_clock::now();
+  if (given.out.empty()) throw UsageError("--out is empty: give a file, or - for stdout");
+  ScoreCmdOptions opt = given;
+  opt.out = output_target(given.out);  // a symbolic link stays; its target and sidecars are written
   if (opt.window < 1) throw UsageError("--window must be >= 1");
   const ScorePaths paths = score_paths(opt);
   if (opt.resume && paths.stream)
@@ -382,8 +387,9 @@ void run_score(const ScoreCmdOptions& opt) {
                wall, opt.out);
   if (scored == 0)
     throw DataError(opt.data + ": none of its " + std::to_string(st.lines) + " records was scored (" +
-                    std::to_string(errors) + " errors, " + std::to_string(st.rejects.size()) +
-                    " rejected" + (rejects_path.empty() ? "" : ", see " + rejects_path) + ")");
+                    std::to_string(errors) + " errors" + (errors ? ", see " + opt.out : "") + "; " +
+                    std::to_string(st.rejects.size()) + " rejected" +
+                    (st.rejects.empty() || rejects_path.empty() ? "" : ", see " + rejects_path) + ")");
 }
 
 }  // namespace

@@ -39,10 +39,12 @@ struct CorpusLine {
   int64_t line;
   std::string id;
   std::string raw;
+  std::string hash;  // line_hash() as air score computed it
 };
 
 struct ScoreEntry {
   std::string id;
+  std::string hash;  // line_hash of the scored line (empty in files from before it was kept)
   bool ok = false;
   double score = 0;
   nlohmann::json steps;  // [{begin, end, weight}, ...]
@@ -59,7 +61,7 @@ std::vector<CorpusLine> read_lines(const std::string& path, const std::string& i
     std::string probe = line;
     if (!probe.empty() && probe.back() == '\r') probe.pop_back();
     if (probe.find_first_not_of(" \t") == std::string::npos) continue;
-    out.push_back({n, record_id(probe, n, id_field), line});
+    out.push_back({n, record_id(probe, n, id_field), line, line_hash(probe)});
   }
   return out;
 }
@@ -78,6 +80,7 @@ std::map<int64_t, ScoreEntry> read_scores(const std::vector<std::string>& paths)
         throw DataError(at + ": a score record needs 'id', 'line' and 'air_score' or 'error' (is this `air score` output?)");
       ScoreEntry e;
       e.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+      if (j.contains("line_hash") && j["line_hash"].is_string()) e.hash = j["line_hash"].get<std::string>();
       if (j.contains("air_score") && j["air_score"].is_number()) {
         e.score = j["air_score"].get<double>();
         e.ok = std::isfinite(e.score);
@@ -165,6 +168,12 @@ void run_select(const SelectOptions& opt) {
                      lines[i].id, it->second.id);
       continue;
     }
+    if (!it->second.hash.empty() && it->second.hash != lines[i].hash) {
+      if (mismatched++ < 3)
+        spdlog::warn("{}:{}: id '{}' was scored from other text (the line changed since)", opt.data,
+                     lines[i].line, lines[i].id);
+      continue;
+    }
     if (!it->second.ok) {
       ++errors;
       continue;
@@ -174,7 +183,7 @@ void run_select(const SelectOptions& opt) {
   if ((missing || mismatched) && !opt.allow_partial)
     throw DataError(scores_name + " does not cover " + opt.data + ": " + std::to_string(missing) +
                     " records without a score, " + std::to_string(mismatched) +
-                    " with another id (use --allow-partial to select among the rest)");
+                    " with another id or changed text (use --allow-partial to select among the rest)");
 
   // Rank by score, ties by input order.
   std::stable_sort(candidates.begin(), candidates.end(), [&](size_t a, size_t b) {

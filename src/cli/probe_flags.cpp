@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -91,9 +93,23 @@ void add_probe_flags(CLI::App& cmd, ProbeFlags& f) {
   cmd.add_option("--seed", f.seed, "probe sampling seed")->capture_default_str();
   cmd.add_option("--span-tokens", f.span_tokens, "tokens in each repeated span")->capture_default_str();
   cmd.add_flag("--probe-all-items", f.all_items, "count every item, not only those the model gets mostly right");
-  auto* d = cmd.add_option("--delta", f.delta, "critical set: top fraction of all heads")->capture_default_str();
-  auto* n = cmd.add_option("--num-heads", f.num_heads, "critical set: this many heads");
-  auto* s = cmd.add_option("--min-score", f.min_score, "critical set: heads with R_h >= this");
+  auto within = [](const char* what, double lo, bool lo_open, double hi) {
+    return CLI::Validator(
+        [=](std::string& text) -> std::string {
+          char* end = nullptr;
+          const double v = std::strtod(text.c_str(), &end);
+          const bool ok = end != text.c_str() && *end == '\0' && std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+          return ok ? std::string() : std::string(what) + ": got " + text;
+        },
+        what);
+  };
+  auto* d = cmd.add_option("--delta", f.delta, "critical set: top fraction of all heads")
+                ->capture_default_str()
+                ->check(within("a fraction in (0, 1]", 0, true, 1));
+  auto* n = cmd.add_option("--num-heads", f.num_heads, "critical set: this many heads")
+                ->check(within("a count >= 1", 1, false, 1e9));
+  auto* s = cmd.add_option("--min-score", f.min_score, "critical set: heads with R_h >= this")
+                ->check(within("a finite score", -1e300, false, 1e300));
   d->excludes(n)->excludes(s);
   n->excludes(s);
 }
@@ -107,6 +123,12 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
   opt.span_tokens = f.span_tokens;
   opt.all_items = f.all_items;
   if (opt.num_items < 1 || opt.span_tokens < 2) throw UsageError("--num-items must be >= 1 and --span-tokens >= 2");
+  // An item is a span and its repeat: it must fit the model's context (at least 4,096 tokens, as
+  // --max-length), or the probe runs for hours on positions the model never saw.
+  const int64_t context = std::max<int64_t>(m.checkpoint.config().max_position_embeddings, 4096);
+  if (2 * opt.span_tokens + 8 > context)
+    throw UsageError("--span-tokens " + std::to_string(opt.span_tokens) + ": an item is twice that, more than the " +
+                     std::to_string(context) + " tokens the probe allows for this model (its context, at least 4,096)");
   // Items are built before they run: ids, context and target positions of about two spans each.
   const double item_bytes = 3.0 * 8 * static_cast<double>(2 * opt.span_tokens + 16);
   if (item_bytes * static_cast<double>(opt.num_items) > static_cast<double>(m.memory_budget))
@@ -152,6 +174,10 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
         for (const auto& t : texts) ids.push_back(tok.encode(t, false).ids);
         size_t usable = 0;
         for (const auto& v : ids) usable += v.size() >= 4;
+        if (usable == 0 && (!f.probe_text.empty() || (!data.empty() && data != "-")))
+          throw DataError("no text for the repeat probe in " + (f.probe_text.empty() ? data : f.probe_text) +
+                          ": none of it gave a span of 4 or more tokens (" + std::to_string(texts.size()) +
+                          " usable texts read); give another --probe-text or --data");
         if (usable == 0) {
           spdlog::warn("no text for the repeat probe (give --probe-text or --data): falling back "
                        "to repeated random tokens, which find only noise on small models");

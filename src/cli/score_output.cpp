@@ -103,6 +103,9 @@ void ScoreWriter::open() {
   }
   const std::string partial = partial_path(path_);
   std::error_code ec;
+  // A fresh partial output starts as a new file: nothing left at that name (a link included) is
+  // written through.
+  if (keep_bytes_ == 0 || seed_ != partial) fs::remove(partial, ec);
   if (keep_bytes_ > 0) {
     if (seed_ != partial) fs::copy_file(seed_, partial, fs::copy_options::overwrite_existing, ec);
     if (!ec) fs::resize_file(partial, keep_bytes_, ec);
