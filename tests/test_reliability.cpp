@@ -143,6 +143,115 @@ bool is_fifo_file(const fs::path& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
+// Files of a model folder are inputs too; an output's lock file must not be an input, nor a link
+// or a file of someone else's; links among outputs are followed, never replaced.
+TEST_F(ReliabilityTest, ModelFilesLockFilesAndLinksAreNeverWrittenThrough) {
+  const fs::path m = stories_copy();
+  const std::string config = read_text(m / "config.json");
+  const fs::path c = corpus(4);
+  auto args = score_args(c, m / "config.json");
+  args[2] = m.string();
+  EXPECT_EQ(air(args), 2);
+  EXPECT_EQ(air({"probe", "--model", m.string(), "--out", (m / "tokenizer.model").string()}), 2);
+  EXPECT_EQ(read_text(m / "config.json"), config);
+
+  // A corpus named like the output's lock file; a lock path that is a link; a stranger's file.
+  fs::copy_file(c, tmp_ / "k.jsonl.lock");
+  EXPECT_EQ(air(score_args(tmp_ / "k.jsonl.lock", tmp_ / "k.jsonl")), 2);
+  EXPECT_EQ(read_text(tmp_ / "k.jsonl.lock"), read_text(c));
+  const fs::path s = tmp_ / "s.jsonl";
+  ASSERT_EQ(air(score_args(c, s)), 0);
+  write_text(tmp_ / "victim.txt", "keep me\n");
+  fs::create_symlink(tmp_ / "victim.txt", tmp_ / "z.jsonl.lock");
+  std::string err;
+  EXPECT_EQ(air({"select", "--data", c.string(), "--scores", s.string(), "--top-k", "2", "--out",
+                 (tmp_ / "z.jsonl").string()},
+                &err),
+            5);
+  EXPECT_NE(err.find("symbolic link"), std::string::npos) << err;
+  write_text(tmp_ / "y.jsonl.lock", "my notes\n");
+  EXPECT_EQ(air({"select", "--data", c.string(), "--scores", s.string(), "--top-k", "2", "--out",
+                 (tmp_ / "y.jsonl").string()}),
+            5);
+  EXPECT_EQ(read_text(tmp_ / "y.jsonl.lock"), "my notes\n");
+
+  // A partial left as a link to another file: that file is not written.
+  fs::create_symlink(tmp_ / "victim.txt", tmp_ / "p.jsonl.partial");
+  EXPECT_EQ(air(score_args(c, tmp_ / "p.jsonl")), 0);
+  EXPECT_FALSE(fs::is_symlink(tmp_ / "p.jsonl"));
+  EXPECT_EQ(read_text(tmp_ / "victim.txt"), "keep me\n");
+
+  // --out a link: the link stays and its target gets the output.
+  write_text(tmp_ / "target.jsonl", "");
+  fs::create_symlink(tmp_ / "target.jsonl", tmp_ / "link.jsonl");
+  EXPECT_EQ(air({"select", "--data", c.string(), "--scores", s.string(), "--top-k", "2", "--out",
+                 (tmp_ / "link.jsonl").string()}),
+            0);
+  EXPECT_TRUE(fs::is_symlink(tmp_ / "link.jsonl"));
+  EXPECT_EQ(lines_of(tmp_ / "target.jsonl").size(), 2u);
+
+  // --out a link into /proc (as /dev/stdout is): written in place through the open file.
+  const fs::path opened = tmp_ / "opened.jsonl";
+  const int fd = ::open(opened.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  fs::create_symlink("/proc/self/fd/" + std::to_string(fd), tmp_ / "so");
+  EXPECT_EQ(air({"select", "--data", c.string(), "--scores", s.string(), "--top-k", "3", "--out",
+                 (tmp_ / "so").string()}),
+            0);
+  ::close(fd);
+  EXPECT_TRUE(fs::is_symlink(tmp_ / "so"));
+  EXPECT_EQ(lines_of(opened).size(), 3u);
+  EXPECT_FALSE(fs::exists(tmp_ / "so.lock"));
+}
+
+// Probe settings the model cannot run, and probe text that gives nothing, are errors at once.
+TEST_F(ReliabilityTest, ProbeSettingsAreCheckedBeforeTheProbeRuns) {
+  const std::string M = model_dir("stories260K").string();
+  const std::string out = (tmp_ / "h.json").string();
+  std::string err;
+  EXPECT_EQ(air({"probe", "--model", M, "--out", out, "--span-tokens", "100000"}, &err), 2);
+  EXPECT_NE(err.find("--span-tokens"), std::string::npos) << err;
+  EXPECT_EQ(air({"probe", "--model", M, "--out", out, "--num-heads", "0"}), 2);
+  EXPECT_EQ(air({"probe", "--model", M, "--out", out, "--delta", "nan"}), 2);
+  EXPECT_EQ(air({"probe", "--model", M, "--out", out, "--min-score", "-inf"}), 2);
+  write_text(tmp_ / "empty.jsonl", "\n\n");
+  EXPECT_EQ(air({"probe", "--model", M, "--out", out, "--data", (tmp_ / "empty.jsonl").string()}, &err), 3);
+  EXPECT_NE(err.find("no text for the repeat probe"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// A --max-memory that does not parse is said on stderr; stdout stays clean (a separate process:
+// the logger is set up once per process).
+TEST_F(ReliabilityTest, FlagErrorsGoToStderr) {
+  write_text(tmp_ / "ids.jsonl", "{\"ids\": [1, 2, 3]}\n");
+  const std::string cmd = std::string(AIR_EXE) + " loss --model " + model_dir("stories260K").string() +
+                          " --input " + (tmp_ / "ids.jsonl").string() + " --max-memory abc >" + (tmp_ / "o.txt").string() + " 2>" + (tmp_ / "e.txt").string();
+  const int status = std::system(cmd.c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_EQ(read_text(tmp_ / "o.txt"), "");
+  EXPECT_NE(read_text(tmp_ / "e.txt").find("memory size 'abc'"), std::string::npos) << read_text(tmp_ / "e.txt");
+}
+
+// select sees a record edited after scoring (its line_hash), as --resume does.
+TEST_F(ReliabilityTest, SelectRefusesScoresOfEditedRecords) {
+  const fs::path c = corpus(5);
+  const fs::path s = tmp_ / "s.jsonl";
+  ASSERT_EQ(air(score_args(c, s)), 0);
+  auto lines = lines_of(c);
+  auto j = nlohmann::ordered_json::parse(lines[1]);
+  j["response"] = "Hi.";
+  lines[1] = j.dump();
+  std::string text;
+  for (const auto& l : lines) text += l + "\n";
+  write_text(c, text);
+  std::string err;
+  EXPECT_EQ(air({"select", "--data", c.string(), "--scores", s.string(), "--top-k", "2", "--out",
+                 (tmp_ / "sel.jsonl").string()},
+                &err),
+            3);
+  EXPECT_NE(err.find("changed"), std::string::npos) << err;
+}
+
 // 2. A FIFO (or a device) as output is written in place, never replaced by a regular file.
 TEST_F(ReliabilityTest, SpecialFilesAreWrittenInPlace) {
   const fs::path c = corpus(6);
@@ -230,11 +339,22 @@ TEST_F(ReliabilityTest, AbsurdSizesAreRefusedBeforeAllocation) {
   }
   const fs::path c = corpus(4);
   const std::string M = model_dir("stories260K").string();
-  EXPECT_EQ(air({"inspect", "--model", M, "--threads", "10000"}), 2);
-  EXPECT_EQ(air({"inspect", "--model", M, "--dtype", "fp16"}), 2);
-  EXPECT_EQ(air({"inspect", "--model", M, "--max-memory", "1K"}), 2);
-  EXPECT_EQ(air({"inspect", "--model", M, "--max-memory", "lots"}), 2);
+  write_text(tmp_ / "ids.jsonl", "{\"ids\": [1, 2, 3]}\n");
+  const std::vector<std::string> loss = {"loss", "--model", M, "--input", (tmp_ / "ids.jsonl").string()};
+  auto with = [&](std::initializer_list<std::string> extra) {
+    auto a = loss;
+    a.insert(a.end(), extra);
+    return a;
+  };
   std::string err;
+  EXPECT_EQ(air(with({"--threads", "10000"}), &err), 2);
+  EXPECT_NE(err.find("this process may run on"), std::string::npos) << err;
+  EXPECT_EQ(air(with({"--dtype", "fp16"}), &err), 2);
+  EXPECT_NE(err.find("not supported on the CPU"), std::string::npos) << err;
+  EXPECT_EQ(air(with({"--max-memory", "1K"}), &err), 2);
+  EXPECT_NE(err.find("memory limit"), std::string::npos) << err;
+  EXPECT_EQ(air(with({"--max-memory", "lots"}), &err), 2);
+  EXPECT_EQ(air(with({"--max-memory", "16g"})), 0);
   EXPECT_EQ(air({"probe", "--model", M, "--data", c.string(), "--out", (tmp_ / "h.json").string(), "--num-items",
                  "100000000"},
                 &err),

@@ -28,9 +28,19 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
   cmd.add_option("--threads", rt.threads, "intra-op CPU threads (0 = all CPUs this process may use)")
       ->capture_default_str();
   cmd.add_option_function<std::string>(
-      "--max-memory", [&rt](const std::string& v) { rt.max_memory = parse_memory_size(v); },
-      "memory the run may use, e.g. 16G (default: what is available at start); a batch or probe "
-      "setting estimated above it is refused with the figures");
+         "--max-memory", [&rt](const std::string& v) { rt.max_memory = parse_memory_size(v); },
+         "memory the run may use, e.g. 16G (default: what is available at start); a batch or probe "
+         "setting estimated above it is refused with the figures")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            try {
+              parse_memory_size(v);
+              return "";
+            } catch (const Error& e) {
+              return e.what();
+            }
+          },
+          "SIZE"));
 }
 
 int run(int argc, const char* const* argv) {

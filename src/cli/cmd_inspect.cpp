@@ -109,7 +109,7 @@ void register_inspect(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("inspect", "Validate a checkpoint and describe it");
   cmd->add_option("--model", opt->model, "HuggingFace model directory")->required();
   cmd->add_flag("--json", opt->json, "print JSON instead of text");
-  cmd->add_option("--threads", opt->runtime.threads, "intra-op CPU threads (0 = all cores)");
+  cmd->add_option("--threads", opt->runtime.threads, "intra-op CPU threads (0 = all CPUs this process may use)");
   cmd->callback([opt] {
     const LoadedModel m = load_model(opt->model, opt->runtime);
     const nlohmann::json j = describe(m);

@@ -47,7 +47,7 @@ std::vector<int64_t> parse_ids(const std::string& line, const std::string& where
 void run_loss(const LossOptions& opt) {
   if (opt.batch_tokens <= 0) throw UsageError("--batch-tokens must be positive");
   check_input_file({"input (--input)", opt.input});
-  check_outputs({{"output (--out)", opt.out}}, {{"input (--input)", opt.input}});
+  check_outputs({{"output (--out)", opt.out}}, {{"input (--input)", opt.input}, {"model folder (--model)", opt.model}});
   check_writable(opt.out);
   const LoadedModel m = load_model(opt.model, opt.runtime);
   const ModelConfig& c = m.checkpoint.config();

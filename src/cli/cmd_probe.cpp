@@ -34,7 +34,8 @@ void register_probe(CLI::App& app) {
     check_input_file({"probe items (--probe-data)", opt->probe.probe_data});
     check_input_file({"probe text (--probe-text)", opt->probe.probe_text});
     check_outputs({{"heads file (--out)", opt->out}},
-                  {{"corpus (--data)", opt->data},
+                  {{"model folder (--model)", opt->model},
+                   {"corpus (--data)", opt->data},
                    {"probe items (--probe-data)", opt->probe.probe_data},
                    {"probe text (--probe-text)", opt->probe.probe_text}});
     check_writable(opt->out);

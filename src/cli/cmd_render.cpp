@@ -25,7 +25,8 @@ void run_render(const RenderOptions& opt) {
                               : is_stream_output(opt.out) ? std::string()
                                                           : opt.out + ".rejects.jsonl";
   check_input_file({"corpus (--data)", opt.data});
-  check_outputs({{"output (--out)", opt.out}, {"rejects file", rejects}}, {{"corpus (--data)", opt.data}});
+  check_outputs({{"output (--out)", opt.out}, {"rejects file", rejects}},
+                {{"corpus (--data)", opt.data}, {"tokenizer (--tokenizer)", opt.tokenizer}});
   check_writable(opt.out);
   check_writable(rejects);
   CorpusSetup setup = make_corpus_setup(opt.corpus, opt.tokenizer);

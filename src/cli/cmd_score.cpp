@@ -153,7 +153,8 @@ OutputLock check_paths(const ScoreCmdOptions& opt, const ScorePaths& p) {
   check_input_file({"heads file (--heads)", opt.heads});
   check_input_file({"probe items (--probe-data)", opt.probe.probe_data});
   check_input_file({"probe text (--probe-text)", opt.probe.probe_text});
-  std::vector<NamedPath> inputs = {{"corpus (--data)", opt.data},
+  std::vector<NamedPath> inputs = {{"model folder (--model)", opt.model},
+                                   {"corpus (--data)", opt.data},
                                    {"heads file (--heads)", opt.heads},
                                    {"probe items (--probe-data)", opt.probe.probe_data},
                                    {"probe text (--probe-text)", opt.probe.probe_text},

@@ -22,7 +22,7 @@ struct TokenizeOptions {
 
 void run_tokenize(const TokenizeOptions& opt) {
   check_input_file({"input (--input)", opt.input});
-  check_outputs({{"output (--out)", opt.out}}, {{"input (--input)", opt.input}});
+  check_outputs({{"output (--out)", opt.out}}, {{"input (--input)", opt.input}, {"tokenizer (--tokenizer)", opt.tokenizer}});
   const auto tok = load_tokenizer(opt.tokenizer);
   OutputFile out(opt.out);
   int64_t n = 0;
