@@ -81,6 +81,24 @@ std::string id_of(const json& j, int64_t line_no, const std::string& id_field) {
 
 }  // namespace
 
+bool read_line(std::istream& in, std::string& line, size_t max_bytes, bool* too_long) {
+  line.clear();
+  *too_long = false;
+  std::streambuf* sb = in.rdbuf();
+  bool any = false;
+  for (;;) {
+    const int c = sb->sbumpc();
+    if (c == std::char_traits<char>::eof()) {
+      if (!any) in.setstate(std::ios::eofbit);
+      return any;
+    }
+    any = true;
+    if (c == '\n') return true;
+    if (line.size() < max_bytes) line.push_back(static_cast<char>(c));
+    else *too_long = true;
+  }
+}
+
 std::string line_hash(const std::string& line) {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(XXH3_64bits(line.data(), line.size())));

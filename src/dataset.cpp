@@ -78,7 +78,8 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
   CorpusStats stats;
   std::string line;
   int64_t n = 0, records = 0;
-  while (std::getline(*in, line)) {
+  bool too_long = false;
+  while (read_line(*in, line, kMaxLineBytes, &too_long)) {
     ++n;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
@@ -92,6 +93,9 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     };
     std::optional<Record> rec;
     try {
+      if (too_long)
+        throw DataError("the line is longer than " + std::to_string(kMaxLineBytes >> 20) +
+                        " MB (only its start is kept in the rejects file)");
       rec = parse_record(line, n, opt.corpus);
     } catch (const DataError& e) {
       reject(record_id(line, n, opt.corpus.id_field), e);

@@ -566,6 +566,26 @@ TEST_F(ReliabilityTest, FieldsOfTheWrongTypeAreDataErrors) {
   }
 }
 
+// A corpus line is read up to a cap: the rest of a longer one is skipped, not held in memory, and
+// the line after it is read as usual (CRLF and a last line without a newline included).
+TEST(ReadLineTest, LongLinesAreCappedAndTheNextLineIsIntact) {
+  std::istringstream in("short\n" + std::string(1000, 'x') + "\nafter\r\nlast");
+  std::string line;
+  bool too_long = true;
+  ASSERT_TRUE(read_line(in, line, 100, &too_long));
+  EXPECT_EQ(line, "short");
+  EXPECT_FALSE(too_long);
+  ASSERT_TRUE(read_line(in, line, 100, &too_long));
+  EXPECT_EQ(line, std::string(100, 'x'));
+  EXPECT_TRUE(too_long);
+  ASSERT_TRUE(read_line(in, line, 100, &too_long));
+  EXPECT_EQ(line, "after\r");
+  EXPECT_FALSE(too_long);
+  ASSERT_TRUE(read_line(in, line, 100, &too_long));
+  EXPECT_EQ(line, "last");
+  EXPECT_FALSE(read_line(in, line, 100, &too_long));
+}
+
 TEST_F(ReliabilityTest, AMissingOutputDirectoryIsFoundFirst) {
   std::string err;
   EXPECT_EQ(air(score_args(corpus(3), tmp_ / "nodir" / "s.jsonl"), &err), 5);

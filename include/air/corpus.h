@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,13 @@ Record parse_record(const std::string& line, int64_t line_no, const CorpusOption
 // as it is, an integer in decimal, another value as compact JSON), else the 1-based line number
 // (also for a line that is not a JSON object, or a field that is absent or null).
 std::string record_id(const std::string& line, int64_t line_no, const std::string& id_field);
+
+// Longest corpus line kept (bytes): a longer one is rejected and its rest skipped, so that an
+// input without newlines (a device, a binary file) never fills memory.
+constexpr size_t kMaxLineBytes = size_t{256} << 20;
+// Reads the next line (without its '\n') into `line`, keeping at most max_bytes of it; false at
+// the end of input. *too_long tells that the line was longer (the rest was read and dropped).
+bool read_line(std::istream& in, std::string& line, size_t max_bytes, bool* too_long);
 
 // A hash of a corpus line's bytes (16 hex digits, XXH3-64), stored with each score record so that
 // resuming and selecting can tell that a record is still the one that was scored.
