@@ -10,6 +10,7 @@ packages=(
   libpcre2-dev
   libutf8proc-dev
   libxxhash-dev
+  zlib1g-dev
   nlohmann-json3-dev
   libcli11-dev
   libspdlog-dev

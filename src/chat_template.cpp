@@ -4,11 +4,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 
 namespace air {
 namespace {
+
+// Reasoning markers of the reasoning models' templates (Qwen3, QwQ, DeepSeek-R1 distills).
+const ChatTemplate::Role kThink = {"<think>\n", "\n</think>\n\n"};
 
 ChatTemplate chatml() {
   ChatTemplate t;
@@ -16,6 +22,9 @@ ChatTemplate chatml() {
   t.system = {"<|im_start|>system\n", "<|im_end|>\n"};
   t.user = {"<|im_start|>user\n", "<|im_end|>\n"};
   t.assistant = {"<|im_start|>assistant\n", "<|im_end|>\n"};
+  t.tool = {"<|im_start|>user\n<tool_response>\n", "\n</tool_response><|im_end|>\n"};
+  t.reasoning = kThink;
+  t.tool_call = {"<tool_call>\n", "\n</tool_call>"};
   return t;
 }
 
@@ -34,6 +43,8 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
     t.system = {"<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>"};
     t.user = {"<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>"};
     t.assistant = {"<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"};
+    t.tool = {"<|start_header_id|>ipython<|end_header_id|>\n\n", "<|eot_id|>"};
+    t.reasoning = kThink;
     t.add_special_tokens = false;  // BOS is written in the text
     return t;
   }
@@ -43,6 +54,9 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
     t.begin = "<s>";
     t.user = {"[INST] ", " [/INST]"};
     t.assistant = {"", "</s>"};
+    t.tool = {"[TOOL_RESULTS] ", " [/TOOL_RESULTS]"};
+    t.reasoning = kThink;
+    t.tool_call = {"[TOOL_CALLS] ", ""};
     t.system_in_user = true;
     t.add_special_tokens = false;  // BOS is written in the text
     return t;
@@ -53,6 +67,8 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
     t.system = {"", separator};
     t.user = {"", separator};
     t.assistant = {"", separator};
+    t.tool = {"", separator};
+    t.reasoning = {"", separator};
     return t;
   }
   throw UsageError("");
@@ -84,20 +100,52 @@ ChatTemplate load_chat_template(const std::string& name, const std::string& sepa
   } catch (const nlohmann::json::exception& e) {
     throw UsageError(name + ": not valid JSON (" + e.what() + ")");
   }
+  if (!j.is_object()) throw UsageError(name + ": a template file holds a JSON object, got " + std::string(j.type_name()));
+  for (const char* key : {"user", "assistant"})
+    if (!j.contains(key))
+      throw UsageError(name + ": the template has no \"" + key + "\" entry ({\"prefix\", \"suffix\"}); "
+                       "a template needs at least \"user\" and \"assistant\" (see configs/templates/)");
+  nlohmann::json full = j;
+  if (!full.contains("name")) full["name"] = std::filesystem::path(name).stem().string();
+  return with_context(name, [&] { return template_from_json(full); });
+}
+
+nlohmann::ordered_json template_to_json(const ChatTemplate& t) {
+  nlohmann::ordered_json j;
+  j["name"] = t.name;
+  j["begin"] = t.begin;
+  for (auto [key, role] : {std::pair{"system", &t.system}, {"user", &t.user}, {"assistant", &t.assistant},
+                           {"tool", &t.tool}, {"reasoning", &t.reasoning}, {"tool_call", &t.tool_call}})
+    j[key] = {{"prefix", role->prefix}, {"suffix", role->suffix}};
+  j["default_system"] = t.default_system;
+  j["system_in_user"] = t.system_in_user;
+  j["add_special_tokens"] = t.add_special_tokens;
+  return j;
+}
+
+ChatTemplate template_from_json(const nlohmann::json& j) {
   ChatTemplate t;
   try {
-    t.name = j.value("name", std::filesystem::path(name).stem().string());
+    t.name = j.value("name", "template");
     t.begin = j.value("begin", "");
-    for (auto [key, role] : {std::pair{"system", &t.system}, {"user", &t.user}, {"assistant", &t.assistant}}) {
+    // Entries left out: a tool result is a user turn; reasoning goes in <think> markers.
+    t.reasoning = kThink;
+    bool has_tool = false;
+    for (auto [key, role] : {std::pair{"system", &t.system}, {"user", &t.user}, {"assistant", &t.assistant},
+                             {"tool", &t.tool}, {"reasoning", &t.reasoning}, {"tool_call", &t.tool_call}}) {
       if (!j.contains(key)) continue;
+      if (!j[key].is_object())
+        throw UsageError(std::string("\"") + key + "\": expected an object {\"prefix\", \"suffix\"}, got " + j[key].type_name());
       role->prefix = j[key].value("prefix", "");
       role->suffix = j[key].value("suffix", "");
+      has_tool |= std::string(key) == "tool";
     }
+    if (!has_tool) t.tool = t.user;
     t.default_system = j.value("default_system", "");
     t.system_in_user = j.value("system_in_user", false);
     t.add_special_tokens = j.value("add_special_tokens", true);
   } catch (const nlohmann::json::exception& e) {
-    throw UsageError(name + ": malformed template (" + e.what() + ")");
+    throw UsageError(t.name + ": malformed template (" + e.what() + ")");
   }
   return t;
 }
@@ -122,6 +170,33 @@ std::string detect_template(const std::filesystem::path& model_dir, bool* unreco
   return "plain";
 }
 
+std::vector<std::string> template_warnings(const ChatTemplate& t, const Tokenizer& tok,
+                                           const std::filesystem::path& model_dir) {
+  std::vector<std::string> out;
+  // Markers: <|...|>, <s>, </s>, [INST], [/INST], <start_of_turn>, <end_of_turn> and the like.
+  static const std::regex kMarker(R"(<\|[^<>|\s]{1,40}\|>|</?s>|\[/?INST\]|\[/?TOOL_[A-Z_]+\]|<(start|end)_of_turn>)");
+  std::set<std::string> markers;
+  for (const std::string* piece :
+       {&t.begin, &t.system.prefix, &t.system.suffix, &t.user.prefix, &t.user.suffix, &t.assistant.prefix,
+        &t.assistant.suffix, &t.tool.prefix, &t.tool.suffix})
+    for (std::sregex_iterator it(piece->begin(), piece->end(), kMarker), end; it != end; ++it)
+      markers.insert(it->str());
+  std::string unknown;
+  for (const auto& m : markers)
+    if (tok.encode(m, false).ids.size() != 1) unknown += (unknown.empty() ? "" : ", ") + m;
+  if (!unknown.empty())
+    out.push_back("template " + t.name + " writes " + unknown +
+                  ", which this tokenizer does not read as one token: they are scored as ordinary text "
+                  "(a template of another model family?)");
+  bool unrecognised = false;
+  const std::string own = detect_template(model_dir, &unrecognised);
+  const auto presets = builtin_templates();
+  if (!unrecognised && own != "plain" && own != t.name &&
+      std::find(presets.begin(), presets.end(), t.name) != presets.end())
+    out.push_back("template " + t.name + " is not the model's own: its tokenizer_config.json chat_template is " + own);
+  return out;
+}
+
 Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
   if (messages.empty()) throw DataError("empty conversation");
   Rendered r;
@@ -142,13 +217,18 @@ Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
     }
     const ChatTemplate::Role& role = m.role == "system" ? t.system
                                      : m.role == "user" ? t.user
+                                     : m.role == "tool" ? t.tool
                                                         : t.assistant;
     r.text += role.prefix;
-    std::string content = m.content;
+    std::string content;
+    if (last && !m.reasoning.empty()) content = t.reasoning.prefix + m.reasoning + t.reasoning.suffix;
+    content += m.content;
     if (m.role == "user" && !pending_system.empty()) {
       content = pending_system + "\n\n" + content;
       pending_system.clear();
     }
+    for (const auto& call : m.tool_calls)
+      content += (content.empty() ? "" : "\n") + t.tool_call.prefix + call + t.tool_call.suffix;
     if (last) {
       r.response_begin = r.text.size();
       r.text += content;

@@ -2,9 +2,7 @@
 
 #include "air/error.h"
 
-#include <fstream>
 #include <optional>
-#include <iostream>
 
 namespace air {
 
@@ -65,22 +63,16 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
                         const StepSplitter& steps, const DatasetOptions& opt,
                         const std::function<void(Sample&&)>& on_sample,
                         const std::function<void(const Reject&)>& on_reject) {
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  if (path != "-") {
-    file.open(path, std::ios::binary);
-    if (!file) throw DataError(path + ": cannot open for reading");
-    in = &file;
-  }
   if (opt.shard_count < 1 || opt.shard_index < 0 || opt.shard_index >= opt.shard_count)
     throw UsageError("shard " + std::to_string(opt.shard_index) + " of " + std::to_string(opt.shard_count) +
                      ": expected 0 <= index < count");
+  LineReader in(path);
   CorpusStats stats;
   std::string line;
   int64_t n = 0, records = 0;
   bool too_long = false;
-  while (read_line(*in, line, kMaxLineBytes, &too_long)) {
-    ++n;
+  while (in.next(line, &too_long)) {
+    n = in.line_number();
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     if (records++ % opt.shard_count != opt.shard_index) continue;
@@ -101,6 +93,11 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
       reject(record_id(line, n, opt.corpus.id_field), e);
       continue;
     }
+    if (stats.layouts[rec->layout]++ == 0 && opt.on_notice) opt.on_notice(false, n, rec->layout);
+    for (const auto& field : rec->unused)
+      if (stats.unused_fields[field]++ == 0 && opt.on_notice)
+        opt.on_notice(true, n, "field '" + field + "' holds more text than the response (" + rec->layout +
+                                   ") and is not used");
     if (opt.skip && opt.skip(*rec)) {  // outside the try: its errors are its own
       ++stats.skipped;
       continue;
@@ -115,11 +112,11 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     }
     // Outside the try: what the callback throws is its own error, not this line's.
     stats.truncated += s->truncated;
+    stats.single_step += s->steps.size() == 1;
     ++stats.samples;
     on_sample(std::move(*s));
     if (opt.max_samples > 0 && stats.samples >= opt.max_samples) break;
   }
-  if (in->bad()) throw DataError(path + ": read error after line " + std::to_string(n));
   return stats;
 }
 

@@ -48,12 +48,12 @@ TEST(CorpusTest, RecognisesEachFormat) {
   EXPECT_EQ(r.messages[1].content, "a");
   r = parse({{"problem", "p"}, {"solution", "s"}, {"answer", "x"}});  // MATH: solution wins
   EXPECT_EQ(r.messages[1].content, "s");
-  r = parse({{"question", "q"}, {"thinking_trajectories", {"t1", "t2"}}, {"attempt", "a"}});  // s1K
-  EXPECT_EQ(r.messages[1].content, "t1\n\nt2\n\na");
+  r = parse({{"question", "q"}, {"thinking_trajectories", {"t1"}}, {"attempt", "a"}});  // s1K
+  EXPECT_EQ(r.messages[1].content, "t1\n\na");
 
   CorpusOptions o;  // Sky-T1: response in a one-element list under "code"
   o.prompt_field = "question";
-  o.response_field = "code";
+  o.response_fields = {"code"};
   r = parse({{"question", "q"}, {"code", {"trace"}}, {"idx", 3}}, o);
   EXPECT_EQ(r.messages[0].content, "q");
   EXPECT_EQ(r.messages[1].content, "trace");
@@ -75,7 +75,7 @@ TEST(CorpusTest, BadRecordsAreDataErrors) {
   EXPECT_NE(data_error(R"({"messages": [{"role": "wizard", "content": "a"}]})").find("unknown role"),
             std::string::npos);
   CorpusOptions o;
-  o.response_field = "missing";
+  o.response_fields = {"missing"};
   EXPECT_NE(data_error("{\"a\": \"b\"}", o).find("missing field 'missing'"), std::string::npos);
 }
 

@@ -568,22 +568,24 @@ TEST_F(ReliabilityTest, FieldsOfTheWrongTypeAreDataErrors) {
 
 // A corpus line is read up to a cap: the rest of a longer one is skipped, not held in memory, and
 // the line after it is read as usual (CRLF and a last line without a newline included).
-TEST(ReadLineTest, LongLinesAreCappedAndTheNextLineIsIntact) {
-  std::istringstream in("short\n" + std::string(1000, 'x') + "\nafter\r\nlast");
+TEST_F(ReliabilityTest, LongLinesAreCappedAndTheNextLineIsIntact) {
+  write_text(tmp_ / "l.jsonl", "short\n" + std::string(1000, 'x') + "\nafter\r\nlast");
+  LineReader in((tmp_ / "l.jsonl").string(), false, 100);
   std::string line;
   bool too_long = true;
-  ASSERT_TRUE(read_line(in, line, 100, &too_long));
+  ASSERT_TRUE(in.next(line, &too_long));
   EXPECT_EQ(line, "short");
   EXPECT_FALSE(too_long);
-  ASSERT_TRUE(read_line(in, line, 100, &too_long));
+  ASSERT_TRUE(in.next(line, &too_long));
   EXPECT_EQ(line, std::string(100, 'x'));
   EXPECT_TRUE(too_long);
-  ASSERT_TRUE(read_line(in, line, 100, &too_long));
+  ASSERT_TRUE(in.next(line, &too_long));
   EXPECT_EQ(line, "after\r");
   EXPECT_FALSE(too_long);
-  ASSERT_TRUE(read_line(in, line, 100, &too_long));
+  ASSERT_TRUE(in.next(line, &too_long));
   EXPECT_EQ(line, "last");
-  EXPECT_FALSE(read_line(in, line, 100, &too_long));
+  EXPECT_EQ(in.line_number(), 4);
+  EXPECT_FALSE(in.next(line, &too_long));
 }
 
 TEST_F(ReliabilityTest, AMissingOutputDirectoryIsFoundFirst) {

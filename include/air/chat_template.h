@@ -1,6 +1,9 @@
 #pragma once
 
 #include "air/corpus.h"
+#include "air/tokenizer.h"
+
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <string>
@@ -17,6 +20,9 @@ struct ChatTemplate {
   std::string name;
   std::string begin;           // text at the very start (e.g. "<|begin_of_text|>")
   Role system, user, assistant;
+  Role tool;                   // a tool's result (role "tool")
+  Role reasoning;              // around the response's reasoning, before its content
+  Role tool_call;              // around each tool call of an assistant message
   std::string default_system;  // system message used when a record has none (empty = none)
   bool system_in_user = false; // fold the system message into the first user message
   bool add_special_tokens = true;  // also add the tokenizer post-processor's tokens (BOS)
@@ -27,11 +33,24 @@ struct ChatTemplate {
 std::vector<std::string> builtin_templates();
 // A preset by name, or a JSON template file (see configs/templates/). `separator` is the
 // plain template's separator. Throws UsageError for an unknown name or a malformed file.
+// A template file needs "user" and "assistant" entries (UsageError otherwise).
 ChatTemplate load_chat_template(const std::string& name_or_file, const std::string& separator = "\n\n");
+// The template as JSON (the template file format, every field written) and back: what a run's
+// meta keeps, so that a later command renders records exactly as scoring did.
+nlohmann::ordered_json template_to_json(const ChatTemplate& t);
+ChatTemplate template_from_json(const nlohmann::json& j);  // throws UsageError
+
 // The preset matching a model's tokenizer_config.json chat_template ("plain" when there is none
 // or it matches no preset; *unrecognised, when given, tells the latter: the model has a chat
 // template that `plain` does not reproduce).
 std::string detect_template(const std::filesystem::path& model_dir, bool* unrecognised = nullptr);
+
+// What may be wrong with using `t` for the model in model_dir and its tokenizer: markers of the
+// template (<|im_start|>, [INST], ...) that the tokenizer does not read as one token (they would
+// be scored as ordinary text: a template of another model family), and a preset that differs
+// from the one the model's own chat_template matches. Empty when nothing is.
+std::vector<std::string> template_warnings(const ChatTemplate& t, const Tokenizer& tok,
+                                           const std::filesystem::path& model_dir);
 
 // A record rendered to one text; the response occupies [response_begin, response_end).
 struct Rendered {
@@ -41,7 +60,9 @@ struct Rendered {
 };
 
 // Renders the conversation; the last message (the assistant's) is the response and nothing
-// follows it. Throws DataError for an empty conversation.
+// follows it: its reasoning (inside the reasoning markers), content and tool calls. Reasoning
+// of earlier assistant turns is left out, as chat templates of reasoning models do. Throws
+// DataError for an empty conversation.
 Rendered render(const ChatTemplate& t, const std::vector<Message>& messages);
 
 }  // namespace air

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -58,15 +59,23 @@ struct DatasetOptions {
   // Records for which this returns true (after parsing, before rendering and tokenizing) are
   // counted as read and passed over: a resumed run's records already scored.
   std::function<bool(const Record&)> skip;
+  // Told once per run of what a reader should know as it happens: the first record read in each
+  // layout (warning = false), the first record leaving each longer field unused (warning =
+  // true), with the record's line.
+  std::function<void(bool warning, int64_t line, const std::string& text)> on_notice;
 };
 
-// Reads a JSONL corpus ("-" = stdin). Bad lines become rejects (or, with strict, an error).
+// Reads a JSONL corpus ("-" = stdin; gzip is read as the text it holds; LineReader refuses a
+// JSON array or a pretty-printed document up front). Bad lines become rejects (or, with strict, an error).
 // `on_sample` receives each good sample in input order.
 struct CorpusStats {
   int64_t lines = 0;      // non-blank lines read (of this shard)
   int64_t samples = 0;    // good samples
   int64_t skipped = 0;    // records passed over by DatasetOptions::skip
   int64_t truncated = 0;  // samples cut at max_length
+  int64_t single_step = 0;  // samples whose response is one step
+  std::map<std::string, int64_t> layouts;        // Record::layout -> records read so
+  std::map<std::string, int64_t> unused_fields;  // field -> records that left it unused (Record::unused)
   std::vector<Reject> rejects;
 };
 // `on_reject`, when given, receives each reject in input order too (it is still counted).

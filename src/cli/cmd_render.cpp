@@ -53,7 +53,8 @@ void run_render(const RenderOptions& opt) {
         out.stream() << j.dump() << "\n";
       });
   out.commit();
-  if (!st.rejects.empty()) write_rejects(rejects, opt.data, st.rejects);
+  write_rejects(rejects, opt.data, st.rejects);
+  log_corpus_summary(st, opt.corpus, opt.data);
   spdlog::info("{} records: {} rendered ({} truncated), {} rejected{}", st.lines, st.samples,
                st.truncated, st.rejects.size(),
                st.rejects.empty() || rejects.empty() ? "" : " (see " + rejects + ")");

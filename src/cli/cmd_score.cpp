@@ -252,7 +252,7 @@ void run_score(const ScoreCmdOptions& given) {
                     {"separator", opt.corpus.separator},
                     {"format", opt.corpus.format},
                     {"prompt_field", opt.corpus.prompt_field},
-                    {"response_field", opt.corpus.response_field},
+                    {"response_fields", opt.corpus.response_fields},
                     {"id_field", opt.corpus.id_field},
                     {"step_delimiter", opt.corpus.step_delimiter},
                     {"min_step_tokens", opt.corpus.min_step_tokens},
@@ -262,6 +262,8 @@ void run_score(const ScoreCmdOptions& given) {
                     {"shard", std::to_string(dopt.shard_index) + "/" + std::to_string(dopt.shard_count)},
                     {"eps", so.influence.eps},
                     {"batch_tokens", opt.batch_tokens}};
+  run["template"] = template_to_json(corpus.tmpl);
+  run["template"]["origin"] = corpus.template_origin;
 
   Resumed done;
   if (opt.resume) {
@@ -364,7 +366,8 @@ void run_score(const ScoreCmdOptions& given) {
   out.commit();
 
   const std::string& rejects_path = paths.rejects;
-  if (!st.rejects.empty()) write_rejects(rejects_path, opt.data, st.rejects);
+  write_rejects(rejects_path, opt.data, st.rejects);
+  log_corpus_summary(st, opt.corpus, opt.data);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   nlohmann::ordered_json meta = run;
@@ -374,7 +377,10 @@ void run_score(const ScoreCmdOptions& given) {
                     {"skipped", static_cast<int64_t>(st.rejects.size())},
                     {"truncated", st.truncated + truncated_before},
                     {"response_tokens", tokens},
-                    {"resumed", static_cast<int64_t>(done.lines.size())}};
+                    {"resumed", static_cast<int64_t>(done.lines.size())},
+                    {"single_step", st.single_step}};
+  meta["layouts"] = st.layouts;
+  if (!st.unused_fields.empty()) meta["unused_fields"] = st.unused_fields;
   meta["wall_seconds"] = wall;
   if (!paths.meta.empty()) {
     OutputFile mf(paths.meta);

@@ -17,7 +17,10 @@ void add_corpus_flags(CLI::App& cmd, CorpusFlags& f) {
   cmd.add_option("--format", f.format, "auto, messages, sharegpt, alpaca or prompt-response")
       ->capture_default_str();
   cmd.add_option("--prompt-field", f.prompt_field, "field holding the prompt");
-  cmd.add_option("--response-field", f.response_field, "field holding the response");
+  cmd.add_option("--response-field", f.response_fields,
+                 "field(s) holding the response, joined in order by a blank line (a,b or repeated; name[i] = "
+                 "the i-th of a list)")
+      ->delimiter(',');
   cmd.add_option("--id-field", f.id_field, "field holding the record id (default: line number)")
       ->capture_default_str();
   cmd.add_option("--template", f.tmpl,
@@ -84,22 +87,53 @@ CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer
   if (name == "auto") {
     bool unrecognised = false;
     name = detect_template(dir, &unrecognised);
+    s.template_origin = "detected from " + (dir / "tokenizer_config.json").string();
     if (unrecognised)
       spdlog::warn("{}: its chat_template matches no preset (chatml, qwen2.5, llama3, mistral): records are "
                    "rendered with the plain template; give --template NAME or a template file to match the model",
                    (dir / "tokenizer_config.json").string());
+  } else {
+    s.template_origin = std::filesystem::is_regular_file(name) ? name : "given";
   }
   s.tmpl = load_chat_template(name, f.separator);
+  for (const std::string& w : template_warnings(s.tmpl, *s.tokenizer, dir)) spdlog::warn("{}", w);
   s.steps = std::make_unique<StepSplitter>(f.step_delimiter, f.min_step_tokens);
   s.options.corpus.format = parse_corpus_format(f.format);
   s.options.corpus.prompt_field = f.prompt_field;
-  s.options.corpus.response_field = f.response_field;
+  s.options.corpus.response_fields = f.response_fields;
+  s.options.on_notice = [](bool warning, int64_t line, const std::string& text) {
+    if (!warning) {
+      spdlog::info("records are read as {} (first at line {})", text, line);
+      if (text.find("(no prompt)") != std::string::npos)
+        spdlog::warn("line {}: no prompt field found, so records render with no user turn and the copy heads have "
+                     "nothing in the context to retrieve from; name it with --prompt-field", line);
+    } else {
+      spdlog::warn("line {}: {}; name the fields to score with --response-field (and --prompt-field)", line, text);
+    }
+  };
   s.options.corpus.id_field = f.id_field;
   if (f.max_length < -1) throw UsageError("--max-length must be >= 0");
   s.options.sample.max_length = f.max_length >= 0 ? f.max_length : default_max_length(dir);
   s.options.sample.truncate = f.truncate;
   s.options.strict = f.strict;
   return s;
+}
+
+void log_corpus_summary(const CorpusStats& st, const CorpusFlags& f, const std::string& corpus) {
+  if (st.layouts.size() > 1) {
+    std::string list;
+    for (const auto& [layout, n] : st.layouts) list += (list.empty() ? "" : "; ") + layout + ": " + std::to_string(n);
+    spdlog::warn("{}: records are read in {} different layouts ({})", corpus, st.layouts.size(), list);
+  }
+  for (const auto& [field, n] : st.unused_fields)
+    spdlog::warn("{}: field '{}' was left unused in {} records although it holds more text than the response",
+                 corpus, field, n);
+  const int64_t samples = st.samples;
+  if (samples > 0 && 2 * st.single_step > samples)
+    spdlog::warn("{}: {} of {} records are a single step (--step-delimiter '{}'), so their step weights are all 1: "
+                 "use a delimiter that fits the data, e.g. '\\n' for GSM8K-style answers, '\\n\\s*\\n' (the "
+                 "default) or '\\n\\n(?=Wait|Alternatively|But)' for long chains of thought (docs/RECIPES.md)",
+                 corpus, st.single_step, samples, f.step_delimiter);
 }
 
 void write_rejects(const std::string& path, const std::string& corpus,
@@ -110,7 +144,7 @@ void write_rejects(const std::string& path, const std::string& corpus,
     spdlog::warn("{}:{}: rejected: {}", corpus, rejects[i].line, rejects[i].reason);
   if (rejects.size() > kLogged) spdlog::warn("... {} more rejected records", rejects.size() - kLogged);
   if (path.empty()) return;
-  OutputFile out(path);
+  OutputFile out(path);  // written even when empty: no rejects file of an earlier run is left
   for (const Reject& r : rejects) {
     nlohmann::json j = {{"line", r.line}, {"id", r.id}, {"reason", r.reason}};
     // The record verbatim when it is valid UTF-8; else shown with bad bytes replaced, and its

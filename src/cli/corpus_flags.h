@@ -16,7 +16,7 @@ namespace air::cli {
 struct CorpusFlags {
   std::string format = "auto";      // auto | messages | sharegpt | alpaca | prompt-response
   std::string prompt_field;         // explicit prompt field
-  std::string response_field;       // explicit response field
+  std::vector<std::string> response_fields;  // explicit response fields, joined in order
   std::string id_field = "id";      // record id field
   std::string tmpl = "auto";        // built-in name, template file, or auto (from the model)
   std::string separator = "\n\n";   // plain template's prompt/response separator
@@ -36,13 +36,19 @@ void add_corpus_flags(CLI::App& cmd, CorpusFlags& f);
 struct CorpusSetup {
   std::unique_ptr<Tokenizer> tokenizer;
   ChatTemplate tmpl;
+  std::string template_origin;  // "detected from FILE", "given", or the template file
   std::unique_ptr<StepSplitter> steps;
   DatasetOptions options;
 };
 CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer_path);
 
+// After a corpus is read: warns when most records are a single step (the step delimiter does
+// not fit the data) and sums up the layouts and unused fields.
+void log_corpus_summary(const CorpusStats& st, const CorpusFlags& f, const std::string& corpus);
+
 // Writes rejects as JSONL ({line, id, reason, record[, record_base64]}) to `path` (nothing when
-// it is empty); logs the first few.
+// it is empty; an empty file when there are none, so that none is left from an earlier run);
+// logs the first few.
 void write_rejects(const std::string& path, const std::string& corpus,
                    const std::vector<Reject>& rejects);
 

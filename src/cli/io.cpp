@@ -1,5 +1,7 @@
 #include "cli/io.h"
 
+#include "air/line_reader.h"
+
 #include "air/error.h"
 
 #include <charconv>
@@ -31,21 +33,16 @@ nlohmann::json parse_json_line(const std::string& line, const std::string& where
 
 void for_each_line(const std::string& path,
                    const std::function<void(const std::string&, int64_t)>& fn) {
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  if (path != "-") {
-    file.open(path);
-    if (!file) throw DataError(path + ": cannot open for reading");
-    in = &file;
-  }
+  LineReader in(path);
   std::string line;
-  int64_t n = 0;
-  while (std::getline(*in, line)) {
-    ++n;
+  bool too_long = false;
+  while (in.next(line, &too_long)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    fn(line, n);
+    if (too_long)
+      throw DataError(path + ":" + std::to_string(in.line_number()) + ": the line is longer than " +
+                      std::to_string(kMaxLineBytes >> 20) + " MB");
+    fn(line, in.line_number());
   }
-  if (in->bad()) throw DataError(path + ": read error after line " + std::to_string(n));
 }
 
 }  // namespace air::cli

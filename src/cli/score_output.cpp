@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -69,10 +70,20 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
   return out;
 }
 
-std::string run_difference(const nlohmann::json& before, const nlohmann::json& now) {
+std::string run_difference(const nlohmann::json& before, const nlohmann::json& now,
+                           const std::vector<std::string>& ignore) {
   auto at = [](const nlohmann::json& j, const char* a, const char* b) {
     return j.contains(a) && j[a].is_object() && j[a].contains(b) ? j[a][b] : nlohmann::json();
   };
+  if (before.contains("template") || now.contains("template")) {  // what it writes; not where it came from
+    auto text = [](const nlohmann::json& j) {
+      nlohmann::json t = j.value("template", nlohmann::json());
+      if (t.is_object()) t.erase("origin");
+      return t;
+    };
+    const std::string d = json_change("template", text(before), text(now));
+    if (!d.empty()) return d;
+  }
   for (const auto& [part, key] : {std::pair{"model", "fingerprint"}, std::pair{"heads", "selected"}}) {
     const std::string d = json_change(std::string(part) + "." + key, at(before, part, key), at(now, part, key));
     if (!d.empty()) return d;
@@ -81,6 +92,7 @@ std::string run_difference(const nlohmann::json& before, const nlohmann::json& n
     if (!side->contains("options") || !(*side)["options"].is_object()) continue;
     for (const auto& [key, value] : (*side)["options"].items()) {
       if (key == "device" || key == "batch_tokens") continue;
+      if (std::find(ignore.begin(), ignore.end(), key) != ignore.end()) continue;
       const std::string d = json_change("options." + key, at(before, "options", key.c_str()),
                                         at(now, "options", key.c_str()));
       if (!d.empty()) return d;

@@ -35,7 +35,9 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
 // they do, else what differs ("options.dtype: bf16, now fp32"). Compared: the model's
 // fingerprint, the selected heads and the options, except the device and --batch-tokens, which
 // change no score beyond float rounding.
-std::string run_difference(const nlohmann::json& before, const nlohmann::json& now);
+// `ignore` names further options not compared (select ignores "shard").
+std::string run_difference(const nlohmann::json& before, const nlohmann::json& now,
+                           const std::vector<std::string>& ignore = {});
 
 class ScoreWriter {
  public:

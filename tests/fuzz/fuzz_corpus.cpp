@@ -23,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       opt.format = f;
       if (f == CorpusFormat::kPromptResponse) {
         opt.prompt_field = "question";
-        opt.response_field = "answer";
+        opt.response_fields = {"answer", "code[0]"};
       }
       Record r = parse_record(line, 7, opt);
       SampleOptions so;
