@@ -173,8 +173,9 @@ std::string detect_template(const std::filesystem::path& model_dir, bool* unreco
 std::vector<std::string> template_warnings(const ChatTemplate& t, const Tokenizer& tok,
                                            const std::filesystem::path& model_dir) {
   std::vector<std::string> out;
-  // Markers: <|...|>, <s>, </s>, [INST], [/INST], <start_of_turn>, <end_of_turn> and the like.
-  static const std::regex kMarker(R"(<\|[^<>|\s]{1,40}\|>|</?s>|\[/?INST\]|\[/?TOOL_[A-Z_]+\]|<(start|end)_of_turn>)");
+  // Markers that are special tokens wherever they are used: <|...|>, <s>, </s>, <start_of_turn>,
+  // <end_of_turn>. ([INST] is ordinary text to some Mistral tokenizers, a token to others.)
+  static const std::regex kMarker(R"(<\|[^<>|\s]{1,40}\|>|</?s>|<(start|end)_of_turn>)");
   std::set<std::string> markers;
   for (const std::string* piece :
        {&t.begin, &t.system.prefix, &t.system.suffix, &t.user.prefix, &t.user.suffix, &t.assistant.prefix,

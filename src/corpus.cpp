@@ -358,11 +358,11 @@ Record parse_record(const std::string& line, int64_t line_no, const CorpusOption
     }
   }
   // A top-level system prompt (Bespoke-Stratos, OpenThoughts) where the turns have none.
-  if (r.has("system") && !r.at("system").is_string())
+  if (r.has("system") && !j["system"].is_string())
     throw DataError("field 'system': expected a string, got " + std::string(j["system"].type_name()));
   if (r.has_string("system") && !j["system"].get<std::string>().empty() &&
       std::none_of(rec.messages.begin(), rec.messages.end(), [](const Message& m) { return m.role == "system"; })) {
-    rec.messages.insert(rec.messages.begin(), {"system", j["system"].get<std::string>()});
+    rec.messages.insert(rec.messages.begin(), {"system", r.at("system").get<std::string>()});
     rec.layout += " + system";
   }
   if (rec.messages.empty() || rec.messages.back().role != "assistant")

@@ -258,4 +258,46 @@ HeadSet select_heads(const std::vector<HeadScore>& ranked, int64_t total, const 
   return HeadSet(heads);
 }
 
+Separation separation(const std::vector<HeadScore>& ranked, const HeadSet& selected) {
+  Separation sep;
+  if (ranked.empty()) return sep;
+  std::vector<double> all;
+  double selected_sum = 0;
+  int64_t n_selected = 0;
+  bool any_other = false;
+  for (const auto& hs : ranked) {
+    all.push_back(hs.score);
+    if (selected.contains(hs.head)) {
+      sep.weakest_selected = n_selected ? std::min(sep.weakest_selected, hs.score) : hs.score;
+      selected_sum += hs.score;
+      ++n_selected;
+    } else {
+      sep.strongest_unselected = any_other ? std::max(sep.strongest_unselected, hs.score) : hs.score;
+      any_other = true;
+    }
+  }
+  auto median_of = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  };
+  sep.median = median_of(all);
+  std::vector<double> dev;
+  for (double x : all) dev.push_back(std::abs(x - sep.median));
+  sep.spread = 1.4826 * median_of(dev);
+  if (sep.spread <= 0) {
+    double mean = 0, var = 0;
+    for (double x : all) mean += x / static_cast<double>(all.size());
+    for (double x : all) var += (x - mean) * (x - mean) / static_cast<double>(all.size());
+    sep.spread = std::sqrt(var);
+  }
+  sep.gap = sep.weakest_selected - (any_other ? sep.strongest_unselected : 0.0);
+  if (sep.spread > 0 && n_selected > 0) {
+    sep.z_mean_selected = (selected_sum / static_cast<double>(n_selected) - sep.median) / sep.spread;
+    sep.z_weakest_selected = (sep.weakest_selected - sep.median) / sep.spread;
+  }
+  sep.distinct = n_selected > 0 && sep.z_mean_selected >= kMinSeparationZ;
+  return sep;
+}
+
 }  // namespace air

@@ -21,12 +21,14 @@ void setup_logging(const std::string& level) {
 }  // namespace
 
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
-  cmd.add_option("--device", rt.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd.add_option("--device", rt.device, "cpu, cuda or cuda:N")->capture_default_str()->group("Runtime");
   cmd.add_option("--dtype", rt.dtype, "auto, fp32, bf16 or fp16 (auto: fp32 on CPU, the "
                                       "checkpoint's dtype on GPU)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group("Runtime");
   cmd.add_option("--threads", rt.threads, "intra-op CPU threads (0 = all CPUs this process may use)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group("Runtime");
   cmd.add_option_function<std::string>(
          "--max-memory", [&rt](const std::string& v) { rt.max_memory = parse_memory_size(v); },
          "memory the run may use, e.g. 16G (default: what is available at start); a batch or probe "
@@ -40,7 +42,8 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
               return e.what();
             }
           },
-          "SIZE"));
+          "SIZE"))
+      ->group("Runtime");
 }
 
 int run(int argc, const char* const* argv) {

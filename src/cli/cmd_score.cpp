@@ -31,6 +31,7 @@ struct ScoreCmdOptions {
   std::string score = "relative";  // relative | absolute
   int64_t batch_tokens = 8192;
   int64_t window = 1024;          // samples held in memory at once
+  double flush_every = 30;        // seconds: completed records reach OUT at least this often
   bool token_scores = false;
   bool allow_heads_mismatch = false;
   bool resume = false;
@@ -97,6 +98,8 @@ nlohmann::json read_json_file(const std::string& path) {
 // OUT.partial, or of a complete OUT, when its sidecar shows the same model, heads and options.
 struct Resumed {
   std::vector<ScoredLine> lines;
+  double seconds = 0;                          // wall time of the earlier runs
+  nlohmann::json runs = nlohmann::json::array();  // each earlier run: {wall_seconds, records}
   std::uintmax_t bytes = 0;  // where their whole lines end
   std::string from;          // the file they came from
 };
@@ -120,10 +123,13 @@ Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run
   }
   if (!fs::exists(sidecar))
     throw UsageError(r.from + ": no " + sidecar + " beside it tells how it was scored; run without --resume to start over");
-  const std::string diff = run_difference(read_json_file(sidecar), run);
+  const nlohmann::json before = read_json_file(sidecar);
+  const std::string diff = run_difference(before, run);
   if (!diff.empty())
     throw UsageError(r.from + " was scored differently (" + diff + "); run without --resume to start over");
   r.lines = read_score_lines(r.from, &r.bytes);
+  if (before.contains("wall_seconds") && before["wall_seconds"].is_number()) r.seconds = before["wall_seconds"].get<double>();
+  if (before.contains("runs") && before["runs"].is_array()) r.runs = before["runs"];
   spdlog::info("--resume: {} records already scored in {}", r.lines.size(), r.from);
   return r;
 }
@@ -180,10 +186,15 @@ void run_score(const ScoreCmdOptions& given) {
   ScoreCmdOptions opt = given;
   opt.out = output_target(given.out);  // a symbolic link stays; its target and sidecars are written
   if (opt.window < 1) throw UsageError("--window must be >= 1");
+  if (!(opt.flush_every > 0) || opt.flush_every > 86400)
+    throw UsageError("--flush-every must be in (0, 86400] seconds");
   const ScorePaths paths = score_paths(opt);
   if (opt.resume && paths.stream)
     throw UsageError("--resume needs --out FILE, a regular file (it continues FILE.partial)");
   const auto [shard_index, shard_count] = parse_shard(opt.shard);
+  if (!opt.heads.empty() && !given_probe_flags(opt.probe).empty())
+    throw UsageError(given_probe_flags(opt.probe) + ": probe settings, but --heads " + opt.heads +
+                     " gives the heads, so no probe runs; leave them out, or leave out --heads to probe with them");
   const OutputLock lock = check_paths(opt, paths);
   const LoadedModel m = load_model(opt.model, opt.runtime);
   const ModelConfig& c = m.checkpoint.config();
@@ -311,17 +322,33 @@ void run_score(const ScoreCmdOptions& given) {
 
   // Records in input order: samples to score, or rejects written as error lines.
   using Entry = std::variant<Sample, Reject>;
+  // A window of records is scored and written when it holds --window records, or as many
+  // tokens as the scorer gets through in --flush-every seconds (one batch until it is measured),
+  // or when --flush-every seconds have passed since the last write: long records reach OUT
+  // batch by batch, and a run cut short loses at most that much.
   std::vector<Entry> window;
-  int64_t samples_in_window = 0, run_tokens = 0;  // tokens through the model in this run
-  const auto t_scoring = std::chrono::steady_clock::now();
+  int64_t samples_in_window = 0, tokens_in_window = 0, run_tokens = 0;  // tokens through the model in this run
+  double scoring_seconds = 0;  // time in scorer.score, for the rate
+  int64_t window_token_limit = std::max<int64_t>(opt.batch_tokens, 1);
+  using Clock = std::chrono::steady_clock;
+  const auto t_scoring = Clock::now();
+  auto last_flush = t_scoring;
+  const double previous_seconds = done.seconds;
+  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
   ScoreWriter out(opt.out, run, done.from, done.bytes);
+  out.set_time(previous_seconds, done.runs, elapsed);
   auto flush = [&] {
     if (window.empty()) return;
     std::vector<const Sample*> batch;
     for (const auto& e : window)
       if (auto* s = std::get_if<Sample>(&e)) batch.push_back(s);
     for (const Sample* b : batch) run_tokens += static_cast<int64_t>(b->ids.size());
+    const auto t_batch = Clock::now();
     const std::vector<ScoreResult> results = scorer.score(batch);
+    scoring_seconds += std::chrono::duration<double>(Clock::now() - t_batch).count();
+    if (scoring_seconds > 0)
+      window_token_limit = std::max<int64_t>(
+          opt.batch_tokens, static_cast<int64_t>(static_cast<double>(run_tokens) / scoring_seconds * opt.flush_every));
     size_t k = 0;
     for (const auto& e : window) {
       if (const auto* s = std::get_if<Sample>(&e)) {
@@ -344,19 +371,29 @@ void run_score(const ScoreCmdOptions& given) {
     out.flush();
     window.clear();
     samples_in_window = 0;
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_scoring).count();
-    spdlog::info("scored {} records ({} response tokens) so far; {:.0f} tokens/s (prompt and response)",
-                 scored, tokens, secs > 0 ? static_cast<double>(run_tokens) / secs : 0.0);
+    tokens_in_window = 0;
+    last_flush = Clock::now();
+    const double secs = std::chrono::duration<double>(last_flush - t_scoring).count();
+    spdlog::info("scored {} records ({} response tokens) so far; {:.0f} tokens/s (prompt and response); {:.0f} s",
+                 scored, tokens, secs > 0 ? static_cast<double>(run_tokens) / secs : 0.0, secs);
+  };
+  auto due = [&] {
+    return samples_in_window >= opt.window || tokens_in_window >= window_token_limit ||
+           std::chrono::duration<double>(Clock::now() - last_flush).count() >= opt.flush_every;
   };
   const CorpusStats st = read_corpus(
       opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.steps, dopt,
       [&](Sample&& s) {
         if (already_done(s.record.line, s.record.id, s.record.hash)) return;
+        tokens_in_window += static_cast<int64_t>(s.ids.size());
+        ++samples_in_window;
         window.emplace_back(std::move(s));
-        if (++samples_in_window >= opt.window) flush();
+        if (due()) flush();
       },
       [&](const Reject& r) {
-        if (!already_done(r.line, r.id, line_hash(r.raw))) window.emplace_back(r);
+        if (already_done(r.line, r.id, line_hash(r.raw))) return;
+        window.emplace_back(r);
+        if (due()) flush();
       });
   if (next_done < done.lines.size())
     throw DataError(done.from + " holds a record of line " + std::to_string(done.lines[next_done].line) +
@@ -381,7 +418,10 @@ void run_score(const ScoreCmdOptions& given) {
                     {"single_step", st.single_step}};
   meta["layouts"] = st.layouts;
   if (!st.unused_fields.empty()) meta["unused_fields"] = st.unused_fields;
-  meta["wall_seconds"] = wall;
+  meta["wall_seconds"] = previous_seconds + wall;
+  nlohmann::json runs = done.runs;
+  runs.push_back({{"wall_seconds", wall}, {"records", st.lines - static_cast<int64_t>(done.lines.size())}});
+  meta["runs"] = runs;
   if (!paths.meta.empty()) {
     OutputFile mf(paths.meta);
     mf.stream() << meta.dump(2) << "\n";
@@ -404,25 +444,34 @@ void run_score(const ScoreCmdOptions& given) {
 void register_score(CLI::App& app) {
   auto opt = std::make_shared<ScoreCmdOptions>();
   CLI::App* cmd = app.add_subcommand("score", "Attention Influence Scores of a corpus");
-  cmd->add_option("--model", opt->model, "HuggingFace model directory")->required();
-  cmd->add_option("--data", opt->data, "corpus JSONL (- = stdin)")->required();
-  cmd->add_option("--out", opt->out, "scores JSONL")->required();
-  cmd->add_option("--heads", opt->heads, "heads.json from `air probe` (default: probe first)");
+  cmd->add_option("--model", opt->model, "HuggingFace model directory")->required()->group("Model");
+  cmd->add_option("--data", opt->data, "corpus JSONL, or .jsonl.gz (- = stdin)")->required()->group("Input");
+  cmd->add_option("--out", opt->out, "scores JSONL")->required()->group("Output");
+  cmd->add_option("--heads", opt->heads, "heads.json from `air probe` (default: probe first)")->group("Probe (without --heads)");
   cmd->add_option("--meta", opt->meta,
-                  "run description and counts (default: OUT.meta.json; none when OUT is stdout or a stream)");
-  cmd->add_flag("--allow-heads-mismatch", opt->allow_heads_mismatch,
-                "use a heads file probed on another model");
-  cmd->add_option("--score", opt->score, "relative or absolute")->capture_default_str();
-  cmd->add_option("--batch-tokens", opt->batch_tokens, "padded tokens per forward batch")->capture_default_str();
-  cmd->add_option("--window", opt->window, "samples held in memory at once")->capture_default_str();
-  cmd->add_flag("--emit-token-scores", opt->token_scores, "add per-token loss deltas");
+                  "run description and counts (default: OUT.meta.json; none when OUT is stdout or a stream)")
+      ->group("Output");
+  cmd->add_flag("--allow-heads-mismatch", opt->allow_heads_mismatch, "use a heads file probed on another model")
+      ->group("Probe (without --heads)");
+  cmd->add_option("--score", opt->score, "relative or absolute")->capture_default_str()->group("Scoring");
+  cmd->add_option("--batch-tokens", opt->batch_tokens, "padded tokens per forward batch")
+      ->capture_default_str()
+      ->group("Scoring");
+  cmd->add_option("--window", opt->window, "samples held in memory at once")->capture_default_str()->group("Scoring");
+  cmd->add_option("--flush-every", opt->flush_every,
+                  "seconds: scored records are written (and progress logged) at least this often")
+      ->capture_default_str()
+      ->group("Output");
+  cmd->add_flag("--emit-token-scores", opt->token_scores, "add per-token loss deltas")->group("Output");
   cmd->add_option("--shard", opt->shard,
                   "I/N: score every N-th record from the I-th (0-based), for N processes or GPUs; "
                   "`air select --scores` takes their outputs together")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group("Input");
   cmd->add_flag("--resume", opt->resume,
                 "continue OUT.partial left by a run cut short (or re-check a complete OUT), "
-                "skipping the records it holds");
+                "skipping the records it holds")
+      ->group("Output");
   add_probe_flags(*cmd, opt->probe);
   add_corpus_flags(*cmd, opt->corpus);
   add_runtime_flags(*cmd, opt->runtime);

@@ -402,28 +402,38 @@ void run_select(const SelectOptions& opt) {
 void register_select(CLI::App& app) {
   auto opt = std::make_shared<SelectOptions>();
   CLI::App* cmd = app.add_subcommand("select", "Write the top records by Attention Influence Score");
-  cmd->add_option("--data", opt->data, "the scored corpus JSONL")->required();
+  cmd->add_option("--data", opt->data, "the scored corpus JSONL (or .jsonl.gz; a subset of it is fine)")
+      ->required()
+      ->group("Input");
   cmd->add_option("--scores", opt->scores,
                   "scores JSONL from `air score` (several: the outputs of its --shard runs)")
-      ->required();
-  cmd->add_option("--out", opt->out, "selected records JSONL (- = stdout)")->capture_default_str();
-  auto* k = cmd->add_option("--top-k", opt->top_k, "select this many records");
-  auto* r = cmd->add_option("--top-ratio", opt->top_ratio, "select this fraction of the scored records");
-  k->excludes(r);
-  cmd->add_option("--order", opt->order, "input or rank")->capture_default_str();
-  cmd->add_flag("--annotate", opt->annotate, "add air_score and air_step_weights to each record");
-  cmd->add_option("--weights-out", opt->weights_out, "per-record step weights with byte spans (JSONL)");
-  cmd->add_flag("--allow-partial", opt->allow_partial, "select even if the scores do not cover the corpus");
-  cmd->add_option("--id-field", opt->id_field, "record id field (default: as scored, from the scores' meta; else id)");
-  cmd->add_flag("--dedupe", opt->dedupe, "keep one record per distinct response text (the best ranked)");
-  cmd->add_option("--show", opt->show, "print the top N records with their most influential step");
+      ->required()
+      ->group("Input");
+  cmd->add_flag("--allow-partial", opt->allow_partial, "select even if the scores do not cover the corpus")
+      ->group("Input");
   cmd->add_flag("--allow-mixed", opt->allow_mixed,
-                "select across score files whose metas differ in model, heads or scoring options");
+                "select across score files whose metas differ in model, heads or scoring options")
+      ->group("Input");
+  cmd->add_option("--id-field", opt->id_field, "record id field (default: as scored, from the scores' meta; else id)")
+      ->group("Input");
   cmd->add_option("--prompt-field", opt->prompt_field,
-                  "prompt field, for score files without a meta (default: as scored, from the meta)");
+                  "prompt field, for score files without a meta (default: as scored, from the meta)")
+      ->group("Input");
   cmd->add_option("--response-field", opt->response_fields,
                   "response field(s), for score files without a meta (default: as scored, from the meta)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->group("Input");
+  auto* k = cmd->add_option("--top-k", opt->top_k, "select this many records")->group("Selection");
+  auto* r = cmd->add_option("--top-ratio", opt->top_ratio, "select this fraction of the scored records")->group("Selection");
+  k->excludes(r);
+  cmd->add_flag("--dedupe", opt->dedupe, "keep one record per distinct response text (the best ranked)")
+      ->group("Selection");
+  cmd->add_option("--order", opt->order, "input or rank")->capture_default_str()->group("Output");
+  cmd->add_option("--out", opt->out, "selected records JSONL (- = stdout)")->capture_default_str()->group("Output");
+  cmd->add_flag("--annotate", opt->annotate, "add air_score and air_step_weights to each record")->group("Output");
+  cmd->add_option("--weights-out", opt->weights_out, "per-record step weights with byte spans (JSONL)")->group("Output");
+  cmd->add_option("--show", opt->show, "print the top N records with their most influential step (on stderr)")
+      ->group("Output");
   cmd->callback([opt] { run_select(*opt); });
 }
 

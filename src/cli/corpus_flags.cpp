@@ -14,28 +14,41 @@
 namespace air::cli {
 
 void add_corpus_flags(CLI::App& cmd, CorpusFlags& f) {
+  const std::string input = "Input", tmpl = "Template", steps = "Steps", output = "Output";
   cmd.add_option("--format", f.format, "auto, messages, sharegpt, alpaca or prompt-response")
-      ->capture_default_str();
-  cmd.add_option("--prompt-field", f.prompt_field, "field holding the prompt");
+      ->capture_default_str()
+      ->group(input);
+  cmd.add_option("--prompt-field", f.prompt_field, "field holding the prompt")
+      ->group(input);
   cmd.add_option("--response-field", f.response_fields,
                  "field(s) holding the response, joined in order by a blank line (a,b or repeated; name[i] = "
                  "the i-th of a list)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->group(input);
   cmd.add_option("--id-field", f.id_field, "field holding the record id (default: line number)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group(input);
   cmd.add_option("--template", f.tmpl,
                  "chat template: auto, chatml, qwen2.5, llama3, mistral, plain, or a JSON file")
-      ->capture_default_str();
-  cmd.add_option("--separator", f.separator, "separator of the plain template");
+      ->capture_default_str()
+      ->group(tmpl);
+  cmd.add_option("--separator", f.separator, "separator of the plain template")
+      ->group(tmpl);
   cmd.add_option("--step-delimiter", f.step_delimiter, "regex ending a reasoning step")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group(steps);
   cmd.add_option("--min-step-tokens", f.min_step_tokens, "shorter steps merge into the one before")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group(steps);
   cmd.add_option("--max-length", f.max_length,
-                 "tokens per sample (default: the model's max_position_embeddings, at least 4096; 0 = no limit)");
-  cmd.add_flag("--truncate", f.truncate, "cut over-long samples at --max-length instead of rejecting");
-  cmd.add_flag("--strict", f.strict, "stop at the first bad record instead of rejecting it");
-  cmd.add_option("--rejects", f.rejects, "rejected records file (default: OUT.rejects.jsonl)");
+                 "tokens per sample (default: the model's max_position_embeddings, at least 4096; 0 = no limit)")
+      ->group(input);
+  cmd.add_flag("--truncate", f.truncate, "cut over-long samples at --max-length instead of rejecting")
+      ->group(input);
+  cmd.add_flag("--strict", f.strict, "stop at the first bad record instead of rejecting it")
+      ->group(input);
+  cmd.add_option("--rejects", f.rejects, "rejected records file (default: OUT.rejects.jsonl)")
+      ->group(output);
 }
 
 namespace {

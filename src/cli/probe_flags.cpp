@@ -85,14 +85,16 @@ std::vector<ProbeItem> read_items(const std::string& path, int64_t vocab) {
 }  // namespace
 
 void add_probe_flags(CLI::App& cmd, ProbeFlags& f) {
-  cmd.add_option("--probe", f.kind, "probe items: repeat, random-repeat, kv-retrieval or corpus")
-      ->capture_default_str();
-  cmd.add_option("--probe-text", f.probe_text, "plain text (blank-line paragraphs) for probe spans");
-  cmd.add_option("--probe-data", f.probe_data, "JSONL of probe items {ids, context, targets}");
-  cmd.add_option("--num-items", f.num_items, "probe items to build")->capture_default_str();
-  cmd.add_option("--seed", f.seed, "probe sampling seed")->capture_default_str();
-  cmd.add_option("--span-tokens", f.span_tokens, "tokens in each repeated span")->capture_default_str();
-  cmd.add_flag("--probe-all-items", f.all_items, "count every item, not only those the model gets mostly right");
+  f.options.clear();
+  f.options.push_back(cmd.add_option("--probe", f.kind, "probe items: repeat, random-repeat, kv-retrieval or corpus")
+      ->capture_default_str());
+  f.options.push_back(cmd.add_option("--probe-text", f.probe_text, "plain text (blank-line paragraphs) for probe spans"));
+  f.options.push_back(cmd.add_option("--probe-data", f.probe_data, "JSONL of probe items {ids, context, targets}"));
+  f.options.push_back(cmd.add_option("--num-items", f.num_items, "probe items to build")->capture_default_str());
+  f.options.push_back(cmd.add_option("--seed", f.seed, "probe sampling seed")->capture_default_str());
+  f.options.push_back(cmd.add_option("--span-tokens", f.span_tokens, "tokens in each repeated span")->capture_default_str());
+  f.options.push_back(
+      cmd.add_flag("--probe-all-items", f.all_items, "count every item, not only those the model gets mostly right"));
   auto within = [](const char* what, double lo, bool lo_open, double hi) {
     return CLI::Validator(
         [=](std::string& text) -> std::string {
@@ -112,6 +114,15 @@ void add_probe_flags(CLI::App& cmd, ProbeFlags& f) {
                 ->check(within("a finite score", -1e300, false, 1e300));
   d->excludes(n)->excludes(s);
   n->excludes(s);
+  f.options.insert(f.options.end(), {d, n, s});
+  for (CLI::Option* o : f.options) o->group("Probe (without --heads)");
+}
+
+std::string given_probe_flags(const ProbeFlags& f) {
+  std::string out;
+  for (const CLI::Option* o : f.options)
+    if (o->count() > 0) out += (out.empty() ? "" : ", ") + o->get_name();
+  return out;
 }
 
 HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusSetup& corpus,
@@ -156,11 +167,17 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
     dopt.strict = false;
     dopt.sample.truncate = true;
     dopt.max_samples = kProbeSamples;
-    read_corpus(data, corpus.tmpl, tok, *corpus.steps, dopt, [&](Sample&& s) {
+    dopt.on_notice = nullptr;  // the scoring pass tells
+    const CorpusStats st = read_corpus(data, corpus.tmpl, tok, *corpus.steps, dopt, [&](Sample&& s) {
       texts.push_back(s.rendered.text.substr(s.rendered.response_begin,
                                              s.rendered.response_end - s.rendered.response_begin));
       samples.push_back(std::move(s));
     });
+    if (samples.empty() && !st.rejects.empty())
+      throw DataError(data + ": none of its " + std::to_string(st.lines) +
+                      " records could be read, so the probe has no text (the first, line " +
+                      std::to_string(st.rejects[0].line) + ": " + st.rejects[0].reason +
+                      "); check --format and the field flags with `air render`, or give --probe-text or --heads");
     source = data + " (responses)";
   }
 
@@ -209,7 +226,9 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
   spdlog::info("probe: {} {} items from {}", items.size(), probe_kind_name(opt.kind), source);
   const ProbeResult r = run_probe(m.model, items, opt);
   if (r.counted_all)
-    spdlog::warn("probe: the model got no item mostly right; all {} items were counted", r.items_total);
+    spdlog::warn("probe: the model got none of the {} items mostly right, so all were counted (R_h then also counts "
+                 "copies the model does not act on); text the model knows (--probe-text) or a larger model does better",
+                 r.items_total);
   HeadSelection sel;
   sel.delta = f.delta;
   sel.num_heads = f.num_heads;
@@ -232,6 +251,16 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
            std::to_string(r.ranked[i].head.head) + " (" + std::to_string(r.ranked[i].score).substr(0, 6) + ")";
   spdlog::info("probe: {} of {} items counted; top heads {}; selected {} -> {}", r.items_counted,
                r.items_total, top, selected.to_string(), out);
+  const Separation sep = separation(r.ranked, selected);
+  spdlog::info("probe: the selected heads stand {:.1f} robust standard deviations above the median head on average "
+               "({:.1f} the weakest; R_h median {:.4f}, spread {:.4f}; gap to the next head {:.4f})",
+               sep.z_mean_selected, sep.z_weakest_selected, sep.median, sep.spread, sep.gap);
+  if (!sep.distinct)
+    spdlog::warn("probe: the selected heads do not stand out from the others (z {:.1f} < {:.0f}): this selection "
+                 "is indistinguishable from noise, and scores made with it measure little. Probe with text the model "
+                 "predicts well (--probe-text, or --probe kv-retrieval for an instruction model), more items "
+                 "(--num-items), fewer heads (--num-heads), or use a larger trained model",
+                 sep.z_mean_selected, kMinSeparationZ);
   return selected;
 }
 

@@ -12,6 +12,7 @@
 
 namespace CLI {
 class App;
+class Option;
 }
 
 namespace air::cli {
@@ -27,7 +28,11 @@ struct ProbeFlags {
   double delta = 0.05;
   int64_t num_heads = 0;
   double min_score = -1;
+  std::vector<CLI::Option*> options;  // the flags, to tell which were given
 };
+
+// The probe flags given on the command line ("--num-items, --seed"), "" when none.
+std::string given_probe_flags(const ProbeFlags& f);
 
 void add_probe_flags(CLI::App& cmd, ProbeFlags& f);
 

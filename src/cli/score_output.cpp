@@ -127,9 +127,27 @@ void ScoreWriter::open() {
   file_ = std::make_unique<std::ofstream>(
       partial, std::ios::binary | (keep_bytes_ > 0 ? std::ios::app : std::ios::trunc));
   if (!*file_) throw IoError(path_ + ": cannot open " + partial + " for writing");
-  OutputFile side(sidecar_path(path_));
-  side.stream() << run_.dump(2) << "\n";
-  side.commit();
+  write_sidecar();
+}
+
+void ScoreWriter::set_time(double earlier, nlohmann::json runs, std::function<double()> elapsed) {
+  earlier_seconds_ = earlier;
+  runs_ = runs.is_array() ? std::move(runs) : nlohmann::json::array();
+  elapsed_ = std::move(elapsed);
+}
+
+void ScoreWriter::write_sidecar() {
+  nlohmann::ordered_json side = run_;
+  if (elapsed_) {
+    const double now = elapsed_();
+    side["wall_seconds"] = earlier_seconds_ + now;
+    nlohmann::json runs = runs_;
+    runs.push_back({{"wall_seconds", now}});
+    side["runs"] = runs;
+  }
+  OutputFile f(sidecar_path(path_));
+  f.stream() << side.dump(2) << "\n";
+  f.commit();
 }
 
 ScoreWriter::~ScoreWriter() {
@@ -157,6 +175,7 @@ void ScoreWriter::flush() {
   std::ostream& out = stream();
   out.flush();
   check_stream(out, !file_ ? std::string("stdout") : direct_ ? path_ : partial_path(path_));
+  if (file_ && !direct_ && !committed_) write_sidecar();
 }
 
 void ScoreWriter::commit() {

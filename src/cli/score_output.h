@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,7 +55,11 @@ class ScoreWriter {
   ~ScoreWriter();
 
   std::ostream& stream();
-  // After each window: what was written reaches the file.
+  // The time spent on this output: `earlier` seconds (and `runs`, each {wall_seconds}) of runs
+  // resumed, plus elapsed() of this one, written into the sidecar at each flush, so that a run
+  // cut short still tells how long it ran.
+  void set_time(double earlier, nlohmann::json runs, std::function<double()> elapsed);
+  // After each window: what was written reaches the file (and the sidecar its time).
   void flush();
   // The corpus is done: OUT.partial becomes OUT, the sidecar is removed.
   void commit();
@@ -72,6 +77,10 @@ class ScoreWriter {
   std::unique_ptr<std::ofstream> file_;
   bool direct_ = false;  // a stream output written in place
   bool committed_ = false;
+  double earlier_seconds_ = 0;
+  nlohmann::json runs_ = nlohmann::json::array();
+  std::function<double()> elapsed_;
+  void write_sidecar();
 };
 
 }  // namespace air::cli

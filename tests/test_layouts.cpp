@@ -1,0 +1,277 @@
+// What is scored: record layouts of the reasoning-distillation datasets, templates checked
+// against the tokenizer, the line reader (gzip, JSON arrays), and how far probed heads stand out.
+
+#include "air/dataset.h"
+#include "air/error.h"
+#include "air/line_reader.h"
+#include "air/probe.h"
+#include "test_util.h"
+
+#include <zlib.h>
+
+#include <random>
+
+namespace air::test {
+namespace {
+
+using nlohmann::json;
+
+Record parse(const json& j, const CorpusOptions& opt = {}) { return parse_record(j.dump(), 3, opt); }
+
+std::string error_of(const json& j, const CorpusOptions& opt = {}) {
+  try {
+    parse(j, opt);
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+fs::path tok_dir(const std::string& n) { return fs::path(AIR_TEST_DATA_DIR) / "tokenizers" / n; }
+
+// Sky-T1 evaluation output: the trace is in `code`, the reference answer a number.
+TEST(LayoutTest, SkyT1ScoresTheTraceNotTheReferenceAnswer) {
+  const json sky = {{"idx", 0}, {"question", "How far?"}, {"gt_cot", "None"}, {"gt", "27"}, {"answer", 27.0},
+                    {"code", {"<|begin_of_thought|>\n\nSo 45 miles...\n\n<|end_of_thought|>"}},
+                    {"pred", {"27"}}, {"report", {nullptr}}, {"score", {true}}};
+  const Record r = parse(sky);
+  ASSERT_EQ(r.messages.size(), 2u);
+  EXPECT_EQ(r.messages[0].content, "How far?");
+  EXPECT_EQ(r.messages[1].content, sky["code"][0].get<std::string>());
+  EXPECT_NE(r.layout.find("Sky-T1"), std::string::npos) << r.layout;
+  EXPECT_TRUE(r.unused.empty());
+  // The MATH-500 file has a reference solution longer than some traces: a known field, no warning.
+  json math = sky;
+  math["solution"] = std::string(500, 's');
+  math["answer"] = "27";
+  EXPECT_TRUE(parse(math).unused.empty());
+}
+
+TEST(LayoutTest, S1kAndS1k11JoinTheThinkingAndTheAttempt) {
+  Record r = parse({{"question", "Q"}, {"solution", "ref"}, {"thinking_trajectories", {"think"}}, {"attempt", "final"}});
+  EXPECT_EQ(r.messages.back().content, "think\n\nfinal");
+  EXPECT_EQ(r.layout.rfind("s1K:", 0), 0u) << r.layout;
+  r = parse({{"question", "Q"}, {"solution", "ref"}, {"gemini_thinking_trajectory", "g"}, {"gemini_attempt", "ga"},
+             {"deepseek_thinking_trajectory", "long thinking"}, {"deepseek_attempt", "answer"}});
+  EXPECT_EQ(r.messages[0].content, "Q");
+  EXPECT_EQ(r.messages.back().content, "long thinking\n\nanswer");
+  EXPECT_EQ(r.layout.rfind("s1K-1.1:", 0), 0u) << r.layout;
+}
+
+// Alternative generations of one prompt are never joined into one response.
+TEST(LayoutTest, AlternativeGenerationsAreRefusedOrPicked) {
+  const json openr1 = {{"problem", "P"}, {"solution", "S"}, {"answer", "4"},
+                       {"generations", {"first try", "second try"}}, {"correctness_math_verify", {true, false}}};
+  const std::string e = error_of(openr1);
+  EXPECT_NE(e.find("list of 2 texts"), std::string::npos) << e;
+  EXPECT_NE(e.find("generations[0]"), std::string::npos) << e;
+  CorpusOptions o;
+  o.response_fields = {"generations[1]"};
+  Record r = parse(openr1, o);
+  EXPECT_EQ(r.messages.back().content, "second try");
+  EXPECT_EQ(r.messages[0].content, "P");  // the prompt is found without --prompt-field
+  o.response_fields = {"generations[2]"};
+  EXPECT_NE(error_of(openr1, o).find("has 2 element"), std::string::npos);
+  json one = openr1;
+  one["generations"] = {"only"};
+  EXPECT_EQ(parse(one).messages.back().content, "only");
+  EXPECT_NE(parse(one).layout.find("OpenR1"), std::string::npos);
+  // Any field: a list of several strings is not a response.
+  EXPECT_NE(error_of({{"question", "q"}, {"answer", {"a", "b"}}}).find("list of 2 texts"), std::string::npos);
+}
+
+TEST(LayoutTest, TopLevelSystemIsUsed) {
+  const Record r = parse({{"system", "Think step by step."},
+                          {"conversations", {{{"from", "user"}, {"value", "Q"}}, {{"from", "assistant"}, {"value", "A"}}}}});
+  ASSERT_EQ(r.messages.size(), 3u);
+  EXPECT_EQ(r.messages[0].role, "system");
+  EXPECT_EQ(r.messages[0].content, "Think step by step.");
+  EXPECT_NE(r.layout.find("+ system"), std::string::npos);
+  // A system message in the turns wins; the top-level one is then left (and reported when long).
+  const Record m = parse({{"system", std::string(100, 'x')},
+                          {"messages", {{{"role", "system"}, {"content", "S"}}, {{"role", "user"}, {"content", "Q"}},
+                                        {{"role", "assistant"}, {"content", "A"}}}}});
+  EXPECT_EQ(m.messages[0].content, "S");
+  EXPECT_EQ(m.unused, std::vector<std::string>{"system"});
+}
+
+TEST(LayoutTest, MessagesWithReasoningContentPartsAndTools) {
+  const Record r = parse({{"messages",
+                           {{{"role", "developer"}, {"content", "Be exact."}},
+                            {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "What is "}}, {{"type", "text"}, {"text", "2+2?"}}}}},
+                            {{"role", "assistant"}, {"content", nullptr},
+                             {"tool_calls", {{{"type", "function"}, {"function", {{"name", "calc"}, {"arguments", "{\"x\": \"2+2\"}"}}}}}}},
+                            {{"role", "tool"}, {"content", "4"}},
+                            {{"role", "assistant"}, {"content", "It is 4."}, {"reasoning_content", "The tool says 4."}}}}});
+  ASSERT_EQ(r.messages.size(), 5u);
+  EXPECT_EQ(r.messages[0].role, "system");
+  EXPECT_EQ(r.messages[1].content, "What is 2+2?");
+  EXPECT_EQ(r.messages[2].tool_calls, std::vector<std::string>{R"({"name":"calc","arguments":{"x":"2+2"}})"});
+  EXPECT_EQ(r.messages[3].role, "tool");
+  EXPECT_EQ(r.messages[4].reasoning, "The tool says 4.");
+  const Rendered out = render(load_chat_template("chatml"), r.messages);
+  EXPECT_EQ(out.text.substr(out.response_begin), "<think>\nThe tool says 4.\n</think>\n\nIt is 4.");
+  EXPECT_NE(out.text.find("<tool_call>\n{\"name\":\"calc\""), std::string::npos) << out.text;
+  EXPECT_NE(out.text.find("<tool_response>\n4\n</tool_response>"), std::string::npos) << out.text;
+  // Reasoning of earlier turns is left out, as the reasoning models' templates do.
+  const Rendered two = render(load_chat_template("chatml"),
+                              {{"user", "a"}, {"assistant", "b", "old thoughts"}, {"user", "c"}, {"assistant", "d", "new"}});
+  EXPECT_EQ(two.text.find("old thoughts"), std::string::npos);
+  EXPECT_NE(error_of({{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}, {"image_url", "x"}}}}},
+                                    {{"role", "assistant"}, {"content", "A"}}}}})
+                .find("type 'image_url', not text"),
+            std::string::npos);
+}
+
+TEST(LayoutTest, ReasoningTraceFieldsAndSeveralResponseFields) {
+  Record r = parse({{"problem", "P"}, {"deepseek_reasoning", "thinking"}, {"deepseek_solution", "final"},
+                    {"ground_truth_solution", std::string(200, 'g')}});
+  EXPECT_EQ(r.messages.back().content, "thinking\n\nfinal");
+  EXPECT_TRUE(r.unused.empty());
+  CorpusOptions o;
+  o.response_fields = {"trace", "final"};
+  r = parse({{"question", "Q"}, {"trace", "t"}, {"final", "f"}}, o);
+  EXPECT_EQ(r.messages.size(), 2u);  // the prompt is detected: the response is not left without a user turn
+  EXPECT_EQ(r.messages.back().content, "t\n\nf");
+  EXPECT_EQ(r.layout, "question -> trace + final");
+  r = parse({{"trace", "t"}}, CorpusOptions{CorpusFormat::kAuto, "", {"trace"}, "id"});
+  EXPECT_EQ(r.messages.size(), 1u);
+  EXPECT_NE(r.layout.find("(no prompt)"), std::string::npos);
+}
+
+TEST(LayoutTest, LongerFieldsLeftUnusedAreReported) {
+  const Record r = parse({{"id", "x"}, {"question", "Q"}, {"answer", "42"}, {"my_trace", std::string(300, 't')},
+                          {"alternatives", {std::string(10, 'a'), std::string(10, 'b')}}, {"n", 12345678}});
+  EXPECT_EQ(r.messages.back().content, "42");
+  EXPECT_EQ(r.unused, (std::vector<std::string>{"alternatives", "my_trace"}));
+}
+
+TEST_F(TempDirTest, ReadCorpusTellsLayoutsUnusedFieldsAndSingleSteps) {
+  const fs::path p = tmp_ / "c.jsonl";
+  write_text(p, "{\"question\": \"Q\", \"answer\": \"A one.\", \"trace\": \"" + std::string(80, 't') + "\"}\n"
+                "{\"question\": \"Q\", \"answer\": \"A two.\", \"trace\": \"" + std::string(80, 't') + "\"}\n"
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"U\"}, {\"role\": \"assistant\", \"content\": \"x\\n\\ny y y y\"}]}\n");
+  const auto tok = load_tokenizer(model_dir("stories260K"));
+  DatasetOptions opt;
+  std::vector<std::pair<bool, std::string>> notices;
+  opt.on_notice = [&](bool warning, int64_t, const std::string& text) { notices.emplace_back(warning, text); };
+  const CorpusStats st = read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter("\\n\\s*\\n", 1),
+                                     opt, [](Sample&&) {});
+  EXPECT_EQ(st.layouts.at("question -> answer"), 2);
+  EXPECT_EQ(st.layouts.at("messages"), 1);
+  EXPECT_EQ(st.unused_fields.at("trace"), 2);
+  EXPECT_EQ(st.single_step, 2);
+  ASSERT_EQ(notices.size(), 3u);  // each layout once, the unused field once
+  EXPECT_FALSE(notices[0].first);
+  EXPECT_TRUE(notices[1].first);
+  EXPECT_NE(notices[1].second.find("'trace'"), std::string::npos);
+}
+
+TEST_F(TempDirTest, TemplateFilesNeedUserAndAssistantAndRoundTripThroughJson) {
+  write_text(tmp_ / "t.json", R"({"user": {"prefix": "Q: "}, "system": {"prefix": "S: "}})");
+  try {
+    load_chat_template((tmp_ / "t.json").string());
+    ADD_FAILURE() << "a template without assistant was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"assistant\""), std::string::npos) << e.what();
+  }
+  for (const std::string name : {"chatml", "qwen2.5", "llama3", "mistral", "plain"}) {
+    const ChatTemplate t = load_chat_template(name, "\n### ");
+    const ChatTemplate back = template_from_json(json::parse(template_to_json(t).dump()));
+    const std::vector<Message> conv = {{"system", "S"}, {"user", "U"}, {"assistant", "A", "R", {"{}"}}};
+    EXPECT_EQ(render(back, conv).text, render(t, conv).text) << name;
+    EXPECT_EQ(back.add_special_tokens, t.add_special_tokens);
+  }
+}
+
+TEST(TemplateWarningsTest, AnotherFamilysMarkersAreFound) {
+  if (!fs::exists(tok_dir("qwen3"))) GTEST_SKIP() << "tokenizers not fetched (scripts/fetch-tokenizers.sh)";
+  const auto qwen = load_tokenizer(tok_dir("qwen3"));
+  EXPECT_TRUE(template_warnings(load_chat_template("chatml"), *qwen, tok_dir("qwen3")).empty());
+  const auto w = template_warnings(load_chat_template("llama3"), *qwen, tok_dir("qwen3"));
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("<|start_header_id|>"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("is chatml"), std::string::npos) << w[1];
+  const auto llama = load_tokenizer(tok_dir("llama3_2"));
+  EXPECT_TRUE(template_warnings(load_chat_template("llama3"), *llama, tok_dir("llama3_2")).empty());
+  EXPECT_FALSE(template_warnings(load_chat_template("chatml"), *llama, tok_dir("llama3_2")).empty());
+  const auto mistral = load_tokenizer(tok_dir("mistral"));
+  EXPECT_TRUE(template_warnings(load_chat_template("mistral"), *mistral, tok_dir("mistral")).empty());
+}
+
+void write_gzip(const fs::path& p, const std::string& text, size_t keep = std::string::npos) {
+  const fs::path full = p.string() + ".full";
+  gzFile gz = gzopen(full.c_str(), "wb");
+  gzwrite(gz, text.data(), static_cast<unsigned>(text.size()));
+  gzclose(gz);
+  const std::string bytes = read_text(full);
+  write_text(p, bytes.substr(0, std::min(keep, bytes.size())));
+}
+
+TEST_F(TempDirTest, LineReaderReadsGzipAndRefusesJsonArrays) {
+  std::string text;
+  for (int i = 0; i < 3000; ++i) text += "{\"i\": " + std::to_string(i) + ", \"pad\": \"" + std::string(i % 97, 'x') + "\"}\n";
+  write_gzip(tmp_ / "c.jsonl.gz", text);
+  LineReader in((tmp_ / "c.jsonl.gz").string());
+  std::string line, got;
+  while (in.next(line)) got += line + "\n";
+  EXPECT_TRUE(in.compressed());
+  EXPECT_EQ(got, text);
+  EXPECT_EQ(in.line_number(), 3000);
+
+  write_gzip(tmp_ / "cut.gz", text, 5000);
+  try {
+    LineReader cut((tmp_ / "cut.gz").string());
+    while (cut.next(line)) {
+    }
+    ADD_FAILURE() << "a truncated gzip file read to the end";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("cut.gz"), std::string::npos) << e.what();
+  }
+  for (const std::string doc : {"[{\"question\": \"q\", \"answer\": \"a\"}]\n", "[\n  {\"question\": \"q\"}\n]\n",
+                                "\n{\n  \"question\": \"q\"\n}\n"}) {
+    write_text(tmp_ / "a.json", doc);
+    try {
+      LineReader a((tmp_ / "a.json").string());
+      ADD_FAILURE() << "not JSON Lines, but read: " << doc;
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("not JSON Lines"), std::string::npos) << e.what();
+    }
+  }
+  write_text(tmp_ / "ids.jsonl", "[1, 2, 3]\n[4]\n");  // lines that are arrays of ids are JSON Lines
+  LineReader ids((tmp_ / "ids.jsonl").string());
+  EXPECT_TRUE(ids.next(line));
+  EXPECT_EQ(line, "[1, 2, 3]");
+}
+
+std::vector<HeadScore> ranking(const std::vector<double>& scores) {
+  std::vector<HeadScore> r;
+  for (size_t i = 0; i < scores.size(); ++i) r.push_back({{static_cast<int64_t>(i / 8), static_cast<int64_t>(i % 8)}, scores[i]});
+  std::sort(r.begin(), r.end(), [](const HeadScore& a, const HeadScore& b) { return a.score > b.score; });
+  return r;
+}
+
+// Heads whose scores come from one bell-shaped distribution are noise, whatever the top few
+// are; a few heads far above the rest are not.
+TEST(SeparationTest, TellsNoiseFromCopyHeads) {
+  std::mt19937 rng(1);
+  std::normal_distribution<double> noise(0.03, 0.005);
+  std::vector<double> scores;
+  for (int i = 0; i < 448; ++i) scores.push_back(noise(rng));
+  auto r = ranking(scores);
+  HeadSet top = select_heads(r, 448, HeadSelection{});
+  Separation s = separation(r, top);
+  EXPECT_FALSE(s.distinct) << s.z_mean_selected;
+  EXPECT_GT(s.z_mean_selected, 1.0);
+  for (int i = 0; i < 6; ++i) scores[i * 50] = 0.6 + 0.05 * i;
+  r = ranking(scores);
+  HeadSelection six;
+  six.num_heads = 6;
+  s = separation(r, select_heads(r, 448, six));
+  EXPECT_TRUE(s.distinct) << s.z_mean_selected;
+  EXPECT_NEAR(s.weakest_selected, 0.6, 1e-12);
+  EXPECT_GT(s.gap, 0.4);
+}
+
+}  // namespace
+}  // namespace air::test
