@@ -24,21 +24,34 @@ std::string trim(const std::string& s) {
 }  // namespace
 
 LineReader::LineReader(const std::string& path, bool jsonl, size_t max_bytes) : path_(path), max_bytes_(max_bytes) {
-  int fd = path == "-" ? dup(STDIN_FILENO) : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw DataError(path + ": cannot open for reading (" + std::strerror(errno) + ")");
-  gzFile gz = gzdopen(fd, "rb");
-  if (!gz) {
-    ::close(fd);
-    throw DataError(path + ": cannot open for reading");
+  fd_ = path == "-" ? dup(STDIN_FILENO) : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw DataError(path + ": cannot open for reading (" + std::strerror(errno) + ")");
+  // gzip: the first two bytes are 1f 8b.
+  raw_.resize(kChunk);
+  size_t got = 0;
+  while (got < 2) {
+    const size_t n = read_raw(raw_.data() + got, raw_.size() - got);
+    if (n == 0) break;
+    got += n;
   }
-  gzbuffer(gz, kChunk);
-  gz_ = gz;
+  raw_.resize(got);
+  if (got >= 2 && static_cast<unsigned char>(raw_[0]) == 0x1f && static_cast<unsigned char>(raw_[1]) == 0x8b) {
+    auto* z = new z_stream{};
+    if (inflateInit2(z, 15 + 16) != Z_OK) {
+      delete z;
+      throw DataError(path + ": cannot start reading it as gzip");
+    }
+    z_ = z;
+    compressed_ = true;
+  } else {
+    buf_ = std::move(raw_);  // plain text: what was read is the first of it
+    raw_.clear();
+  }
   // The first non-blank line tells a JSON array or a pretty-printed document from JSON Lines.
   bool too_long = false;
   std::string first;
   while (next(first, &too_long) && trim(first).empty()) {
   }
-  compressed_ = gzdirect(gz) == 0;
   if (line_no_ == 0) return;
   const std::string t = trim(first);
   if (jsonl && !too_long && !t.empty()) {
@@ -54,40 +67,78 @@ LineReader::LineReader(const std::string& path, bool jsonl, size_t max_bytes) : 
                         std::to_string(j.size()) + " objects, not JSON Lines; " + convert);
     }
   }
-  // Read again from the start: the lines before were blank, the first is kept.
+  // The first line is given again by the first next(); the blank lines before it were read.
   pending_ = std::move(first);
   pending_too_long_ = too_long;
   has_pending_ = true;
 }
 
 LineReader::~LineReader() {
-  if (gz_) gzclose(static_cast<gzFile>(gz_));
+  if (z_) {
+    inflateEnd(static_cast<z_stream*>(z_));
+    delete static_cast<z_stream*>(z_);
+  }
+  if (fd_ >= 0) ::close(fd_);
 }
 
+size_t LineReader::read_raw(char* into, size_t n) {
+  for (;;) {
+    const ssize_t got = ::read(fd_, into, n);
+    if (got >= 0) return static_cast<size_t>(got);
+    if (errno == EINTR) continue;
+    throw DataError(path_ + ": read error after line " + std::to_string(line_no_) + " (" + std::strerror(errno) + ")");
+  }
+}
+
+// Refills buf_ with the next text: read(2) as much as is there (a pipe's records arrive as they
+// are written), inflated when the input is gzip. False at the end.
 bool LineReader::fill() {
   if (eof_) return false;
-  buf_.resize(kChunk);
-  const int n = gzread(static_cast<gzFile>(gz_), buf_.data(), static_cast<unsigned>(kChunk));
-  if (n < 0) {
-    int err = 0;
-    const char* msg = gzerror(static_cast<gzFile>(gz_), &err);
-    throw DataError(path_ + ": read error after line " + std::to_string(line_no_) + " (" +
-                    (err == Z_ERRNO ? std::strerror(errno) : msg) + ")");
-  }
-  buf_.resize(static_cast<size_t>(n));
+  buf_.clear();
   pos_ = 0;
-  if (n == 0) {
-    int err = 0;
-    const char* msg = gzerror(static_cast<gzFile>(gz_), &err);
-    if (err != Z_OK && err != Z_BUF_ERROR)
-      throw DataError(path_ + ": read error after line " + std::to_string(line_no_) + " (" + msg + ")");
-    if (err == Z_BUF_ERROR)
-      throw DataError(path_ + ": the gzip stream ends early, after line " + std::to_string(line_no_) +
-                      " (a truncated .gz file)");
-    eof_ = true;
-    return false;
+  if (!z_) {
+    buf_.resize(kChunk);
+    const size_t n = read_raw(buf_.data(), buf_.size());
+    buf_.resize(n);
+    if (n == 0) eof_ = true;
+    return n > 0;
   }
-  return true;
+  auto* z = static_cast<z_stream*>(z_);
+  buf_.resize(kChunk);
+  while (true) {
+    if (raw_pos_ >= raw_.size() && !raw_eof_) {
+      raw_.resize(kChunk);
+      const size_t n = read_raw(raw_.data(), raw_.size());
+      raw_.resize(n);
+      raw_pos_ = 0;
+      raw_eof_ = n == 0;
+    }
+    z->next_in = reinterpret_cast<Bytef*>(raw_.data() + raw_pos_);
+    z->avail_in = static_cast<uInt>(raw_.size() - raw_pos_);
+    z->next_out = reinterpret_cast<Bytef*>(buf_.data());
+    z->avail_out = static_cast<uInt>(buf_.size());
+    const bool in_member = z->total_in > 0 || z->avail_in > 0;
+    const int rc = inflate(z, Z_NO_FLUSH);
+    raw_pos_ = raw_.size() - z->avail_in;
+    const size_t produced = buf_.size() - z->avail_out;
+    if (rc == Z_STREAM_END) {
+      inflateReset(z);  // one gzip member done; another may follow (concatenated .gz files)
+    } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+      throw DataError(path_ + ": corrupt gzip data after line " + std::to_string(line_no_) + " (" +
+                      (z->msg ? z->msg : "inflate error " + std::to_string(rc)) + ")");
+    }
+    if (produced > 0) {
+      buf_.resize(produced);
+      return true;
+    }
+    if (raw_eof_ && raw_pos_ >= raw_.size()) {
+      if (rc != Z_STREAM_END && in_member && z->total_in > 0)
+        throw DataError(path_ + ": the gzip stream ends early, after line " + std::to_string(line_no_) +
+                        " (a truncated .gz file)");
+      eof_ = true;
+      return false;
+    }
+  }
 }
 
 bool LineReader::next(std::string& line, bool* too_long) {

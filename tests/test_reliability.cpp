@@ -51,13 +51,7 @@ class ReliabilityTest : public TempDirTest {
     return tmp_ / name;
   }
   // Runs the command line; returns the exit code, stderr in *err.
-  int air(const std::vector<std::string>& args, std::string* err = nullptr) {
-    testing::internal::CaptureStderr();
-    const int rc = cli::run(args);
-    const std::string e = testing::internal::GetCapturedStderr();
-    if (err) *err = e;
-    return rc;
-  }
+  int air(const std::vector<std::string>& args, std::string* err = nullptr) { return run_air(args, err); }
   std::vector<std::string> score_args(const fs::path& data, const fs::path& out) {
     return {"score", "--model", model_dir("stories260K").string(), "--data", data.string(), "--out",
             out.string(), "--num-heads", "2", "--threads", "1"};

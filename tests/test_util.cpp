@@ -1,6 +1,7 @@
 #include "test_util.h"
 
 #include "air/safetensors.h"
+#include "cli/cli.h"
 
 #include <cstdlib>
 #include <fstream>
@@ -92,6 +93,14 @@ fs::path TempDirTest::copy_fixture(const std::string& fixture, const std::string
                     fs::perm_options::add);
   }
   return dst;
+}
+
+int run_air(const std::vector<std::string>& args, std::string* err) {
+  testing::internal::CaptureStderr();
+  const int rc = cli::run(args);
+  const std::string e = testing::internal::GetCapturedStderr();
+  if (err) *err = e;
+  return rc;
 }
 
 }  // namespace air::test

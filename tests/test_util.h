@@ -24,6 +24,9 @@ void write_text(const fs::path& path, const std::string& text);
 // Where parity tests run: AIR_TEST_DEVICE (default cpu) and AIR_TEST_DTYPE (default fp32).
 RuntimeOptions test_runtime();
 
+// Runs an air command line in this process; returns the exit code, stderr in *err.
+int run_air(const std::vector<std::string>& args, std::string* err = nullptr);
+
 // One tensor to write into a safetensors file.
 struct RawTensor {
   std::string name;

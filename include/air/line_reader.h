@@ -33,10 +33,15 @@ class LineReader {
 
  private:
   bool fill();
+  size_t read_raw(char* into, size_t n);  // read(2) what is there (a pipe gives what it has)
 
   std::string path_;
   size_t max_bytes_;
-  void* gz_ = nullptr;  // gzFile
+  int fd_ = -1;
+  void* z_ = nullptr;  // z_stream, for gzip input
+  std::string raw_;    // compressed bytes not yet inflated
+  size_t raw_pos_ = 0;
+  bool raw_eof_ = false;
   std::string buf_;
   size_t pos_ = 0;
   bool eof_ = false, compressed_ = false;

@@ -2,6 +2,7 @@
 
 #include "air/output.h"
 #include "cli/cli.h"
+#include "cli/io.h"
 #include "cli/probe_flags.h"
 
 #include <CLI/CLI.hpp>
@@ -39,6 +40,7 @@ void register_probe(CLI::App& app) {
                    {"probe items (--probe-data)", opt->probe.probe_data},
                    {"probe text (--probe-text)", opt->probe.probe_text}});
     check_writable(opt->out);
+    check_jsonl(opt->data);
     const LoadedModel m = load_model(opt->model, opt->runtime);
     const CorpusSetup corpus = make_corpus_setup(opt->corpus, opt->model);
     check_tokenizer_fits(*corpus.tokenizer, m.checkpoint.config().vocab_size, opt->model);

@@ -29,6 +29,7 @@ void run_render(const RenderOptions& opt) {
                 {{"corpus (--data)", opt.data}, {"tokenizer (--tokenizer)", opt.tokenizer}});
   check_writable(opt.out);
   check_writable(rejects);
+  check_jsonl(opt.data);
   CorpusSetup setup = make_corpus_setup(opt.corpus, opt.tokenizer);
   spdlog::info("template {}, tokenizer {}", setup.tmpl.name, setup.tokenizer->kind());
   OutputFile out(opt.out);

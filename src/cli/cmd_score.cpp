@@ -176,6 +176,7 @@ OutputLock check_paths(const ScoreCmdOptions& opt, const ScorePaths& p) {
   }
   check_outputs(outputs, inputs);
   for (const auto& o : outputs) check_writable(o.path);
+  check_jsonl(opt.data);
   return OutputLock(opt.out);
 }
 

@@ -31,6 +31,11 @@ nlohmann::json parse_json_line(const std::string& line, const std::string& where
   }
 }
 
+void check_jsonl(const std::string& path) {
+  if (path.empty() || path == "-" || !std::filesystem::is_regular_file(path)) return;
+  LineReader probe(path);  // reads the first line only
+}
+
 void for_each_line(const std::string& path,
                    const std::function<void(const std::string&, int64_t)>& fn) {
   LineReader in(path);

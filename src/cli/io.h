@@ -23,6 +23,10 @@ std::string json_change(const std::string& what, const nlohmann::json& before, c
 // Parses one JSONL line; throws DataError "where: malformed JSON (...)".
 nlohmann::json parse_json_line(const std::string& line, const std::string& where);
 
+// A corpus that is a regular file is checked to be JSON Lines (not a JSON array, not one
+// document over several lines) before anything slow runs; DataError naming it otherwise.
+void check_jsonl(const std::string& path);
+
 // Calls fn(line, line_number) for each non-blank line of a JSONL file ("-" = stdin).
 // Throws DataError if the file cannot be read.
 void for_each_line(const std::string& path,
