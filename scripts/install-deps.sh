@@ -11,6 +11,7 @@ packages=(
   libutf8proc-dev
   libxxhash-dev
   zlib1g-dev
+  jq
   nlohmann-json3-dev
   libcli11-dev
   libspdlog-dev
