@@ -124,29 +124,47 @@ nlohmann::ordered_json template_to_json(const ChatTemplate& t) {
 }
 
 ChatTemplate template_from_json(const nlohmann::json& j) {
+  static const std::set<std::string> kKeys = {"name", "begin", "system", "user", "assistant", "tool", "reasoning",
+                                              "tool_call", "default_system", "system_in_user", "add_special_tokens",
+                                              "origin"};
+  if (!j.is_object()) throw UsageError("a template is a JSON object, got " + std::string(j.type_name()));
+  for (const auto& [key, value] : j.items())
+    if (!kKeys.count(key))
+      throw UsageError("unknown template entry \"" + key + "\" (known: name, begin, system, user, assistant, tool, "
+                       "reasoning, tool_call, default_system, system_in_user, add_special_tokens)");
+  auto text = [&](const nlohmann::json& obj, const std::string& key, const std::string& at) {
+    if (!obj.contains(key)) return std::string();
+    if (!obj[key].is_string())
+      throw UsageError("\"" + at + "\": expected a string, got " + std::string(obj[key].type_name()));
+    return obj[key].get<std::string>();
+  };
+  auto flag = [&](const std::string& key, bool fallback) {
+    if (!j.contains(key)) return fallback;
+    if (!j[key].is_boolean()) throw UsageError("\"" + key + "\": expected true or false, got " + j[key].dump());
+    return j[key].get<bool>();
+  };
   ChatTemplate t;
-  try {
-    t.name = j.value("name", "template");
-    t.begin = j.value("begin", "");
-    // Entries left out: a tool result is a user turn; reasoning goes in <think> markers.
-    t.reasoning = kThink;
-    bool has_tool = false;
-    for (auto [key, role] : {std::pair{"system", &t.system}, {"user", &t.user}, {"assistant", &t.assistant},
-                             {"tool", &t.tool}, {"reasoning", &t.reasoning}, {"tool_call", &t.tool_call}}) {
-      if (!j.contains(key)) continue;
-      if (!j[key].is_object())
-        throw UsageError(std::string("\"") + key + "\": expected an object {\"prefix\", \"suffix\"}, got " + j[key].type_name());
-      role->prefix = j[key].value("prefix", "");
-      role->suffix = j[key].value("suffix", "");
-      has_tool |= std::string(key) == "tool";
-    }
-    if (!has_tool) t.tool = t.user;
-    t.default_system = j.value("default_system", "");
-    t.system_in_user = j.value("system_in_user", false);
-    t.add_special_tokens = j.value("add_special_tokens", true);
-  } catch (const nlohmann::json::exception& e) {
-    throw UsageError(t.name + ": malformed template (" + e.what() + ")");
+  t.name = j.contains("name") ? text(j, "name", "name") : "template";
+  t.begin = text(j, "begin", "begin");
+  // Entries left out: a tool result is a user turn; reasoning goes in <think> markers; a
+  // template without a system entry puts the system message in the first user turn.
+  t.reasoning = kThink;
+  for (auto [key, role] : {std::pair{"system", &t.system}, {"user", &t.user}, {"assistant", &t.assistant},
+                           {"tool", &t.tool}, {"reasoning", &t.reasoning}, {"tool_call", &t.tool_call}}) {
+    if (!j.contains(key)) continue;
+    const nlohmann::json& e = j[key];
+    if (!e.is_object())
+      throw UsageError(std::string("\"") + key + "\": expected an object {\"prefix\", \"suffix\"}, got " + e.type_name());
+    for (const auto& [k, v] : e.items())
+      if (k != "prefix" && k != "suffix")
+        throw UsageError(std::string("\"") + key + "\": unknown entry \"" + k + "\" (expected prefix, suffix)");
+    role->prefix = text(e, "prefix", std::string(key) + ".prefix");
+    role->suffix = text(e, "suffix", std::string(key) + ".suffix");
   }
+  if (!j.contains("tool")) t.tool = t.user;
+  t.default_system = text(j, "default_system", "default_system");
+  t.system_in_user = flag("system_in_user", !j.contains("system"));
+  t.add_special_tokens = flag("add_special_tokens", true);
   return t;
 }
 

@@ -132,8 +132,10 @@ std::string content_text(const json& v, const std::string& at) {
     }
     if (!part.is_object()) throw DataError(pat + ": expected a content part object, got " + part.type_name());
     const std::string type = part.contains("type") && part["type"].is_string() ? part["type"].get<std::string>() : "text";
-    if (type != "text" || !part.contains("text") || !part["text"].is_string())
-      throw DataError(pat + ": a content part of type '" + type + "', not text: air scores text only");
+    if (type != "text") throw DataError(pat + ": a content part of type '" + type + "', not text: air scores text only");
+    if (!part.contains("text") || !part["text"].is_string())
+      throw DataError(pat + ": a text part needs a string 'text', got " +
+                      (part.contains("text") ? std::string(part["text"].type_name()) : std::string("none")));
     out += part["text"].get<std::string>();
   }
   return out;
@@ -182,16 +184,16 @@ std::vector<Message> from_turns(const json& arr, const char* list) {
     Message msg;
     msg.role = role_of(m[role_key].get<std::string>());
     if (msg.role == "assistant") msg.tool_calls = tool_calls(m, at);
-    if (!m.contains(content_key) && msg.tool_calls.empty())
-      throw DataError(at + ": missing field 'content' (or 'value')");
-    msg.content = m.contains(content_key) ? content_text(m[content_key], at + "." + content_key) : "";
-    if (m.contains(content_key) && m[content_key].is_null() && msg.tool_calls.empty())
-      throw DataError(at + ": 'content' is null and there are no tool calls");
-    for (const char* key : {"reasoning_content", "reasoning", "thinking"})
-      if (msg.role == "assistant" && m.contains(key) && m[key].is_string() && !m[key].get<std::string>().empty()) {
-        msg.reasoning = m[key].get<std::string>();
-        break;
-      }
+    for (const char* key : {"reasoning_content", "reasoning", "thinking"}) {
+      if (msg.role != "assistant" || !m.contains(key) || m[key].is_null()) continue;
+      if (!m[key].is_string())
+        throw DataError(at + "." + key + ": expected a string, got " + std::string(m[key].type_name()));
+      if (msg.reasoning.empty()) msg.reasoning = m[key].get<std::string>();
+    }
+    const bool has_content = m.contains(content_key) && !m[content_key].is_null();
+    if (!has_content && msg.tool_calls.empty() && msg.reasoning.empty())
+      throw DataError(at + ": no '" + std::string(content_key) + "' (or it is null), and no tool calls or reasoning");
+    msg.content = has_content ? content_text(m[content_key], at + "." + content_key) : "";
     out.push_back(std::move(msg));
   }
   return out;
@@ -252,6 +254,25 @@ CorpusFormat parse_corpus_format(const std::string& name) {
                    "': expected auto, messages, sharegpt, alpaca or prompt-response");
 }
 
+void check_corpus_options(const CorpusOptions& opt) {
+  std::vector<std::string> names = opt.response_fields;
+  if (!opt.prompt_field.empty()) names.push_back(opt.prompt_field);
+  for (const auto& f : names) {
+    const FieldRef ref = parse_field(f);
+    if (ref.name.empty() || ref.name.find_first_of("[]") != std::string::npos)
+      throw UsageError("field name '" + f + "': expected NAME or NAME[i] with i a whole number");
+  }
+  for (size_t i = 0; i < opt.response_fields.size(); ++i)
+    for (size_t k = i + 1; k < opt.response_fields.size(); ++k)
+      if (opt.response_fields[i] == opt.response_fields[k])
+        throw UsageError("response field '" + opt.response_fields[i] + "' is named twice");
+  if (!opt.response_fields.empty() && opt.format != CorpusFormat::kAuto && opt.format != CorpusFormat::kPromptResponse)
+    throw UsageError("response fields are named, which reads records as prompt-response, but another format is forced");
+  if (!opt.prompt_field.empty() &&
+      (opt.format == CorpusFormat::kMessages || opt.format == CorpusFormat::kShareGpt || opt.format == CorpusFormat::kAlpaca))
+    throw UsageError("a prompt field is named, but the forced format takes the prompt from its own fields");
+}
+
 Record parse_record(const std::string& line, int64_t line_no, const CorpusOptions& opt) {
   if (auto bad = find_invalid_utf8(line))
     throw DataError("invalid UTF-8 at byte " + std::to_string(*bad) + " of the line");
@@ -273,6 +294,9 @@ Record parse_record(const std::string& line, int64_t line_no, const CorpusOption
   std::set<std::string> known;  // reference fields a known layout leaves on purpose
   // A prompt/response record: the prompt (when there is one), then the response fields joined.
   auto pair = [&](const std::string& prompt, const std::vector<std::string>& response, const std::string& name) {
+    for (const auto& f : response)
+      if (!prompt.empty() && parse_field(f).name == parse_field(prompt).name)
+        throw DataError("field '" + prompt + "' would be both the prompt and the response; name the response field");
     if (!prompt.empty()) rec.messages.push_back({"user", r.text(prompt)});
     rec.messages.push_back({"assistant", joined(r, response)});
     rec.layout = (name.empty() ? "" : name + ": ") + (prompt.empty() ? "(no prompt)" : prompt) + " -> " +
@@ -357,13 +381,18 @@ Record parse_record(const std::string& line, int64_t line_no, const CorpusOption
       break;
     }
   }
+  if (!opt.prompt_field.empty() && (f == CorpusFormat::kMessages || f == CorpusFormat::kShareGpt || f == CorpusFormat::kAlpaca))
+    rec.layout += " (the named prompt field is not used)";
   // A top-level system prompt (Bespoke-Stratos, OpenThoughts) where the turns have none.
   if (r.has("system") && !j["system"].is_string())
     throw DataError("field 'system': expected a string, got " + std::string(j["system"].type_name()));
-  if (r.has_string("system") && !j["system"].get<std::string>().empty() &&
-      std::none_of(rec.messages.begin(), rec.messages.end(), [](const Message& m) { return m.role == "system"; })) {
+  const bool turns_have_system =
+      std::any_of(rec.messages.begin(), rec.messages.end(), [](const Message& m) { return m.role == "system"; });
+  if (r.has_string("system") && !j["system"].get<std::string>().empty() && !turns_have_system) {
     rec.messages.insert(rec.messages.begin(), {"system", r.at("system").get<std::string>()});
     rec.layout += " + system";
+  } else if (turns_have_system) {
+    known.insert("system");  // the turns' own system message wins
   }
   if (rec.messages.empty() || rec.messages.back().role != "assistant")
     throw DataError("the last message must be the assistant's response");

@@ -38,7 +38,7 @@ void write_heads_file(const std::string& path, const HeadsFileInfo& info, const 
   for (const auto& hs : r.ranked)
     if (selected.contains(hs.head)) sel.push_back({hs.head.layer, hs.head.head});
   j["selected"] = sel;
-  const Separation sep = separation(r.ranked, selected);
+  const Separation sep = separation(r, selected);
   j["separation"] = {{"weakest_selected", sep.weakest_selected},
                      {"strongest_unselected", sep.strongest_unselected},
                      {"gap", sep.gap},
@@ -46,6 +46,8 @@ void write_heads_file(const std::string& path, const HeadsFileInfo& info, const 
                      {"spread", sep.spread},
                      {"z_mean_selected", sep.z_mean_selected},
                      {"z_weakest_selected", sep.z_weakest_selected},
+                     {"items_counted", sep.items_counted},
+                     {"model_could_do_items", sep.model_could_do_items},
                      {"distinct", sep.distinct}};
   nlohmann::json all = nlohmann::json::array();
   for (size_t i = 0; i < r.ranked.size(); ++i)

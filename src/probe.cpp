@@ -242,24 +242,34 @@ ProbeResult run_probe(const nn::CausalLM& model, const std::vector<ProbeItem>& i
 }
 
 HeadSet select_heads(const std::vector<HeadScore>& ranked, int64_t total, const HeadSelection& sel) {
+  if (ranked.empty()) throw UsageError("no head to select from");
+  const int64_t n = static_cast<int64_t>(ranked.size());
   int64_t k;
   if (sel.num_heads > 0) {
+    if (sel.num_heads > n)
+      throw UsageError("num_heads " + std::to_string(sel.num_heads) + ": the model has " + std::to_string(n) + " heads");
     k = sel.num_heads;
   } else if (sel.min_score >= 0) {
     k = 0;
-    while (k < static_cast<int64_t>(ranked.size()) && ranked[k].score >= sel.min_score) ++k;
+    while (k < n && ranked[k].score >= sel.min_score) ++k;
+    if (k == 0)
+      throw UsageError("min_score " + std::to_string(sel.min_score) + ": no head reaches it (the best has R_h " +
+                       std::to_string(ranked[0].score) + ")");
   } else {
-    if (sel.delta <= 0 || sel.delta > 1) throw UsageError("--delta must be in (0, 1]");
+    if (sel.delta <= 0 || sel.delta > 1) throw UsageError("delta must be in (0, 1]");
     k = static_cast<int64_t>(std::floor(sel.delta * static_cast<double>(total) + 1e-9));
   }
-  k = std::clamp<int64_t>(k, 1, static_cast<int64_t>(ranked.size()));
+  k = std::clamp<int64_t>(k, 1, n);
   std::vector<Head> heads;
   for (int64_t i = 0; i < k; ++i) heads.push_back(ranked[i].head);
   return HeadSet(heads);
 }
 
-Separation separation(const std::vector<HeadScore>& ranked, const HeadSet& selected) {
+Separation separation(const ProbeResult& result, const HeadSet& selected) {
+  const std::vector<HeadScore>& ranked = result.ranked;
   Separation sep;
+  sep.items_counted = result.items_counted;
+  sep.model_could_do_items = !result.counted_all;
   if (ranked.empty()) return sep;
   std::vector<double> all;
   double selected_sum = 0;
@@ -296,7 +306,8 @@ Separation separation(const std::vector<HeadScore>& ranked, const HeadSet& selec
     sep.z_mean_selected = (selected_sum / static_cast<double>(n_selected) - sep.median) / sep.spread;
     sep.z_weakest_selected = (sep.weakest_selected - sep.median) / sep.spread;
   }
-  sep.distinct = n_selected > 0 && sep.z_mean_selected >= kMinSeparationZ;
+  sep.distinct = n_selected > 0 && sep.z_mean_selected >= kMinSeparationZ && sep.model_could_do_items &&
+                 sep.items_counted >= kMinCountedItems;
   return sep;
 }
 

@@ -28,7 +28,7 @@ std::vector<Step> StepSplitter::split(std::string_view text,
                                       const std::vector<size_t>& starts) const {
   // 1. Byte pieces: each ends with its delimiter.
   std::vector<std::pair<size_t, size_t>> m;
-  impl_->re.find_all(text, m);
+  impl_->re.find_all(text, m, /*keep_empty=*/true);  // a lookahead alone cuts before what it sees
   std::vector<Step> pieces;
   size_t prev = 0;
   for (auto [b, e] : m) {

@@ -5,6 +5,7 @@
 #include "air/error.h"
 #include "air/line_reader.h"
 #include "air/probe.h"
+#include "air/steps.h"
 #include "test_util.h"
 
 #include <zlib.h>
@@ -28,6 +29,8 @@ std::string error_of(const json& j, const CorpusOptions& opt = {}) {
 }
 
 fs::path tok_dir(const std::string& n) { return fs::path(AIR_TEST_DATA_DIR) / "tokenizers" / n; }
+
+class LayoutFileTest : public TempDirTest {};
 
 // Sky-T1 evaluation output: the trace is in `code`, the reference answer a number.
 TEST(LayoutTest, SkyT1ScoresTheTraceNotTheReferenceAnswer) {
@@ -87,12 +90,12 @@ TEST(LayoutTest, TopLevelSystemIsUsed) {
   EXPECT_EQ(r.messages[0].role, "system");
   EXPECT_EQ(r.messages[0].content, "Think step by step.");
   EXPECT_NE(r.layout.find("+ system"), std::string::npos);
-  // A system message in the turns wins; the top-level one is then left (and reported when long).
+  // A system message in the turns wins; the top-level one is then left, on purpose (no warning).
   const Record m = parse({{"system", std::string(100, 'x')},
                           {"messages", {{{"role", "system"}, {"content", "S"}}, {{"role", "user"}, {"content", "Q"}},
                                         {{"role", "assistant"}, {"content", "A"}}}}});
   EXPECT_EQ(m.messages[0].content, "S");
-  EXPECT_EQ(m.unused, std::vector<std::string>{"system"});
+  EXPECT_TRUE(m.unused.empty());
 }
 
 TEST(LayoutTest, MessagesWithReasoningContentPartsAndTools) {
@@ -146,7 +149,55 @@ TEST(LayoutTest, LongerFieldsLeftUnusedAreReported) {
   EXPECT_EQ(r.unused, (std::vector<std::string>{"alternatives", "my_trace"}));
 }
 
-TEST_F(TempDirTest, ReadCorpusTellsLayoutsUnusedFieldsAndSingleSteps) {
+// Settings that cannot mean what they say are refused, not half-followed.
+TEST(LayoutTest, FieldNamesAndFormatsThatCannotWorkAreRefused) {
+  const json gsm = {{"question", "Q"}, {"answer", "A"}};
+  CorpusOptions o;
+  o.prompt_field = "answer";  // the pair's response as the prompt: the answer would predict itself
+  EXPECT_NE(error_of(gsm, o).find("both the prompt and the response"), std::string::npos);
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"generations["}, {"generations[-1]"}, {""}, {"a", "a"}}) {
+    CorpusOptions b;
+    b.response_fields = bad;
+    EXPECT_THROW(check_corpus_options(b), UsageError) << bad[0];
+  }
+  CorpusOptions forced;
+  forced.format = CorpusFormat::kMessages;
+  forced.response_fields = {"answer"};
+  EXPECT_THROW(check_corpus_options(forced), UsageError);
+  forced.response_fields.clear();
+  forced.prompt_field = "question";
+  EXPECT_THROW(check_corpus_options(forced), UsageError);
+  CorpusOptions fine;
+  fine.response_fields = {"generations[0]", "answer"};
+  EXPECT_NO_THROW(check_corpus_options(fine));
+}
+
+TEST(LayoutTest, MessageFieldsOfTheWrongTypeSayWhich) {
+  auto turns = [](const json& assistant) {
+    return json{{"messages", {{{"role", "user"}, {"content", "Q"}}, assistant}}};
+  };
+  // Reasoning alone is a response.
+  const Record r = parse(turns({{"role", "assistant"}, {"content", nullptr}, {"reasoning_content", "thinking"}}));
+  EXPECT_EQ(r.messages.back().reasoning, "thinking");
+  EXPECT_NE(error_of(turns({{"role", "assistant"}, {"content", "A"}, {"reasoning_content", 5}})).find("reasoning_content: expected a string"),
+            std::string::npos);
+  EXPECT_NE(error_of(turns({{"role", "assistant"}, {"content", {{{"type", "text"}, {"text", 5}}}}})).find("needs a string 'text', got number"),
+            std::string::npos);
+  EXPECT_NE(error_of(turns({{"role", "assistant"}, {"content", nullptr}})).find("no tool calls or reasoning"), std::string::npos);
+}
+
+TEST(StepsZeroWidthTest, ALookaheadAloneCutsBeforeWhatItSees) {
+  const std::string t = "First we add. Wait, that is wrong. Alternatively subtract.";
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < t.size(); i += 3) starts.push_back(i);
+  const auto s = StepSplitter("(?=Wait|Alternatively)", 1).split(t, starts);
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(t.substr(s[1].begin, 4), "Wait");
+  EXPECT_EQ(t.substr(s[2].begin, 13), "Alternatively");
+}
+
+TEST_F(LayoutFileTest, ReadCorpusTellsLayoutsUnusedFieldsAndSingleSteps) {
   const fs::path p = tmp_ / "c.jsonl";
   write_text(p, "{\"question\": \"Q\", \"answer\": \"A one.\", \"trace\": \"" + std::string(80, 't') + "\"}\n"
                 "{\"question\": \"Q\", \"answer\": \"A two.\", \"trace\": \"" + std::string(80, 't') + "\"}\n"
@@ -167,7 +218,7 @@ TEST_F(TempDirTest, ReadCorpusTellsLayoutsUnusedFieldsAndSingleSteps) {
   EXPECT_NE(notices[1].second.find("'trace'"), std::string::npos);
 }
 
-TEST_F(TempDirTest, TemplateFilesNeedUserAndAssistantAndRoundTripThroughJson) {
+TEST_F(LayoutFileTest, TemplateFilesNeedUserAndAssistantAndRoundTripThroughJson) {
   write_text(tmp_ / "t.json", R"({"user": {"prefix": "Q: "}, "system": {"prefix": "S: "}})");
   try {
     load_chat_template((tmp_ / "t.json").string());
@@ -175,6 +226,22 @@ TEST_F(TempDirTest, TemplateFilesNeedUserAndAssistantAndRoundTripThroughJson) {
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("\"assistant\""), std::string::npos) << e.what();
   }
+  for (const auto& [text, what] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"user": {"prefix": "Q: "}, "asistant": {}, "assistant": {}})", "\"asistant\""},
+           {R"({"user": {"prefix": 5}, "assistant": {}})", "\"user.prefix\": expected a string, got number"},
+           {R"({"user": {}, "assistant": {}, "system_in_user": "yes"})", "\"system_in_user\": expected true or false"}}) {
+    write_text(tmp_ / "t.json", text);
+    try {
+      load_chat_template((tmp_ / "t.json").string());
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  }
+  // No system entry: the system message goes into the first user turn, not glued to its prefix.
+  write_text(tmp_ / "t.json", R"({"user": {"prefix": "U: ", "suffix": "\n"}, "assistant": {"prefix": "A: "}})");
+  EXPECT_EQ(render(load_chat_template((tmp_ / "t.json").string()), {{"system", "S"}, {"user", "Q"}, {"assistant", "R"}}).text,
+            "U: S\n\nQ\nA: R");
   for (const std::string name : {"chatml", "qwen2.5", "llama3", "mistral", "plain"}) {
     const ChatTemplate t = load_chat_template(name, "\n### ");
     const ChatTemplate back = template_from_json(json::parse(template_to_json(t).dump()));
@@ -208,7 +275,7 @@ void write_gzip(const fs::path& p, const std::string& text, size_t keep = std::s
   write_text(p, bytes.substr(0, std::min(keep, bytes.size())));
 }
 
-TEST_F(TempDirTest, LineReaderReadsGzipAndRefusesJsonArrays) {
+TEST_F(LayoutFileTest, LineReaderReadsGzipAndRefusesJsonArrays) {
   std::string text;
   for (int i = 0; i < 3000; ++i) text += "{\"i\": " + std::to_string(i) + ", \"pad\": \"" + std::string(i % 97, 'x') + "\"}\n";
   write_gzip(tmp_ / "c.jsonl.gz", text);
@@ -244,11 +311,15 @@ TEST_F(TempDirTest, LineReaderReadsGzipAndRefusesJsonArrays) {
   EXPECT_EQ(line, "[1, 2, 3]");
 }
 
-std::vector<HeadScore> ranking(const std::vector<double>& scores) {
-  std::vector<HeadScore> r;
-  for (size_t i = 0; i < scores.size(); ++i) r.push_back({{static_cast<int64_t>(i / 8), static_cast<int64_t>(i % 8)}, scores[i]});
-  std::sort(r.begin(), r.end(), [](const HeadScore& a, const HeadScore& b) { return a.score > b.score; });
-  return r;
+ProbeResult ranking(const std::vector<double>& scores, int64_t items = 32, bool counted_all = false) {
+  ProbeResult p;
+  for (size_t i = 0; i < scores.size(); ++i)
+    p.ranked.push_back({{static_cast<int64_t>(i / 8), static_cast<int64_t>(i % 8)}, scores[i]});
+  std::sort(p.ranked.begin(), p.ranked.end(), [](const HeadScore& a, const HeadScore& b) { return a.score > b.score; });
+  p.items_total = 32;
+  p.items_counted = items;
+  p.counted_all = counted_all;
+  return p;
 }
 
 // Heads whose scores come from one bell-shaped distribution are noise, whatever the top few
@@ -259,7 +330,7 @@ TEST(SeparationTest, TellsNoiseFromCopyHeads) {
   std::vector<double> scores;
   for (int i = 0; i < 448; ++i) scores.push_back(noise(rng));
   auto r = ranking(scores);
-  HeadSet top = select_heads(r, 448, HeadSelection{});
+  HeadSet top = select_heads(r.ranked, 448, HeadSelection{});
   Separation s = separation(r, top);
   EXPECT_FALSE(s.distinct) << s.z_mean_selected;
   EXPECT_GT(s.z_mean_selected, 1.0);
@@ -267,10 +338,23 @@ TEST(SeparationTest, TellsNoiseFromCopyHeads) {
   r = ranking(scores);
   HeadSelection six;
   six.num_heads = 6;
-  s = separation(r, select_heads(r, 448, six));
+  const HeadSet chosen = select_heads(r.ranked, 448, six);
+  s = separation(r, chosen);
   EXPECT_TRUE(s.distinct) << s.z_mean_selected;
   EXPECT_NEAR(s.weakest_selected, 0.6, 1e-12);
   EXPECT_GT(s.gap, 0.4);
+  // The same scores from items the model could not do, or from a handful, are not evidence.
+  EXPECT_FALSE(separation(ranking(scores, 32, true), chosen).distinct);
+  EXPECT_FALSE(separation(ranking(scores, 3), chosen).distinct);
+  // Selection rules that cannot be met are refused, not bent.
+  HeadSelection many;
+  many.num_heads = 449;
+  EXPECT_THROW(select_heads(r.ranked, 448, many), UsageError);
+  HeadSelection high;
+  high.min_score = 0.9;
+  EXPECT_THROW(select_heads(r.ranked, 448, high), UsageError);
+  high.min_score = 0.0;  // every head reaches 0
+  EXPECT_EQ(select_heads(r.ranked, 448, high).size(), 448u);
 }
 
 }  // namespace

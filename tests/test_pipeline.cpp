@@ -294,7 +294,10 @@ TEST_F(PipelineTest, ResumeContinuesARunCutShort) {
   auto score = [&](const fs::path& data, const fs::path& out, std::vector<std::string> extra) {
     std::vector<std::string> args{"score", "--model", model, "--data", data.string(), "--out",
                                   out.string(), "--num-heads", "2", "--window", "2"};
-    args.insert(args.end(), extra.begin(), extra.end());
+    for (size_t i = 0; i < extra.size(); ++i) {
+      if (extra[i] == "--heads" && i + 1 < extra.size()) use_heads(args, extra[++i]);
+      else args.push_back(extra[i]);
+    }
     return cli::run(args);
   };
   const fs::path ref = tmp_ / "ref.jsonl", out = tmp_ / "s.jsonl";

@@ -262,7 +262,8 @@ TEST_F(ReliabilityTest, SpecialFilesAreWrittenInPlace) {
   fs::remove(f);
   FifoReader scored(f);
   auto args = score_args(c, f);
-  args.insert(args.end(), {"--heads", (s.string() + ".heads.json"), "--meta", (tmp_ / "fifo.meta.json").string()});
+  use_heads(args, s.string() + ".heads.json");
+  args.insert(args.end(), {"--meta", (tmp_ / "fifo.meta.json").string()});
   EXPECT_EQ(air(args), 0);
   const std::string text = scored.finish();
   EXPECT_TRUE(is_fifo_file(f));
@@ -624,7 +625,7 @@ TEST_F(ReliabilityTest, SilentFallbacksNowWarn) {
 
   write_text(tmp_ / "h.json", R"({"selected": [[0, 1], [2, 3]]})");
   auto args = score_args(corpus(2), tmp_ / "s.jsonl");
-  args.insert(args.end(), {"--heads", (tmp_ / "h.json").string()});
+  use_heads(args, (tmp_ / "h.json").string());
   EXPECT_EQ(air(args, &err), 0);
   EXPECT_NE(err.find("no model fingerprint"), std::string::npos) << err;
 }
@@ -697,7 +698,8 @@ TEST_F(DiskFullTest, FullDiskIsExitFiveAndResumable) {
             0);
   auto run = [&](const fs::path& out, bool resume, std::string* err) {
     auto a = score_args(c, out);
-    a.insert(a.end(), {"--heads", heads.string(), "--window", "4", "--emit-token-scores"});
+    use_heads(a, heads.string());
+    a.insert(a.end(), {"--window", "4", "--emit-token-scores"});
     if (resume) a.push_back("--resume");
     return air(a, err);
   };

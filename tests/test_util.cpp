@@ -95,6 +95,15 @@ fs::path TempDirTest::copy_fixture(const std::string& fixture, const std::string
   return dst;
 }
 
+void use_heads(std::vector<std::string>& args, const std::string& heads) {
+  for (size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--num-heads") {
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      break;
+    }
+  args.insert(args.end(), {"--heads", heads});
+}
+
 int run_air(const std::vector<std::string>& args, std::string* err) {
   testing::internal::CaptureStderr();
   const int rc = cli::run(args);

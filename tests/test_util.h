@@ -24,6 +24,10 @@ void write_text(const fs::path& path, const std::string& text);
 // Where parity tests run: AIR_TEST_DEVICE (default cpu) and AIR_TEST_DTYPE (default fp32).
 RuntimeOptions test_runtime();
 
+// Gives a score command line its heads file: appends --heads FILE and takes out --num-heads N
+// (a probe setting, refused together with --heads).
+void use_heads(std::vector<std::string>& args, const std::string& heads);
+
 // Runs an air command line in this process; returns the exit code, stderr in *err.
 int run_air(const std::vector<std::string>& args, std::string* err = nullptr);
 

@@ -40,6 +40,10 @@ struct CorpusOptions {
   std::string id_field = "id";               // record id field (absent = the line number)
 };
 
+// Throws UsageError for field names that are not NAME or NAME[i], a response field named twice,
+// and fields named with a format that does not read them.
+void check_corpus_options(const CorpusOptions& opt);
+
 // One corpus record as a conversation whose last message is the assistant response.
 struct Record {
   int64_t line = 0;             // 1-based line in the corpus file

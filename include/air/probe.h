@@ -80,7 +80,8 @@ struct ProbeResult {
 ProbeResult run_probe(const nn::CausalLM& model, const std::vector<ProbeItem>& items,
                       const ProbeOptions& opt);
 
-// The critical set from a ranking over `total_heads` heads.
+// The critical set from a ranking over `total_heads` heads. Throws UsageError for num_heads
+// above the heads there are, or a min_score no head reaches.
 HeadSet select_heads(const std::vector<HeadScore>& ranked, int64_t total_heads,
                      const HeadSelection& sel);
 
@@ -97,9 +98,14 @@ struct Separation {
   double median = 0, spread = 0;    // over all heads; spread = 1.4826 MAD (or the sd)
   double z_mean_selected = 0;       // the selected heads' mean R_h, in spread units above the median
   double z_weakest_selected = 0;    // the weakest selected head's R_h, likewise
-  bool distinct = false;            // z_mean_selected >= kMinSeparationZ
+  int64_t items_counted = 0;        // items that entered R_h
+  bool model_could_do_items = false;  // some item was mostly right (else all were counted)
+  // z_mean_selected >= kMinSeparationZ, from at least kMinCountedItems items the model got
+  // mostly right: copy rates of items a model cannot do, or of a handful, are noise.
+  bool distinct = false;
 };
 constexpr double kMinSeparationZ = 4.0;
-Separation separation(const std::vector<HeadScore>& ranked, const HeadSet& selected);
+constexpr int64_t kMinCountedItems = 8;
+Separation separation(const ProbeResult& result, const HeadSet& selected);
 
 }  // namespace air

@@ -288,7 +288,7 @@ void run_score(const ScoreCmdOptions& given) {
                m.device.str(), dtype_name(m.dtype), heads.to_string(), corpus.tmpl.name);
 
   // Records already scored are checked against the corpus (same line, same id) and skipped.
-  int64_t scored = 0, errors = 0, tokens = 0;
+  int64_t scored = 0, errors = 0, tokens = 0, single_step_before = 0;
   size_t next_done = 0;
   auto already_done = [&](int64_t line, const std::string& id, const std::string& hash) {
     if (next_done >= done.lines.size()) return false;
@@ -307,6 +307,7 @@ void run_score(const ScoreCmdOptions& given) {
     else if (!d.rejected) {
       ++scored;
       tokens += d.tokens;
+      single_step_before += d.single_step;
     }
     return true;
   };
@@ -337,7 +338,9 @@ void run_score(const ScoreCmdOptions& given) {
   const double previous_seconds = done.seconds;
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
   ScoreWriter out(opt.out, run, done.from, done.bytes);
-  out.set_time(previous_seconds, done.runs, elapsed);
+  int64_t written = 0;  // records written in this run
+  out.set_time(previous_seconds, done.runs,
+               [&] { return nlohmann::json{{"wall_seconds", elapsed()}, {"records", written}}; });
   auto flush = [&] {
     if (window.empty()) return;
     std::vector<const Sample*> batch;
@@ -362,11 +365,13 @@ void run_score(const ScoreCmdOptions& given) {
           spdlog::warn("{}:{}: {}", opt.data, s->record.line, r.error);
         }
         out.stream() << score_line(*s, r).dump() << "\n";
+        ++written;
       } else {
         const Reject& rj = std::get<Reject>(e);
         nlohmann::ordered_json j{{"id", rj.id}, {"line", rj.line}, {"line_hash", line_hash(rj.raw)},
                                  {"error", rj.reason}, {"rejected", true}};
         out.stream() << j.dump() << "\n";
+        ++written;
       }
     }
     out.flush();
@@ -416,7 +421,7 @@ void run_score(const ScoreCmdOptions& given) {
                     {"truncated", st.truncated + truncated_before},
                     {"response_tokens", tokens},
                     {"resumed", static_cast<int64_t>(done.lines.size())},
-                    {"single_step", st.single_step}};
+                    {"single_step", st.single_step + single_step_before}};
   meta["layouts"] = st.layouts;
   if (!st.unused_fields.empty()) meta["unused_fields"] = st.unused_fields;
   meta["wall_seconds"] = previous_seconds + wall;

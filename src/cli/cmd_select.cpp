@@ -113,7 +113,13 @@ ScoreFiles read_scores(const std::vector<std::string>& paths) {
   std::map<std::pair<int64_t, std::string>, std::string> where;  // (line, hash) -> file:line of its record
   for (const std::string& path : paths) {
     try {
+      // The last line of a partial output that a kill cut short is left out, as --resume does.
+      std::uintmax_t whole = 0;
+      const bool partial = path.size() > 8 && path.compare(path.size() - 8, 8, ".partial") == 0;
+      const int64_t keep = partial ? static_cast<int64_t>(read_score_lines(path, &whole).size()) : -1;
+      int64_t seen = 0;
       for_each_line(path, [&](const std::string& line, int64_t n) {
+        if (keep >= 0 && seen++ >= keep) return;
         const std::string at = path + ":" + std::to_string(n);
         const nlohmann::json j = parse_json_line(line, at);
         if (!j.is_object() || !j.contains("line") || !j["line"].is_number_integer() || !j.contains("id") ||
@@ -143,7 +149,7 @@ ScoreFiles read_scores(const std::vector<std::string>& paths) {
     } catch (const DataError& e) {
       const std::string what = what_file_is(path);
       if (what.empty()) throw;
-      throw DataError(path + " is " + what + ", not a score file: give --scores the JSONL that `air score --out` wrote");
+      throw UsageError(path + " is " + what + ", not a score file: give --scores the JSONL that `air score --out` wrote");
     }
   }
   return out;
@@ -199,9 +205,10 @@ Scoring scoring_settings(const SelectOptions& opt) {
   for (const std::string& s : opt.scores) {
     const std::string mp = meta_path_of(s);
     if (mp.empty()) {
-      spdlog::warn("{}: no {}.meta.json beside it, so its scoring settings are unknown: records are read with "
+      const bool partial = s.size() > 8 && s.compare(s.size() - 8, 8, ".partial") == 0;
+      spdlog::warn("{}: no {} beside it, so its scoring settings are unknown: records are read with "
                    "--prompt-field/--response-field/--id-field as given here and cannot be checked to come from one run",
-                   s, s);
+                   s, partial ? s + ".json" : s + ".meta.json");
       continue;
     }
     std::ifstream in(mp);
@@ -223,6 +230,7 @@ Scoring scoring_settings(const SelectOptions& opt) {
   sc.corpus.prompt_field = opt.prompt_field;
   sc.corpus.response_fields = opt.response_fields;
   sc.tmpl = load_chat_template("plain");
+  with_context("--prompt-field/--response-field", [&] { check_corpus_options(sc.corpus); });
   if (metas.empty()) return sc;
   const nlohmann::json& m = metas[0].second;
   const nlohmann::json& o = m["options"];
@@ -232,10 +240,15 @@ Scoring scoring_settings(const SelectOptions& opt) {
     for (const auto& f : o["response_fields"])
       if (f.is_string()) response_fields.push_back(f.get<std::string>());
   if (!str("response_field").empty()) response_fields = {str("response_field")};  // files of earlier versions
+  std::string detected;
+  if (m.contains("layouts") && m["layouts"].is_object())
+    for (const auto& [layout, n] : m["layouts"].items()) detected += (detected.empty() ? "" : "; ") + layout;
   auto agree = [&](const char* flag, const std::string& given, const std::string& scored) {
-    if (!given.empty() && given != scored)
-      throw UsageError(std::string(flag) + " '" + given + "', but " + metas[0].first + " says the records were scored with '" +
-                       scored + "'; leave the flag out (select reads the records as scoring did)");
+    if (given.empty() || given == scored) return;
+    throw UsageError(std::string(flag) + " '" + given + "', but " + metas[0].first + " says the records were scored " +
+                     (scored.empty() ? "with none (their layout detected" + (detected.empty() ? "" : ": " + detected) + ")"
+                                     : "with '" + scored + "'") +
+                     "; leave the flag out (select reads the records as scoring did)");
   };
   std::string joined, given;
   for (const auto& f : response_fields) joined += (joined.empty() ? "" : ",") + f;
@@ -273,10 +286,10 @@ void run_select(const SelectOptions& opt) {
   check_writable(opt.out);
   check_writable(opt.weights_out);
 
+  const ScoreFiles scores = read_scores(opt.scores);
   const Scoring scoring = scoring_settings(opt);
   const CorpusOptions& co = scoring.corpus;
   const std::vector<CorpusLine> lines = read_lines(opt.data, co.id_field);
-  const ScoreFiles scores = read_scores(opt.scores);
   std::string scores_name = opt.scores[0];
   for (size_t i = 1; i < opt.scores.size(); ++i) scores_name += ", " + opt.scores[i];
   // The response text as scored, in which the steps' byte offsets lie.
@@ -310,12 +323,15 @@ void run_select(const SelectOptions& opt) {
   if (matched == 0 && !lines.empty() && !scores.entries.empty())
     throw DataError(scores_name + " holds no score of any of the " + std::to_string(lines.size()) + " records of " +
                     opt.data + " (none has the text of a scored record): the scores belong to another corpus, or it changed since");
+  if (missing && opt.allow_partial)
+    spdlog::warn("{} of the {} records of {} have no score and are left out (--allow-partial)", missing, lines.size(),
+                 opt.data);
   if (missing && !opt.allow_partial)
     throw DataError(scores_name + " does not cover " + opt.data + ": " + std::to_string(missing) + " of its " +
                     std::to_string(lines.size()) +
                     " records have no score (not scored, or changed since); use --allow-partial to select among the rest");
   if (static_cast<int64_t>(scores.entries.size()) > matched)
-    spdlog::info("{} of the {} scored records are not in {} (it is a subset of the scored corpus)",
+    spdlog::info("{} of the {} scored records are not in {} (a subset of the scored corpus is selected from)",
                  static_cast<int64_t>(scores.entries.size()) - matched, scores.entries.size(), opt.data);
 
   // Rank by score, ties by input order.
@@ -393,8 +409,8 @@ void run_select(const SelectOptions& opt) {
       if (!step.empty()) std::fprintf(stderr, "    most influential step (weight %.2f): %s\n", best, step.c_str());
     }
   }
-  spdlog::info("selected {} of {} scored records ({} records, {} not scorable, {} without a score) -> {}", k, n,
-               lines.size(), errors, missing, opt.out);
+  spdlog::info("selected {} of {} records with a score ({} records in {}, {} not scorable, {} without a score) -> {}",
+               k, n, lines.size(), opt.data, errors, missing, opt.out);
 }
 
 }  // namespace

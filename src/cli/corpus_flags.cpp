@@ -114,6 +114,7 @@ CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer
   s.options.corpus.format = parse_corpus_format(f.format);
   s.options.corpus.prompt_field = f.prompt_field;
   s.options.corpus.response_fields = f.response_fields;
+  with_context("--prompt-field/--response-field/--format", [&] { check_corpus_options(s.options.corpus); });
   s.options.on_notice = [](bool warning, int64_t line, const std::string& text) {
     if (!warning) {
       spdlog::info("records are read as {} (first at line {})", text, line);
@@ -125,7 +126,7 @@ CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer
     }
   };
   s.options.corpus.id_field = f.id_field;
-  if (f.max_length < -1) throw UsageError("--max-length must be >= 0");
+  if (f.max_length < -1) throw UsageError("--max-length must be >= 0 (0 = no limit)");
   s.options.sample.max_length = f.max_length >= 0 ? f.max_length : default_max_length(dir);
   s.options.sample.truncate = f.truncate;
   s.options.strict = f.strict;

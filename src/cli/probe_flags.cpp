@@ -111,7 +111,7 @@ void add_probe_flags(CLI::App& cmd, ProbeFlags& f) {
   auto* n = cmd.add_option("--num-heads", f.num_heads, "critical set: this many heads")
                 ->check(within("a count >= 1", 1, false, 1e9));
   auto* s = cmd.add_option("--min-score", f.min_score, "critical set: heads with R_h >= this")
-                ->check(within("a finite score", -1e300, false, 1e300));
+                ->check(within("a copy rate in [0, 1]", 0, false, 1));
   d->excludes(n)->excludes(s);
   n->excludes(s);
   f.options.insert(f.options.end(), {d, n, s});
@@ -251,16 +251,21 @@ HeadSet probe_and_write(const LoadedModel& m, const ProbeFlags& f, const CorpusS
            std::to_string(r.ranked[i].head.head) + " (" + std::to_string(r.ranked[i].score).substr(0, 6) + ")";
   spdlog::info("probe: {} of {} items counted; top heads {}; selected {} -> {}", r.items_counted,
                r.items_total, top, selected.to_string(), out);
-  const Separation sep = separation(r.ranked, selected);
+  const Separation sep = separation(r, selected);
   spdlog::info("probe: the selected heads stand {:.1f} robust standard deviations above the median head on average "
                "({:.1f} the weakest; R_h median {:.4f}, spread {:.4f}; gap to the next head {:.4f})",
                sep.z_mean_selected, sep.z_weakest_selected, sep.median, sep.spread, sep.gap);
   if (!sep.distinct)
-    spdlog::warn("probe: the selected heads do not stand out from the others (z {:.1f} < {:.0f}): this selection "
-                 "is indistinguishable from noise, and scores made with it measure little. Probe with text the model "
-                 "predicts well (--probe-text, or --probe kv-retrieval for an instruction model), more items "
-                 "(--num-items), fewer heads (--num-heads), or use a larger trained model",
-                 sep.z_mean_selected, kMinSeparationZ);
+    spdlog::warn("probe: this selection is indistinguishable from noise ({}), and scores made with it measure "
+                 "little. Probe with text the model predicts well (--probe-text, or --probe kv-retrieval for an "
+                 "instruction model), more items (--num-items), fewer heads (--num-heads), or use a larger trained "
+                 "model",
+                 !sep.model_could_do_items ? "the model got none of the items right, so they test nothing it does"
+                 : sep.items_counted < kMinCountedItems
+                     ? "only " + std::to_string(sep.items_counted) + " items counted, fewer than " +
+                           std::to_string(kMinCountedItems)
+                     : "the selected heads stand " + fmt::format("{:.1f}", sep.z_mean_selected) +
+                           " spreads above the median head, fewer than " + fmt::format("{:.0f}", kMinSeparationZ));
   return selected;
 }
 

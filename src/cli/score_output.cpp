@@ -58,6 +58,7 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
         throw DataError(at + ": a scored record without an integer \"n_tokens\"");
       s.tokens = j["n_tokens"].get<int64_t>();
       s.truncated = flag("truncated");
+      s.single_step = j.contains("steps") && j["steps"].is_array() && j["steps"].size() == 1;
     }
     if (!out.empty() && s.line <= out.back().line)
       throw DataError(at + ": corpus line " + std::to_string(s.line) + " comes after line " +
@@ -130,19 +131,19 @@ void ScoreWriter::open() {
   write_sidecar();
 }
 
-void ScoreWriter::set_time(double earlier, nlohmann::json runs, std::function<double()> elapsed) {
+void ScoreWriter::set_time(double earlier, nlohmann::json runs, std::function<nlohmann::json()> now) {
   earlier_seconds_ = earlier;
   runs_ = runs.is_array() ? std::move(runs) : nlohmann::json::array();
-  elapsed_ = std::move(elapsed);
+  now_ = std::move(now);
 }
 
 void ScoreWriter::write_sidecar() {
   nlohmann::ordered_json side = run_;
-  if (elapsed_) {
-    const double now = elapsed_();
-    side["wall_seconds"] = earlier_seconds_ + now;
+  if (now_) {
+    const nlohmann::json run = now_();
+    side["wall_seconds"] = earlier_seconds_ + run.value("wall_seconds", 0.0);
     nlohmann::json runs = runs_;
-    runs.push_back({{"wall_seconds", now}});
+    runs.push_back(run);
     side["runs"] = runs;
   }
   OutputFile f(sidecar_path(path_));

@@ -25,6 +25,7 @@ struct ScoredLine {
   bool rejected = false;  // a record rejected before scoring (counted with the rejects)
   int64_t tokens = 0;     // response tokens of a scored record
   bool truncated = false; // a scored record cut at --max-length
+  bool single_step = false;  // a scored record whose response is one step
 };
 
 // The records of a score output file, in order. A last line that a cut-short write left
@@ -55,10 +56,10 @@ class ScoreWriter {
   ~ScoreWriter();
 
   std::ostream& stream();
-  // The time spent on this output: `earlier` seconds (and `runs`, each {wall_seconds}) of runs
-  // resumed, plus elapsed() of this one, written into the sidecar at each flush, so that a run
-  // cut short still tells how long it ran.
-  void set_time(double earlier, nlohmann::json runs, std::function<double()> elapsed);
+  // The time spent on this output: `earlier` seconds (and `runs`, each {wall_seconds, records})
+  // of runs resumed, plus this one's as now() gives it ({wall_seconds, records}), written into
+  // the sidecar at each flush, so that a run cut short still tells how long it ran.
+  void set_time(double earlier, nlohmann::json runs, std::function<nlohmann::json()> now);
   // After each window: what was written reaches the file (and the sidecar its time).
   void flush();
   // The corpus is done: OUT.partial becomes OUT, the sidecar is removed.
@@ -79,7 +80,7 @@ class ScoreWriter {
   bool committed_ = false;
   double earlier_seconds_ = 0;
   nlohmann::json runs_ = nlohmann::json::array();
-  std::function<double()> elapsed_;
+  std::function<nlohmann::json()> now_;
   void write_sidecar();
 };
 

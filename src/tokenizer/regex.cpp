@@ -36,7 +36,7 @@ Regex::~Regex() = default;
 Regex::Regex(Regex&&) noexcept = default;
 Regex& Regex::operator=(Regex&&) noexcept = default;
 
-void Regex::find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>& out) const {
+void Regex::find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>& out, bool keep_empty) const {
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
   size_t pos = 0;
   while (pos <= s.size()) {
@@ -58,6 +58,7 @@ void Regex::find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>&
       pos = e;
     } else {
       // Empty match: step over one UTF-8 character.
+      if (keep_empty) out.emplace_back(b, e);
       pos = b + 1;
       while (pos < s.size() && (static_cast<unsigned char>(s[pos]) & 0xC0) == 0x80) ++pos;
     }

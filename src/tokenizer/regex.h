@@ -21,7 +21,8 @@ class Regex {
 
   // Appends the [begin, end) byte ranges of all non-overlapping, non-empty matches in s
   // (valid UTF-8), left to right.
-  void find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>& out) const;
+  // keep_empty: also list empty matches (a lookahead that marks a place), as (b, b).
+  void find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>& out, bool keep_empty = false) const;
   const std::string& pattern() const { return pattern_; }
 
  private:
