@@ -119,7 +119,7 @@ TEST(ProbeTest, RankingOrderAndSelection) {
   s.min_score = 0.4;
   EXPECT_EQ(select_heads(ranked, 40, s).size(), 3u);
   s.min_score = 0.9;
-  EXPECT_EQ(select_heads(ranked, 40, s).size(), 1u);
+  EXPECT_THROW(select_heads(ranked, 40, s), UsageError);  // no head reaches it: refused, not bent
 }
 
 TEST(ProbeTest, Stories260KTopHeadsAreStableAcrossSeeds) {

@@ -39,7 +39,7 @@ struct ProbeOptions {
 struct HeadSelection {
   double delta = 0.05;      // top fraction of all L x H heads (at least one)
   int64_t num_heads = 0;    // exactly this many (0 = unused)
-  double min_score = -1;    // every head with R_h >= this, at least one (< 0 = unused)
+  double min_score = -1;    // every head with R_h >= this (< 0 = unused; none reaching it: refused)
 };
 
 // ---- item builders (seeded, deterministic) ----
