@@ -5,6 +5,7 @@
 #include "air/error.h"
 #include "air/line_reader.h"
 #include "air/probe.h"
+#include "air/score_record.h"
 #include "air/steps.h"
 #include "test_util.h"
 
@@ -355,6 +356,46 @@ TEST(SeparationTest, TellsNoiseFromCopyHeads) {
   EXPECT_THROW(select_heads(r.ranked, 448, high), UsageError);
   high.min_score = 0.0;  // every head reaches 0
   EXPECT_EQ(select_heads(r.ranked, 448, high).size(), 448u);
+}
+
+}  // namespace
+}  // namespace air::test
+
+namespace air::test {
+namespace {
+
+// One schema: a record written and read back is written the same, scored or rejected.
+TEST(ScoreRecordTest, WhatIsWrittenReadsBackTheSame) {
+  ScoreRecord r;
+  r.id = "x-1";
+  r.line = 12;
+  r.line_hash = line_hash("{}");
+  r.influence.score = 0.1875;
+  r.influence.loss_base = 1.25;
+  r.influence.loss_ref = 1.484375;
+  r.influence.entropy = 2.5;
+  r.influence.tokens = 7;
+  r.prompt_tokens = 5;
+  r.truncated = true;
+  StepInfluence a, b;
+  a.step = {0, 10, 0, 3};
+  a.loss_base = 1.0, a.loss_ref = 1.5, a.score = 0.5, a.weight = 1.5;
+  b.step = {10, 24, 3, 7};
+  b.loss_base = 2.0, b.loss_ref = 2.0, b.score = 0.0, b.weight = 0.5;
+  r.influence.steps = {a, b};
+  r.token_deltas = {0.25f, -0.5f, 1e-3f, 0, 0, 0, 0.125f};
+  const std::string once = to_json(r).dump();
+  EXPECT_EQ(to_json(score_record_from_json(json::parse(once), "here")).dump(), once);
+  const ScoreRecord rej = rejected_record({3, "7", "malformed JSON", "{\"a\":"});
+  const std::string line = to_json(rej).dump();
+  EXPECT_NE(line.find("\"rejected\":true"), std::string::npos);
+  EXPECT_EQ(to_json(score_record_from_json(json::parse(line), "here")).dump(), line);
+  try {
+    score_record_from_json(json::parse(R"({"id": "a", "line": 1, "error": "x", "rejected": "yes"})"), "f.jsonl:9");
+    ADD_FAILURE() << "a non-boolean \"rejected\" was read";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("f.jsonl:9: ", 0), 0u) << e.what();
+  }
 }
 
 }  // namespace

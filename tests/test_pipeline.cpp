@@ -1,6 +1,7 @@
 // The AIR pipeline: reference model against the fixtures, the probe against the fixtures'
 // attention argmaxes, scores that mean something, batch invariance, and the commands.
 
+#include "air/error.h"
 #include "air/heads_file.h"
 #include "air/probe.h"
 #include "air/runtime.h"

@@ -2,6 +2,7 @@
 
 #include "air/error.h"
 #include "air/heads_file.h"
+#include "air/score_record.h"
 #include "air/scorer.h"
 #include "cli/cli.h"
 #include "cli/io.h"
@@ -49,39 +50,6 @@ std::pair<int64_t, int64_t> parse_shard(const std::string& text) {
       i < 0 || n < 1 || i >= n)
     throw UsageError("--shard '" + text + "': expected I/N with 0 <= I < N, e.g. 0/8");
   return {i, n};
-}
-
-nlohmann::ordered_json score_line(const Sample& s, const ScoreResult& r) {
-  nlohmann::ordered_json j;
-  j["id"] = s.record.id;
-  j["line"] = s.record.line;
-  j["line_hash"] = s.record.hash;
-  if (!r.error.empty()) {
-    j["error"] = r.error;
-    return j;
-  }
-  const SampleInfluence& in = r.influence;
-  j["air_score"] = in.score;
-  j["loss_base"] = in.loss_base;
-  j["loss_ref"] = in.loss_ref;
-  j["n_tokens"] = in.tokens;
-  j["n_prompt_tokens"] = s.prompt_tokens;
-  j["truncated"] = s.truncated;
-  j["response_length"] = in.tokens;
-  j["mean_base_loss"] = in.loss_base;
-  j["mean_base_entropy"] = in.entropy;
-  nlohmann::ordered_json steps = nlohmann::ordered_json::array();
-  for (const auto& st : in.steps)
-    steps.push_back(nlohmann::ordered_json{{"begin", st.step.begin},
-                                           {"end", st.step.end},
-                                           {"n_tokens", st.step.token_end - st.step.token_begin},
-                                           {"loss_base", st.loss_base},
-                                           {"loss_ref", st.loss_ref},
-                                           {"score", st.score},
-                                           {"weight", st.weight}});
-  j["steps"] = steps;
-  if (!r.token_deltas.empty()) j["token_deltas"] = r.token_deltas;
-  return j;
 }
 
 nlohmann::json read_json_file(const std::string& path) {
@@ -364,13 +332,10 @@ void run_score(const ScoreCmdOptions& given) {
           ++errors;
           spdlog::warn("{}:{}: {}", opt.data, s->record.line, r.error);
         }
-        out.stream() << score_line(*s, r).dump() << "\n";
+        out.stream() << to_json(score_record(*s, r)).dump() << "\n";
         ++written;
       } else {
-        const Reject& rj = std::get<Reject>(e);
-        nlohmann::ordered_json j{{"id", rj.id}, {"line", rj.line}, {"line_hash", line_hash(rj.raw)},
-                                 {"error", rj.reason}, {"rejected", true}};
-        out.stream() << j.dump() << "\n";
+        out.stream() << to_json(rejected_record(std::get<Reject>(e))).dump() << "\n";
         ++written;
       }
     }

@@ -2,6 +2,7 @@
 
 #include "air/chat_template.h"
 #include "air/corpus.h"
+#include "air/score_record.h"
 #include "cli/score_output.h"
 #include "air/error.h"
 #include "cli/cli.h"
@@ -122,21 +123,17 @@ ScoreFiles read_scores(const std::vector<std::string>& paths) {
         if (keep >= 0 && seen++ >= keep) return;
         const std::string at = path + ":" + std::to_string(n);
         const nlohmann::json j = parse_json_line(line, at);
-        if (!j.is_object() || !j.contains("line") || !j["line"].is_number_integer() || !j.contains("id") ||
-            !(j.contains("air_score") || j.contains("error")))
-          throw DataError(at + ": a score record needs 'id', 'line' and 'air_score' or 'error' (is this `air score` output?)");
+        const ScoreRecord rec = score_record_from_json(j, at);
         ScoreEntry e;
-        e.line = j["line"].get<int64_t>();
-        e.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
-        if (j.contains("line_hash") && j["line_hash"].is_string()) e.hash = j["line_hash"].get<std::string>();
-        if (j.contains("air_score") && j["air_score"].is_number()) {
-          e.score = j["air_score"].get<double>();
+        e.line = rec.line;
+        e.id = rec.id;
+        e.hash = rec.line_hash;
+        if (rec.scored()) {
+          e.score = rec.influence.score;
           e.ok = std::isfinite(e.score);
-          if (j.contains("steps")) {
-            e.steps = nlohmann::json::array();
-            for (const auto& s : j["steps"])
-              e.steps.push_back({{"begin", s.value("begin", 0)}, {"end", s.value("end", 0)}, {"weight", s.value("weight", 1.0)}});
-          }
+          e.steps = nlohmann::json::array();
+          for (const auto& st : rec.influence.steps)
+            e.steps.push_back({{"begin", st.step.begin}, {"end", st.step.end}, {"weight", st.weight}});
         }
         const auto key = std::make_pair(e.line, e.hash);
         if (!where.emplace(key, at).second)

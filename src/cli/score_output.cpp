@@ -1,6 +1,7 @@
 #include "cli/score_output.h"
 
 #include "air/error.h"
+#include "air/score_record.h"
 #include "cli/io.h"
 
 #include <spdlog/spdlog.h>
@@ -38,27 +39,19 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
       spdlog::warn("{}: the last line has no newline and is scored again", at);
       break;
     }
-    if (!j.is_object() || !j.contains("line") || !j["line"].is_number_integer() || !j.contains("id") ||
-        !j["id"].is_string())
-      throw DataError(at + ": expected a score record with an integer \"line\" and a string \"id\"");
+    const ScoreRecord rec = score_record_from_json(j, at);
+    if (rec.scored() && !j.contains("n_tokens"))  // resuming counts the tokens scored before
+      throw DataError(at + ": a scored record without an integer \"n_tokens\"");
     ScoredLine s;
-    s.line = j["line"].get<int64_t>();
-    s.id = j["id"].get<std::string>();
-    if (j.contains("line_hash") && j["line_hash"].is_string()) s.hash = j["line_hash"].get<std::string>();
-    auto flag = [&](const char* key) {
-      if (!j.contains(key)) return false;
-      if (!j[key].is_boolean())
-        throw DataError(at + ": \"" + key + "\" must be true or false, got " + j[key].dump());
-      return j[key].get<bool>();
-    };
-    s.rejected = flag("rejected");
-    s.error = !s.rejected && j.contains("error");
-    if (!s.error && !s.rejected) {
-      if (!j.contains("n_tokens") || !j["n_tokens"].is_number_integer())
-        throw DataError(at + ": a scored record without an integer \"n_tokens\"");
-      s.tokens = j["n_tokens"].get<int64_t>();
-      s.truncated = flag("truncated");
-      s.single_step = j.contains("steps") && j["steps"].is_array() && j["steps"].size() == 1;
+    s.line = rec.line;
+    s.id = rec.id;
+    s.hash = rec.line_hash;
+    s.rejected = rec.rejected;
+    s.error = !rec.rejected && !rec.scored();
+    if (rec.scored()) {
+      s.tokens = rec.influence.tokens;
+      s.truncated = rec.truncated;
+      s.single_step = rec.influence.steps.size() == 1;
     }
     if (!out.empty() && s.line <= out.back().line)
       throw DataError(at + ": corpus line " + std::to_string(s.line) + " comes after line " +
