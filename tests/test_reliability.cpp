@@ -8,7 +8,7 @@
 #include "air/scorer.h"
 #include "air/tokenizer.h"
 #include "cli/cli.h"
-#include "cli/score_output.h"
+#include "air/score_output.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
@@ -557,7 +557,7 @@ TEST_F(ReliabilityTest, FieldsOfTheWrongTypeAreDataErrors) {
   for (const char* text : {R"({"id": "a", "line": 1, "error": "x", "rejected": "yes"})",
                            R"({"id": "a", "line": 1, "n_tokens": 3, "truncated": 1})"}) {
     write_text(tmp_ / "s.jsonl", std::string(text) + "\n" + text + "\n");
-    EXPECT_THROW(cli::read_score_lines((tmp_ / "s.jsonl").string(), &whole), DataError) << text;
+    EXPECT_THROW(read_score_lines((tmp_ / "s.jsonl").string(), &whole), DataError) << text;
   }
 }
 

@@ -7,7 +7,7 @@
 #include "cli/cli.h"
 #include "cli/io.h"
 #include "cli/probe_flags.h"
-#include "cli/score_output.h"
+#include "air/score_output.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -95,7 +95,7 @@ Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run
   const std::string diff = run_difference(before, run);
   if (!diff.empty())
     throw UsageError(r.from + " was scored differently (" + diff + "); run without --resume to start over");
-  r.lines = read_score_lines(r.from, &r.bytes);
+  r.lines = read_score_lines(r.from, &r.bytes, [](const std::string& w) { spdlog::warn("{}; it is scored again", w); });
   if (before.contains("wall_seconds") && before["wall_seconds"].is_number()) r.seconds = before["wall_seconds"].get<double>();
   if (before.contains("runs") && before["runs"].is_array()) r.runs = before["runs"];
   spdlog::info("--resume: {} records already scored in {}", r.lines.size(), r.from);
@@ -306,6 +306,9 @@ void run_score(const ScoreCmdOptions& given) {
   const double previous_seconds = done.seconds;
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
   ScoreWriter out(opt.out, run, done.from, done.bytes);
+  out.on_kept = [](const std::string& partial) {
+    spdlog::warn("the records scored so far are kept in {}: the same command with --resume continues", partial);
+  };
   int64_t written = 0;  // records written in this run
   out.set_time(previous_seconds, done.runs,
                [&] { return nlohmann::json{{"wall_seconds", elapsed()}, {"records", written}}; });

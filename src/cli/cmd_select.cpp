@@ -3,7 +3,7 @@
 #include "air/chat_template.h"
 #include "air/corpus.h"
 #include "air/score_record.h"
-#include "cli/score_output.h"
+#include "air/score_output.h"
 #include "air/error.h"
 #include "cli/cli.h"
 #include "cli/io.h"
@@ -117,7 +117,9 @@ ScoreFiles read_scores(const std::vector<std::string>& paths) {
       // The last line of a partial output that a kill cut short is left out, as --resume does.
       std::uintmax_t whole = 0;
       const bool partial = path.size() > 8 && path.compare(path.size() - 8, 8, ".partial") == 0;
-      const int64_t keep = partial ? static_cast<int64_t>(read_score_lines(path, &whole).size()) : -1;
+      const int64_t keep =
+          partial ? static_cast<int64_t>(read_score_lines(path, &whole, [](const std::string& w) { spdlog::warn("{}", w); }).size())
+                  : -1;
       int64_t seen = 0;
       for_each_line(path, [&](const std::string& line, int64_t n) {
         if (keep >= 0 && seen++ >= keep) return;

@@ -17,12 +17,6 @@ std::string format_float(float v) {
   return std::string(buf, res.ptr);
 }
 
-std::string json_change(const std::string& what, const nlohmann::json& before, const nlohmann::json& now) {
-  if (before == now) return "";
-  auto show = [](const nlohmann::json& j) { return j.is_null() ? std::string("absent") : j.dump(); };
-  return what + ": " + show(before) + ", now " + show(now);
-}
-
 nlohmann::json parse_json_line(const std::string& line, const std::string& where) {
   try {
     return nlohmann::json::parse(line);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "air/output.h"
+#include "air/score_output.h"
 
 #include <nlohmann/json.hpp>
 
@@ -15,10 +16,6 @@ namespace air::cli {
 
 // Shortest decimal that reads back as the same float ("1.25", "-0.0034"), for JSON output.
 std::string format_float(float v);
-
-// "" when before == now, else "what: <before>, now <now>" (absent values named so), for
-// messages that say how a setting differs from an earlier run's.
-std::string json_change(const std::string& what, const nlohmann::json& before, const nlohmann::json& now);
 
 // Parses one JSONL line; throws DataError "where: malformed JSON (...)".
 nlohmann::json parse_json_line(const std::string& line, const std::string& where);

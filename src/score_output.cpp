@@ -1,20 +1,26 @@
-#include "cli/score_output.h"
+#include "air/score_output.h"
 
 #include "air/error.h"
 #include "air/score_record.h"
-#include "cli/io.h"
+#include "air/output.h"
 
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
 
-namespace air::cli {
+namespace air {
 
 namespace fs = std::filesystem;
 
-std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t* whole_bytes) {
+std::string json_change(const std::string& what, const nlohmann::json& before, const nlohmann::json& now) {
+  if (before == now) return "";
+  auto show = [](const nlohmann::json& j) { return j.is_null() ? std::string("absent") : j.dump(); };
+  return what + ": " + show(before) + ", now " + show(now);
+}
+
+std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t* whole_bytes,
+                                         const std::function<void(const std::string&)>& warn) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(path + ": cannot open for reading");
   std::vector<ScoredLine> out;
@@ -30,13 +36,13 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
       j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       if (in.peek() == std::char_traits<char>::eof()) {  // the last line: a write cut short
-        spdlog::warn("{}: the last line is incomplete and is scored again", at);
+        if (warn) warn(at + ": the last line is incomplete and is left out");
         break;
       }
       throw DataError(at + ": malformed JSON (" + e.what() + ")");
     }
     if (!whole) {
-      spdlog::warn("{}: the last line has no newline and is scored again", at);
+      if (warn) warn(at + ": the last line has no newline and is left out");
       break;
     }
     const ScoreRecord rec = score_record_from_json(j, at);
@@ -151,8 +157,7 @@ ScoreWriter::~ScoreWriter() {
   std::error_code ec;
   const std::uintmax_t size = fs::file_size(partial, ec);
   if (!ec && size > 0) {
-    spdlog::warn("the records scored so far are kept in {}: the same command with --resume continues",
-                 partial);
+    if (on_kept) on_kept(partial);
     return;
   }
   fs::remove(partial, ec);
@@ -189,4 +194,4 @@ void ScoreWriter::commit() {
   fs::remove(sidecar_path(path_), ec);
 }
 
-}  // namespace air::cli
+}  // namespace air

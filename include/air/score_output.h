@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-namespace air::cli {
+namespace air {
 
 // One record of a score output, as much of it as resuming needs.
 struct ScoredLine {
@@ -29,9 +29,15 @@ struct ScoredLine {
 };
 
 // The records of a score output file, in order. A last line that a cut-short write left
-// without its newline, or unreadable, is left out; *whole_bytes gets where the whole lines end.
-// Any other malformed line, or line numbers out of order, throws DataError naming the line.
-std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t* whole_bytes);
+// without its newline, or unreadable, is left out (and `warn` told); *whole_bytes gets where the
+// whole lines end. Any other malformed line, or line numbers out of order, throws DataError
+// naming the line.
+std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t* whole_bytes,
+                                         const std::function<void(const std::string&)>& warn = nullptr);
+
+// "" when before == now, else "what: <before>, now <now>" (absent values named so), for
+// messages that say how a setting differs from an earlier run's.
+std::string json_change(const std::string& what, const nlohmann::json& before, const nlohmann::json& now);
 
 // Whether two runs' sidecars (OUT.meta.json or OUT.partial.json) give the same scores: "" when
 // they do, else what differs ("options.dtype: bf16, now fp32"). Compared: the model's
@@ -51,9 +57,10 @@ class ScoreWriter {
   // what was there as it was.
   ScoreWriter(const std::string& path, nlohmann::ordered_json run, std::string seed,
               std::uintmax_t keep_bytes);
-  // Not committed: a partial file that holds records stays for --resume (and says so); an
-  // empty one is removed.
+  // Not committed: a partial file that holds records stays for resuming (on_kept is told its
+  // path); an empty one is removed.
   ~ScoreWriter();
+  std::function<void(const std::string& partial)> on_kept;
 
   std::ostream& stream();
   // The time spent on this output: `earlier` seconds (and `runs`, each {wall_seconds, records})
@@ -84,4 +91,4 @@ class ScoreWriter {
   void write_sidecar();
 };
 
-}  // namespace air::cli
+}  // namespace air
