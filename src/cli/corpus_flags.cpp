@@ -53,26 +53,6 @@ void add_corpus_flags(CLI::App& cmd, CorpusFlags& f) {
 
 namespace {
 
-// --max-length's default: max_position_embeddings of the config.json in dir, at least 4,096
-// (rotary models run past their context; a small model with a short one, like the bundled
-// stories260K's 512, would otherwise reject most reasoning traces); 0 (no limit) without a
-// config.json.
-int64_t default_max_length(const std::filesystem::path& dir) {
-  constexpr int64_t kAtLeast = 4096;
-  const std::filesystem::path config = dir / "config.json";
-  if (!std::filesystem::exists(config)) return 0;
-  std::ifstream in(config);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(config.string() + ": malformed JSON (" + e.what() + ")");
-  }
-  const auto it = j.find("max_position_embeddings");
-  const int64_t context = it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-  return std::max(context, kAtLeast);
-}
-
 std::string base64(const std::string& bytes) {
   static const char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
@@ -92,29 +72,8 @@ std::string base64(const std::string& bytes) {
 }  // namespace
 
 CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer_path) {
-  CorpusSetup s;
-  s.tokenizer = load_tokenizer(tokenizer_path);
-  const std::filesystem::path p(tokenizer_path);
-  const std::filesystem::path dir = std::filesystem::is_directory(p) ? p : p.parent_path();
-  std::string name = f.tmpl;
-  if (name == "auto") {
-    bool unrecognised = false;
-    name = detect_template(dir, &unrecognised);
-    s.template_origin = "detected from " + (dir / "tokenizer_config.json").string();
-    if (unrecognised)
-      spdlog::warn("{}: its chat_template matches no preset (chatml, qwen2.5, llama3, mistral): records are "
-                   "rendered with the plain template; give --template NAME or a template file to match the model",
-                   (dir / "tokenizer_config.json").string());
-  } else {
-    s.template_origin = std::filesystem::is_regular_file(name) ? name : "given";
-  }
-  s.tmpl = load_chat_template(name, f.separator);
-  for (const std::string& w : template_warnings(s.tmpl, *s.tokenizer, dir)) spdlog::warn("{}", w);
-  s.steps = std::make_unique<StepSplitter>(f.step_delimiter, f.min_step_tokens);
-  s.options.corpus.format = parse_corpus_format(f.format);
-  s.options.corpus.prompt_field = f.prompt_field;
-  s.options.corpus.response_fields = f.response_fields;
-  with_context("--prompt-field/--response-field/--format", [&] { check_corpus_options(s.options.corpus); });
+  CorpusSetup s = air::make_corpus_setup(f, tokenizer_path);
+  for (const std::string& w : s.warnings) spdlog::warn("{}", w);
   s.options.on_notice = [](bool warning, int64_t line, const std::string& text) {
     if (!warning) {
       spdlog::info("records are read as {} (first at line {})", text, line);
@@ -125,11 +84,6 @@ CorpusSetup make_corpus_setup(const CorpusFlags& f, const std::string& tokenizer
       spdlog::warn("line {}: {}; name the fields to score with --response-field (and --prompt-field)", line, text);
     }
   };
-  s.options.corpus.id_field = f.id_field;
-  if (f.max_length < -1) throw UsageError("--max-length must be >= 0 (0 = no limit)");
-  s.options.sample.max_length = f.max_length >= 0 ? f.max_length : default_max_length(dir);
-  s.options.sample.truncate = f.truncate;
-  s.options.strict = f.strict;
   return s;
 }
 

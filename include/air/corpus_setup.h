@@ -1,0 +1,44 @@
+#pragma once
+
+// How corpus lines become samples for one model: the settings a job takes, and what they load
+// (tokenizer, chat template, step splitter, reading options).
+
+#include "air/dataset.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace air {
+
+struct CorpusSettings {
+  std::string format = "auto";               // auto | messages | sharegpt | alpaca | prompt-response
+  std::string prompt_field;                  // explicit prompt field
+  std::vector<std::string> response_fields;  // explicit response fields, joined in order
+  std::string id_field = "id";               // record id field
+  std::string tmpl = "auto";                 // preset name, template file, or auto (from the model)
+  std::string separator = "\n\n";            // the plain template's prompt/response separator
+  std::string step_delimiter = "\\n\\s*\\n";  // regex that ends a step
+  int64_t min_step_tokens = 4;               // shorter steps merge into the one before
+  int64_t max_length = -1;                   // tokens per sample (0 = no limit, -1 = the model's context)
+  bool truncate = false;                     // cut over-long samples instead of rejecting them
+  bool strict = false;                       // stop at the first bad record
+};
+
+struct CorpusSetup {
+  std::unique_ptr<Tokenizer> tokenizer;
+  ChatTemplate tmpl;
+  std::string template_origin;  // "detected from FILE", "given", or the template file
+  std::unique_ptr<StepSplitter> steps;
+  DatasetOptions options;
+  std::vector<std::string> warnings;  // what the caller should tell (a template that may not fit)
+};
+
+// Loads the tokenizer at `tokenizer_path` (a model folder or a tokenizer file) and everything
+// else the settings name. The default max_length is the model's context,
+// max_position_embeddings in the config.json beside the tokenizer, at least 4,096 (no limit where
+// there is no config.json). Throws UsageError for settings that cannot work.
+CorpusSetup make_corpus_setup(const CorpusSettings& settings, const std::string& tokenizer_path);
+
+}  // namespace air
