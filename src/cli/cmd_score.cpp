@@ -403,7 +403,7 @@ void run_score(const ScoreCmdOptions& given) {
   }
   spdlog::info("{} records: {} scored, {} errors, {} rejected{}, {} truncated{}; {:.1f} s -> {}",
                st.lines, scored, errors, st.rejects.size(),
-               st.rejects.empty() ? "" : " (" + rejects_path + ")", st.truncated + truncated_before,
+               st.rejects.empty() || rejects_path.empty() ? "" : " (" + rejects_path + ")", st.truncated + truncated_before,
                done.lines.empty() ? "" : ", " + std::to_string(done.lines.size()) + " of them from " + done.from,
                wall, opt.out);
   if (scored == 0)

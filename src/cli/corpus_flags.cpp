@@ -42,6 +42,11 @@ void add_corpus_flags(CLI::App& cmd, CorpusFlags& f) {
       ->group(steps);
   cmd.add_option("--max-length", f.max_length,
                  "tokens per sample (default: the model's max_position_embeddings, at least 4096; 0 = no limit)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            return !v.empty() && v[0] != '-' ? "" : "expected 0 (no limit) or a number of tokens, got " + v;
+          },
+          "TOKENS"))
       ->group(input);
   cmd.add_flag("--truncate", f.truncate, "cut over-long samples at --max-length instead of rejecting")
       ->group(input);
