@@ -12,8 +12,9 @@
 
 namespace air {
 
-void write_heads_file(const std::string& path, const HeadsFileInfo& info, const ProbeResult& r,
-                      const HeadSet& selected) {
+nlohmann::ordered_json to_json(const HeadsFile& h) {
+  const HeadsFileInfo& info = h.info;
+  const ProbeResult& r = h.result;
   nlohmann::ordered_json j;
   j["format"] = "air-heads/1";
   j["model"] = {{"path", info.model_path},
@@ -36,9 +37,9 @@ void write_heads_file(const std::string& path, const HeadsFileInfo& info, const 
   // Selected heads in rank order.
   nlohmann::json sel = nlohmann::json::array();
   for (const auto& hs : r.ranked)
-    if (selected.contains(hs.head)) sel.push_back({hs.head.layer, hs.head.head});
+    if (h.selected.contains(hs.head)) sel.push_back({hs.head.layer, hs.head.head});
   j["selected"] = sel;
-  const Separation sep = separation(r, selected);
+  const Separation sep = separation(r, h.selected);
   j["separation"] = {{"weakest_selected", sep.weakest_selected},
                      {"strongest_unselected", sep.strongest_unselected},
                      {"gap", sep.gap},
@@ -57,9 +58,72 @@ void write_heads_file(const std::string& path, const HeadsFileInfo& info, const 
                    {"score", r.ranked[i].score},
                    {"items", r.items_counted}});
   j["heads"] = all;
+  return j;
+}
 
+HeadsFile heads_file_from_json(const nlohmann::json& j, const std::string& path) {
+  HeadsFile h;
+  if (!j.is_object() || !j.contains("selected") || !j["selected"].is_array())
+    throw DataError(path + ": missing array 'selected' (is this a heads file from `air probe`?)");
+  std::vector<Head> heads;
+  constexpr uint64_t kMaxIndex = 1u << 20;  // far above any model's layers or heads
+  auto index = [&](const nlohmann::json& x) { return x.is_number_unsigned() && x.get<uint64_t>() < kMaxIndex; };
+  for (const auto& x : j["selected"]) {
+    if (!x.is_array() || x.size() != 2 || !index(x[0]) || !index(x[1]))
+      throw DataError(path + ": 'selected' entries must be [layer, head] (non-negative integers), got " + x.dump());
+    heads.push_back({x[0].get<int64_t>(), x[1].get<int64_t>()});
+  }
+  if (heads.empty()) throw DataError(path + ": 'selected' is empty");
+  h.selected = HeadSet(heads);
+  auto obj = [&](const char* key) { return j.contains(key) && j[key].is_object() ? j[key] : nlohmann::json::object(); };
+  const nlohmann::json m = obj("model"), p = obj("probe"), sel = obj("selection");
+  for (const auto& [key, field] : {std::pair{"fingerprint", &h.info.fingerprint}, std::pair{"path", &h.info.model_path}}) {
+    if (!m.contains(key)) continue;
+    if (!m[key].is_string()) throw DataError(path + ": model." + key + " must be a string, got " + m[key].dump());
+    *field = m[key].get<std::string>();
+  }
+  auto str = [](const nlohmann::json& o, const char* key) {
+    return o.contains(key) && o[key].is_string() ? o[key].get<std::string>() : std::string();
+  };
+  auto integer = [](const nlohmann::json& o, const char* key, int64_t fallback) {
+    return o.contains(key) && o[key].is_number_integer() ? o[key].get<int64_t>() : fallback;
+  };
+  auto number = [](const nlohmann::json& o, const char* key, double fallback) {
+    return o.contains(key) && o[key].is_number() ? o[key].get<double>() : fallback;
+  };
+  auto boolean = [](const nlohmann::json& o, const char* key) {
+    return o.contains(key) && o[key].is_boolean() && o[key].get<bool>();
+  };
+  h.info.architecture = str(m, "architecture");
+  h.info.layers = integer(m, "layers", 0);
+  h.info.heads_per_layer = integer(m, "heads_per_layer", 0);
+  h.info.probe_source = str(p, "source");
+  try {
+    if (!str(p, "kind").empty()) h.info.probe.kind = parse_probe_kind(str(p, "kind"));
+  } catch (const UsageError&) {
+    throw DataError(path + ": probe.kind '" + str(p, "kind") + "' is not a probe kind");
+  }
+  h.info.probe.num_items = integer(p, "num_items", h.info.probe.num_items);
+  h.info.probe.seed = p.contains("seed") && p["seed"].is_number_unsigned() ? p["seed"].get<uint64_t>() : 0;
+  h.info.probe.span_tokens = integer(p, "span_tokens", h.info.probe.span_tokens);
+  h.info.probe.all_items = boolean(p, "all_items");
+  h.result.items_total = integer(p, "items_total", 0);
+  h.result.items_counted = integer(p, "items_counted", 0);
+  h.result.counted_all = boolean(p, "counted_all_items_as_fallback");
+  h.info.selection.delta = number(sel, "delta", h.info.selection.delta);
+  h.info.selection.num_heads = integer(sel, "num_heads", 0);
+  h.info.selection.min_score = number(sel, "min_score", -1);
+  if (j.contains("heads") && j["heads"].is_array())
+    for (const auto& x : j["heads"])
+      if (x.is_object() && x.contains("layer") && index(x["layer"]) && x.contains("head") && index(x["head"]))
+        h.result.ranked.push_back({{x["layer"].get<int64_t>(), x["head"].get<int64_t>()}, number(x, "score", 0)});
+  return h;
+}
+
+void write_heads_file(const std::string& path, const HeadsFileInfo& info, const ProbeResult& r,
+                      const HeadSet& selected) {
   OutputFile out(path);
-  out.stream() << j.dump(2) << "\n";
+  out.stream() << to_json(HeadsFile{info, r, selected}).dump(2) << "\n";
   out.commit();
 }
 
@@ -74,29 +138,7 @@ HeadsFile read_heads_file(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw DataError(path + ": not valid JSON (" + e.what() + ")");
   }
-  HeadsFile h;
-  if (!j.is_object() || !j.contains("selected") || !j["selected"].is_array())
-    throw DataError(path + ": missing array 'selected' (is this a heads file from `air probe`?)");
-  std::vector<Head> heads;
-  for (const auto& x : j["selected"]) {
-    constexpr uint64_t kMaxIndex = 1u << 20;  // far above any model's layers or heads
-    if (!x.is_array() || x.size() != 2 || !x[0].is_number_unsigned() || !x[1].is_number_unsigned() ||
-        x[0].get<uint64_t>() >= kMaxIndex || x[1].get<uint64_t>() >= kMaxIndex)
-      throw DataError(path + ": 'selected' entries must be [layer, head] (non-negative integers), got " + x.dump());
-    heads.push_back({x[0].get<int64_t>(), x[1].get<int64_t>()});
-  }
-  if (heads.empty()) throw DataError(path + ": 'selected' is empty");
-  h.selected = HeadSet(heads);
-  if (j.contains("model") && j["model"].is_object()) {
-    const nlohmann::json& m = j["model"];
-    for (const auto& [key, field] : {std::pair{"fingerprint", &h.fingerprint}, std::pair{"path", &h.model_path}}) {
-      if (!m.contains(key)) continue;
-      if (!m[key].is_string())
-        throw DataError(path + ": model." + key + " must be a string, got " + m[key].dump());
-      *field = m[key].get<std::string>();
-    }
-  }
-  return h;
+  return heads_file_from_json(j, path);
 }
 
 }  // namespace air

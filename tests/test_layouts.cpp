@@ -3,6 +3,7 @@
 
 #include "air/dataset.h"
 #include "air/error.h"
+#include "air/heads_file.h"
 #include "air/line_reader.h"
 #include "air/probe.h"
 #include "air/score_record.h"
@@ -396,6 +397,38 @@ TEST(ScoreRecordTest, WhatIsWrittenReadsBackTheSame) {
   } catch (const DataError& e) {
     EXPECT_EQ(std::string(e.what()).rfind("f.jsonl:9: ", 0), 0u) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace air::test
+
+namespace air::test {
+namespace {
+
+TEST(HeadsFileTest, WhatIsWrittenReadsBackTheSame) {
+  HeadsFile h;
+  h.info.model_path = "models/m";
+  h.info.architecture = "LlamaForCausalLM";
+  h.info.fingerprint = "0123abcd";
+  h.info.probe.kind = ProbeKind::kKvRetrieval;
+  h.info.probe.num_items = 12;
+  h.info.probe.seed = 7;
+  h.info.probe.span_tokens = 20;
+  h.info.probe_source = "text.txt";
+  h.info.selection.num_heads = 2;
+  h.info.layers = 2;
+  h.info.heads_per_layer = 2;
+  h.result.ranked = {{{1, 0}, 0.75}, {{0, 1}, 0.5}, {{0, 0}, 0.0625}, {{1, 1}, 0.0}};
+  h.result.items_total = 12;
+  h.result.items_counted = 9;
+  h.selected = HeadSet({{1, 0}, {0, 1}});
+  const std::string once = to_json(h).dump(2);
+  const HeadsFile back = heads_file_from_json(json::parse(once), "h.json");
+  EXPECT_EQ(to_json(back).dump(2), once);
+  EXPECT_EQ(back.info.probe.kind, ProbeKind::kKvRetrieval);
+  EXPECT_EQ(back.selected.to_string(), h.selected.to_string());
+  EXPECT_THROW(heads_file_from_json(json::parse(R"({"selected": [[0, 1]], "probe": {"kind": "telepathy"}})"), "h.json"),
+               DataError);
 }
 
 }  // namespace

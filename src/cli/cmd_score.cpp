@@ -197,11 +197,11 @@ void run_score(const ScoreCmdOptions& given) {
     const HeadsFile hf = read_heads_file(heads_path);
     heads = hf.selected;
     const std::string fp = m.checkpoint.fingerprint();
-    if (hf.fingerprint.empty())
+    if (hf.info.fingerprint.empty())
       spdlog::warn("{} names no model fingerprint: it cannot be checked to belong to this model", heads_path);
-    if (!hf.fingerprint.empty() && hf.fingerprint != fp) {
-      const std::string msg = heads_path + " was probed on model " + hf.fingerprint + " (" +
-                              hf.model_path + "), not on this one (" + fp + ")";
+    if (!hf.info.fingerprint.empty() && hf.info.fingerprint != fp) {
+      const std::string msg = heads_path + " was probed on model " + hf.info.fingerprint + " (" +
+                              hf.info.model_path + "), not on this one (" + fp + ")";
       if (!opt.allow_heads_mismatch) throw UsageError(msg + "; pass --allow-heads-mismatch to use it anyway");
       spdlog::warn("{}", msg);
     }
