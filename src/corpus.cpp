@@ -332,20 +332,21 @@ Record parse_record(const std::string& line, int64_t line_no, const CorpusOption
     }
     case CorpusFormat::kPromptResponse:
     case CorpusFormat::kAuto: {
+      const std::string prompt = find_prompt(r, opt, {});  // of the known layouts below
       if (!opt.response_fields.empty()) {
         pair(find_prompt(r, opt, opt.response_fields), opt.response_fields, "");
       } else if (r.has("deepseek_thinking_trajectory") && r.has("deepseek_attempt")) {
         known = {"solution", "cot", "metadata", "gemini_thinking_trajectory", "gemini_attempt", "thinking_trajectories", "attempt"};
-        pair(find_prompt(r, opt, {}), {"deepseek_thinking_trajectory", "deepseek_attempt"}, "s1K-1.1");
+        pair(prompt, {"deepseek_thinking_trajectory", "deepseek_attempt"}, "s1K-1.1");
       } else if (r.has("thinking_trajectories") && r.has("attempt")) {
         known = {"solution", "cot", "metadata"};
-        pair(find_prompt(r, opt, {}), {"thinking_trajectories", "attempt"}, "s1K");
-      } else if (r.has("code") && (j["code"].is_string() || j["code"].is_array()) && !find_prompt(r, opt, {}).empty()) {
+        pair(prompt, {"thinking_trajectories", "attempt"}, "s1K");
+      } else if (r.has("code") && (j["code"].is_string() || j["code"].is_array()) && !prompt.empty()) {
         known = {"solution", "gt_cot", "gt", "answer", "pred", "report", "score"};
-        pair(find_prompt(r, opt, {}), {"code"}, "Sky-T1");
-      } else if (r.has("generations") && j["generations"].is_array() && !find_prompt(r, opt, {}).empty()) {
+        pair(prompt, {"code"}, "Sky-T1");
+      } else if (r.has("generations") && j["generations"].is_array() && !prompt.empty()) {
         known = {"solution", "answer"};
-        pair(find_prompt(r, opt, {}), {"generations"}, "OpenR1");
+        pair(prompt, {"generations"}, "OpenR1");
       } else {
         const char* trace = nullptr;
         for (const char* t : kTraceFields)
@@ -353,7 +354,6 @@ Record parse_record(const std::string& line, int64_t line_no, const CorpusOption
             trace = t;
             break;
           }
-        const std::string prompt = find_prompt(r, opt, {});
         if (trace && !prompt.empty()) {
           std::vector<std::string> response = {trace};
           for (const char* a : kFinalFields)

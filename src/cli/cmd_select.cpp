@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace air::cli {
@@ -114,17 +115,21 @@ ScoreFiles read_scores(const std::vector<std::string>& paths) {
   std::map<std::pair<int64_t, std::string>, std::string> where;  // (line, hash) -> file:line of its record
   for (const std::string& path : paths) {
     try {
-      // The last line of a partial output that a kill cut short is left out, as --resume does.
-      std::uintmax_t whole = 0;
+      // The last line of a partial output that a kill cut short is left out, as --resume does:
+      // a line that does not read is an error only when another line follows it.
       const bool partial = path.size() > 8 && path.compare(path.size() - 8, 8, ".partial") == 0;
-      const int64_t keep =
-          partial ? static_cast<int64_t>(read_score_lines(path, &whole, [](const std::string& w) { spdlog::warn("{}", w); }).size())
-                  : -1;
-      int64_t seen = 0;
+      std::optional<DataError> torn;
       for_each_line(path, [&](const std::string& line, int64_t n) {
-        if (keep >= 0 && seen++ >= keep) return;
+        if (torn) throw *torn;
         const std::string at = path + ":" + std::to_string(n);
-        const nlohmann::json j = parse_json_line(line, at);
+        nlohmann::json j;
+        try {
+          j = parse_json_line(line, at);
+        } catch (const DataError& e) {
+          if (!partial) throw;
+          torn = e;
+          return;
+        }
         const ScoreRecord rec = score_record_from_json(j, at);
         ScoreEntry e;
         e.line = rec.line;
@@ -145,6 +150,7 @@ ScoreFiles read_scores(const std::vector<std::string>& paths) {
         else out.by_hash[e.hash].push_back(k);
         out.entries.push_back(std::move(e));
       });
+      if (torn) spdlog::warn("{} (the last line, incomplete: a run cut short); it is left out", torn->what());
     } catch (const DataError& e) {
       const std::string what = what_file_is(path);
       if (what.empty()) throw;
