@@ -1,6 +1,8 @@
 #include "air/corpus_setup.h"
 
 #include "air/error.h"
+#include "air/output.h"
+#include "air/tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -9,6 +11,22 @@
 
 namespace air {
 namespace {
+
+std::string base64(const std::string& bytes) {
+  static const char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kDigits[(v >> 18) & 63];
+    out += kDigits[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kDigits[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kDigits[v & 63] : '=';
+  }
+  return out;
+}
 
 // max_position_embeddings of the config.json in dir, at least 4,096 (rotary models run past
 // their context; a small model with a short one, like the bundled stories260K's 512, would
@@ -50,7 +68,7 @@ CorpusSetup make_corpus_setup(const CorpusSettings& f, const std::string& tokeni
   }
   s.tmpl = load_chat_template(name, f.separator);
   for (std::string& w : template_warnings(s.tmpl, *s.tokenizer, dir)) s.warnings.push_back(std::move(w));
-  s.steps = std::make_unique<StepSplitter>(f.step_delimiter, f.min_step_tokens);
+  s.splitter = std::make_unique<StepSplitter>(f.step_delimiter, f.min_step_tokens);
   s.options.corpus.format = parse_corpus_format(f.format);
   s.options.corpus.prompt_field = f.prompt_field;
   s.options.corpus.response_fields = f.response_fields;
@@ -61,6 +79,60 @@ CorpusSetup make_corpus_setup(const CorpusSettings& f, const std::string& tokeni
   s.options.sample.truncate = f.truncate;
   s.options.strict = f.strict;
   return s;
+}
+
+void report_corpus_notices(CorpusSetup& setup, JobEvents& events) {
+  for (const std::string& w : setup.warnings) events.warn(w);
+  setup.options.on_notice = [&events](bool warning, int64_t line, const std::string& text) {
+    if (!warning) {
+      events.info("records are read as " + text + " (first at line " + std::to_string(line) + ")");
+      if (text.find("(no prompt)") != std::string::npos)
+        events.warn("line " + std::to_string(line) +
+                    ": no prompt field found, so records render with no user turn and the copy heads have nothing "
+                    "in the context to retrieve from; name it with prompt_field");
+    } else {
+      events.warn("line " + std::to_string(line) + ": " + text +
+                  "; name the fields to score with response_fields (and prompt_field)");
+    }
+  };
+}
+
+void report_corpus_summary(const CorpusStats& st, const CorpusSettings& settings, const std::string& corpus,
+                           JobEvents& events) {
+  if (st.layouts.size() > 1) {
+    std::string list;
+    for (const auto& [layout, n] : st.layouts) list += (list.empty() ? "" : "; ") + layout + ": " + std::to_string(n);
+    events.warn(corpus + ": records are read in " + std::to_string(st.layouts.size()) + " different layouts (" + list +
+                ")");
+  }
+  for (const auto& [field, n] : st.unused_fields)
+    events.warn(corpus + ": field '" + field + "' was left unused in " + std::to_string(n) +
+                " records although it holds more text than the response");
+  if (st.samples > 0 && 2 * st.single_step > st.samples)
+    events.warn(corpus + ": " + std::to_string(st.single_step) + " of " + std::to_string(st.samples) +
+                " records are a single step (step_delimiter '" + settings.step_delimiter +
+                "'), so their step weights are all 1: use a delimiter that fits the data, e.g. '\\n' for GSM8K-style "
+                "answers, '\\n\\s*\\n' (the default) or '\\n\\n(?=Wait|Alternatively|But)' for long chains of "
+                "thought (docs/RECIPES.md)");
+}
+
+void write_rejects(const std::string& path, const std::string& corpus, const std::vector<Reject>& rejects,
+                   JobEvents& events) {
+  constexpr size_t kTold = 5;  // the first few are told; all are in the file
+  for (size_t i = 0; i < std::min(rejects.size(), kTold); ++i)
+    events.warn(corpus + ":" + std::to_string(rejects[i].line) + ": rejected: " + rejects[i].reason);
+  if (rejects.size() > kTold) events.warn("... " + std::to_string(rejects.size() - kTold) + " more rejected records");
+  if (path.empty()) return;
+  OutputFile out(path);  // written even when empty: no rejects file of an earlier run is left
+  for (const Reject& r : rejects) {
+    nlohmann::json j = {{"line", r.line}, {"id", r.id}, {"reason", r.reason}};
+    // The record verbatim when it is valid UTF-8; else shown with bad bytes replaced, and its
+    // exact bytes in base64 so that nothing of it is lost.
+    j["record"] = r.raw;
+    if (find_invalid_utf8(r.raw)) j["record_base64"] = base64(r.raw);
+    out.stream() << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+  out.commit();
 }
 
 }  // namespace air

@@ -2,6 +2,8 @@
 
 #include "air/error.h"
 
+#include <cinttypes>
+#include <cstdio>
 #include <optional>
 
 namespace air {
@@ -36,11 +38,11 @@ Sample prepare_sample(Record record, const ChatTemplate& tmpl, const Tokenizer& 
   const int64_t total = static_cast<int64_t>(enc.ids.size());
   if (opt.max_length > 0 && total > opt.max_length) {
     if (!opt.truncate)
-      throw DataError(std::to_string(total) + " tokens, more than --max-length " +
+      throw DataError(std::to_string(total) + " tokens, more than max_length " +
                       std::to_string(opt.max_length));
     if (first + 1 > opt.max_length)
       throw DataError("the prompt alone is " + std::to_string(first) +
-                      " tokens, --max-length is " + std::to_string(opt.max_length));
+                      " tokens, max_length is " + std::to_string(opt.max_length));
     enc.ids.resize(opt.max_length);
     enc.offsets.resize(opt.max_length);
     s.truncated = true;
@@ -59,29 +61,44 @@ Sample prepare_sample(Record record, const ChatTemplate& tmpl, const Tokenizer& 
   return s;
 }
 
+Shard Shard::parse(const std::string& text) {
+  Shard s{-1, 0};
+  char slash = 0, rest = 0;
+  if (std::sscanf(text.c_str(), "%" SCNd64 "%c%" SCNd64 "%c", &s.index, &slash, &s.count, &rest) != 3 || slash != '/' ||
+      s.count < 1 || s.index < 0 || s.index >= s.count)
+    throw OptionError("shard", "shard '" + text + "': expected I/N with 0 <= I < N, e.g. 0/8");
+  return s;
+}
+
+void Shard::check() const {
+  if (count < 1 || index < 0 || index >= count)
+    throw OptionError("shard", "shard " + str() + ": expected I/N with 0 <= I < N, e.g. 0/8");
+}
+
 CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const Tokenizer& tok,
                         const StepSplitter& steps, const DatasetOptions& opt,
                         const std::function<void(Sample&&)>& on_sample,
                         const std::function<void(const Reject&)>& on_reject) {
-  if (opt.shard_count < 1 || opt.shard_index < 0 || opt.shard_index >= opt.shard_count)
-    throw UsageError("shard " + std::to_string(opt.shard_index) + " of " + std::to_string(opt.shard_count) +
-                     ": expected 0 <= index < count");
+  opt.shard.check();
   LineReader in(path);
   CorpusStats stats;
   std::string line;
   int64_t n = 0, records = 0;
   bool too_long = false;
-  while (in.next(line, &too_long)) {
+  auto progress = [&] {
+    if (opt.on_progress)
+      opt.on_progress(in.size() > 0 ? static_cast<double>(in.bytes_consumed()) / static_cast<double>(in.size()) : -1);
+  };
+  while (in.next_record(line, &too_long)) {
     n = in.line_number();
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (records++ % opt.shard_count != opt.shard_index) continue;
+    if (records++ % opt.shard.count != opt.shard.index) continue;
     ++stats.lines;
     // A bad line becomes a reject (or, with strict, an error naming it).
     auto reject = [&](const std::string& id, const DataError& e) {
       if (opt.strict) throw DataError(path + ":" + std::to_string(n) + ": " + e.what());
       stats.rejects.push_back({n, id, e.what(), line});
       if (on_reject) on_reject(stats.rejects.back());
+      progress();
     };
     std::optional<Record> rec;
     try {
@@ -99,7 +116,8 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
         opt.on_notice(true, n, "field '" + field + "' holds more text than the response (" + rec->layout +
                                    ") and is not used");
     if (opt.skip && opt.skip(*rec)) {  // outside the try: its errors are its own
-      ++stats.skipped;
+      ++stats.passed_over;
+      progress();
       continue;
     }
     const std::string id = rec->id;
@@ -115,6 +133,7 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     stats.single_step += s->steps.size() == 1;
     ++stats.samples;
     on_sample(std::move(*s));
+    progress();
     if (opt.max_samples > 0 && stats.samples >= opt.max_samples) break;
   }
   return stats;

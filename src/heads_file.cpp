@@ -120,10 +120,9 @@ HeadsFile heads_file_from_json(const nlohmann::json& j, const std::string& path)
   return h;
 }
 
-void write_heads_file(const std::string& path, const HeadsFileInfo& info, const ProbeResult& r,
-                      const HeadSet& selected) {
+void write_heads_file(const std::string& path, const HeadsFile& h) {
   OutputFile out(path);
-  out.stream() << to_json(HeadsFile{info, r, selected}).dump(2) << "\n";
+  out.stream() << to_json(h).dump(2) << "\n";
   out.commit();
 }
 

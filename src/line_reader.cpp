@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace air {
@@ -26,6 +27,8 @@ std::string trim(const std::string& s) {
 LineReader::LineReader(const std::string& path, bool jsonl, size_t max_bytes) : path_(path), max_bytes_(max_bytes) {
   fd_ = path == "-" ? dup(STDIN_FILENO) : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw DataError(path + ": cannot open for reading (" + std::strerror(errno) + ")");
+  struct stat st {};
+  if (fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) size_ = static_cast<int64_t>(st.st_size);
   // gzip: the first two bytes are 1f 8b.
   raw_.resize(kChunk);
   size_t got = 0;
@@ -70,6 +73,7 @@ LineReader::LineReader(const std::string& path, bool jsonl, size_t max_bytes) : 
   // The first line is given again by the first next(); the blank lines before it were read.
   pending_ = std::move(first);
   pending_too_long_ = too_long;
+  pending_newline_ = had_newline_;
   has_pending_ = true;
 }
 
@@ -84,7 +88,10 @@ LineReader::~LineReader() {
 size_t LineReader::read_raw(char* into, size_t n) {
   for (;;) {
     const ssize_t got = ::read(fd_, into, n);
-    if (got >= 0) return static_cast<size_t>(got);
+    if (got >= 0) {
+      read_total_ += got;
+      return static_cast<size_t>(got);
+    }
     if (errno == EINTR) continue;
     throw DataError(path_ + ": read error after line " + std::to_string(line_no_) + " (" + std::strerror(errno) + ")");
   }
@@ -146,10 +153,11 @@ bool LineReader::next(std::string& line, bool* too_long) {
     has_pending_ = false;
     line = std::move(pending_);
     if (too_long) *too_long = pending_too_long_;
+    had_newline_ = pending_newline_;
     return true;
   }
   line.clear();
-  bool longer = false, any = false;
+  bool longer = false, any = false, newline = false;
   for (;;) {
     if (pos_ >= buf_.size() && !fill()) break;
     any = true;
@@ -160,12 +168,58 @@ bool LineReader::next(std::string& line, bool* too_long) {
     line.append(begin, keep);
     longer |= keep < len;
     pos_ += len + (nl ? 1 : 0);
-    if (nl) break;
+    if (nl) {
+      newline = true;
+      break;
+    }
   }
+  had_newline_ = newline;
   if (too_long) *too_long = longer;
   if (!any) return false;
   ++line_no_;
   return true;
+}
+
+bool LineReader::next_record(std::string& line, bool* too_long) {
+  while (next(line, too_long)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t\r") != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string LineReader::too_long_message() const {
+  return path_ + ":" + std::to_string(line_no_) + ": the line is longer than " + std::to_string(max_bytes_ >> 20) +
+         " MB";
+}
+
+int64_t LineReader::bytes_consumed() const {
+  const int64_t unread = z_ ? static_cast<int64_t>(raw_.size() - raw_pos_) : static_cast<int64_t>(buf_.size() - pos_);
+  return read_total_ - unread;
+}
+
+void for_each_line(const std::string& path, const std::function<void(const std::string&, int64_t)>& fn) {
+  LineReader in(path);
+  std::string line;
+  bool too_long = false;
+  while (in.next_record(line, &too_long)) {
+    if (too_long) throw DataError(in.too_long_message());
+    fn(line, in.line_number());
+  }
+}
+
+nlohmann::json parse_json_line(const std::string& line, const std::string& where) {
+  try {
+    return nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(where + ": malformed JSON (" + e.what() + ")");
+  }
+}
+
+void check_jsonl(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || path == "-" || stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+  LineReader probe(path);  // reads the first line only
 }
 
 }  // namespace air

@@ -68,7 +68,7 @@ ProbeKind parse_probe_kind(const std::string& n) {
   if (n == "random-repeat") return ProbeKind::kRandomRepeat;
   if (n == "kv-retrieval") return ProbeKind::kKvRetrieval;
   if (n == "corpus") return ProbeKind::kCorpus;
-  throw UsageError("--probe '" + n + "': expected repeat, random-repeat, kv-retrieval or corpus");
+  throw OptionError("probe", "probe '" + n + "': expected repeat, random-repeat, kv-retrieval or corpus");
 }
 
 std::string probe_kind_name(ProbeKind k) {
@@ -247,16 +247,16 @@ HeadSet select_heads(const std::vector<HeadScore>& ranked, int64_t total, const 
   int64_t k;
   if (sel.num_heads > 0) {
     if (sel.num_heads > n)
-      throw UsageError("num_heads " + std::to_string(sel.num_heads) + ": the model has " + std::to_string(n) + " heads");
+      throw OptionError("num_heads", "num_heads " + std::to_string(sel.num_heads) + ": the model has " + std::to_string(n) + " heads");
     k = sel.num_heads;
   } else if (sel.min_score >= 0) {
     k = 0;
     while (k < n && ranked[k].score >= sel.min_score) ++k;
     if (k == 0)
-      throw UsageError("min_score " + std::to_string(sel.min_score) + ": no head reaches it (the best has R_h " +
+      throw OptionError("min_score", "min_score " + std::to_string(sel.min_score) + ": no head reaches it (the best has R_h " +
                        std::to_string(ranked[0].score) + ")");
   } else {
-    if (sel.delta <= 0 || sel.delta > 1) throw UsageError("delta must be in (0, 1]");
+    if (sel.delta <= 0 || sel.delta > 1) throw OptionError("delta", "delta must be in (0, 1]");
     k = static_cast<int64_t>(std::floor(sel.delta * static_cast<double>(total) + 1e-9));
   }
   k = std::clamp<int64_t>(k, 1, n);

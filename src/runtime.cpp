@@ -36,31 +36,32 @@ c10::Device parse_device(const std::string& name) {
     try {
       dev = c10::Device(name);
     } catch (const std::exception&) {
-      throw UsageError("--device '" + name + "': expected cpu, cuda or cuda:N");
+      throw OptionError("device", "device '" + name + "': expected cpu, cuda or cuda:N");
     }
     if (!at::hasCUDA())
-      throw UsageError("--device " + name + ": this build of libtorch has no CUDA, or no GPU is visible");
+      throw OptionError("device", "device " + name + ": this build of libtorch has no CUDA, or no GPU is visible");
     return dev;
   }
-  throw UsageError("--device '" + name + "': expected cpu, cuda or cuda:N");
+  throw OptionError("device", "device '" + name + "': expected cpu, cuda or cuda:N");
 }
 
-at::ScalarType resolve_dtype(const std::string& name, const c10::Device& device,
-                             const ModelConfig& config) {
+std::optional<at::ScalarType> parse_dtype(const std::string& name) {
+  if (name == "auto") return std::nullopt;
   if (name == "fp32" || name == "float32") return at::kFloat;
   if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
-  if (name == "fp16" || name == "float16") {
-    if (device.is_cpu())
-      throw UsageError("dtype fp16 is not supported on the CPU (its matmuls have no fp16 kernels): use fp32 or bf16");
-    return at::kHalf;
-  }
-  if (name == "auto") {
-    if (device.is_cpu()) return at::kFloat;
-    if (config.torch_dtype == "bfloat16") return at::kBFloat16;
-    if (config.torch_dtype == "float16") return at::kHalf;
-    return at::kFloat;
-  }
-  throw UsageError("--dtype '" + name + "': expected auto, fp32, bf16 or fp16");
+  if (name == "fp16" || name == "float16") return at::kHalf;
+  throw OptionError("dtype", "dtype '" + name + "': expected auto, fp32, bf16 or fp16");
+}
+
+at::ScalarType resolve_dtype(std::optional<at::ScalarType> dtype, const c10::Device& device,
+                             const ModelConfig& config) {
+  if (dtype == at::kHalf && device.is_cpu())
+    throw OptionError("dtype", "dtype fp16 is not supported on the CPU (its matmuls have no fp16 kernels): use fp32 or bf16");
+  if (dtype) return *dtype;
+  if (device.is_cpu()) return at::kFloat;
+  if (config.torch_dtype == "bfloat16") return at::kBFloat16;
+  if (config.torch_dtype == "float16") return at::kHalf;
+  return at::kFloat;
 }
 
 std::string dtype_name(at::ScalarType t) {
@@ -89,9 +90,9 @@ int available_cpus() {
 
 void set_threads(int threads) {
   const int cpus = available_cpus();
-  if (threads < 0) throw UsageError("threads must be >= 0, got " + std::to_string(threads));
+  if (threads < 0) throw OptionError("threads", "threads must be >= 0, got " + std::to_string(threads));
   if (threads > cpus)
-    throw UsageError("threads " + std::to_string(threads) + ": this process may run on " +
+    throw OptionError("threads", "threads " + std::to_string(threads) + ": this process may run on " +
                      std::to_string(cpus) + " CPUs; more threads than CPUs only wait on each other "
                      "(0 = all of them)");
   at::set_num_threads(threads > 0 ? threads : cpus);
@@ -189,10 +190,12 @@ std::string memory_string(int64_t bytes) {
 
 LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
   set_threads(rt.threads);
-  if (rt.max_memory < 0) throw UsageError("max_memory must be >= 0");
+  if (rt.max_memory < 0) throw OptionError("max_memory", "max_memory must be >= 0");
   const int64_t limit = rt.max_memory > 0 ? rt.max_memory : resident_bytes() + available_memory_bytes();
   LoadedModel m;
-  m.device = parse_device(rt.device);
+  m.device = rt.device;
+  if (m.device.is_cuda() && !at::hasCUDA())
+    throw OptionError("device", "device " + m.device.str() + ": this build of libtorch has no CUDA, or no GPU is visible");
   m.checkpoint = with_context("loading checkpoint " + dir, [&] { return Checkpoint::open(dir); });
   // The modules are built in fp32 on the host before the weights replace their parameters.
   const int64_t build = m.checkpoint.config().parameter_count() * 4;

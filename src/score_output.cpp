@@ -1,6 +1,7 @@
 #include "air/score_output.h"
 
 #include "air/error.h"
+#include "air/line_reader.h"
 #include "air/score_record.h"
 #include "air/output.h"
 
@@ -19,23 +20,38 @@ std::string json_change(const std::string& what, const nlohmann::json& before, c
   return what + ": " + show(before) + ", now " + show(now);
 }
 
+ScoredLine ScoredLine::of(const ScoreRecord& rec) {
+  ScoredLine s;
+  s.line = rec.line;
+  s.id = rec.id;
+  s.hash = rec.line_hash;
+  s.rejected = rec.rejected;
+  s.error = !rec.rejected && !rec.scored();
+  if (rec.scored()) {
+    s.tokens = rec.influence.tokens;
+    s.truncated = rec.truncated;
+    s.single_step = rec.influence.steps.size() == 1;
+  }
+  return s;
+}
+
 std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t* whole_bytes,
                                          const std::function<void(const std::string&)>& warn) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(path + ": cannot open for reading");
+  LineReader in(path);
   std::vector<ScoredLine> out;
-  std::string text;
-  std::uintmax_t offset = 0;
   *whole_bytes = 0;
-  for (int64_t n = 1; std::getline(in, text); ++n) {
-    const bool whole = !in.eof();  // getline stopped at a newline
-    const std::uintmax_t next = offset + text.size() + (whole ? 1 : 0);
-    const std::string at = path + ":" + std::to_string(n);
+  std::string text, next;
+  bool have = in.next_record(text);
+  while (have) {
+    const std::string at = path + ":" + std::to_string(in.line_number());
+    const bool whole = in.had_newline();
+    const std::uintmax_t end = static_cast<std::uintmax_t>(in.bytes_consumed());
+    const bool more = in.next_record(next);
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      if (in.peek() == std::char_traits<char>::eof()) {  // the last line: a write cut short
+      if (!more) {  // the last line: a write cut short
         if (warn) warn(at + ": the last line is incomplete and is left out");
         break;
       }
@@ -48,25 +64,15 @@ std::vector<ScoredLine> read_score_lines(const std::string& path, std::uintmax_t
     const ScoreRecord rec = score_record_from_json(j, at);
     if (rec.scored() && !j.contains("n_tokens"))  // resuming counts the tokens scored before
       throw DataError(at + ": a scored record without an integer \"n_tokens\"");
-    ScoredLine s;
-    s.line = rec.line;
-    s.id = rec.id;
-    s.hash = rec.line_hash;
-    s.rejected = rec.rejected;
-    s.error = !rec.rejected && !rec.scored();
-    if (rec.scored()) {
-      s.tokens = rec.influence.tokens;
-      s.truncated = rec.truncated;
-      s.single_step = rec.influence.steps.size() == 1;
-    }
+    ScoredLine s = ScoredLine::of(rec);
     if (!out.empty() && s.line <= out.back().line)
       throw DataError(at + ": corpus line " + std::to_string(s.line) + " comes after line " +
                       std::to_string(out.back().line) + "; records must be in corpus order");
     out.push_back(std::move(s));
-    offset = next;
-    *whole_bytes = offset;
+    *whole_bytes = end;
+    text.swap(next);
+    have = more;
   }
-  if (in.bad()) throw DataError(path + ": read error");
   return out;
 }
 

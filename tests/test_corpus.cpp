@@ -236,7 +236,7 @@ TEST_F(ReadCorpusTest, BadLinesBecomeRejectsWithLineNumbers) {
   EXPECT_EQ(st.rejects[1].line, 4);
   EXPECT_EQ(st.rejects[2].line, 5);
   EXPECT_EQ(st.rejects[2].id, "9");
-  EXPECT_NE(st.rejects[2].reason.find("more than --max-length 100"), std::string::npos);
+  EXPECT_NE(st.rejects[2].reason.find("more than max_length 100"), std::string::npos);
   EXPECT_EQ(st.rejects[3].line, 6);
   EXPECT_NE(st.rejects[3].raw.find("q\xfe"), std::string::npos);
 
@@ -277,8 +277,7 @@ TEST_F(ReadCorpusTest, ShardsPartitionTheRecordsAndMaxSamplesStops) {
     int64_t lines = 0;
     for (int64_t index = 0; index < count; ++index) {
       DatasetOptions opt;
-      opt.shard_index = index;
-      opt.shard_count = count;
+      opt.shard = {index, count};
       std::vector<int64_t> mine;
       const CorpusStats st = read_corpus(
           p.string(), load_chat_template("plain"), *tok, StepSplitter(), opt,
@@ -299,11 +298,15 @@ TEST_F(ReadCorpusTest, ShardsPartitionTheRecordsAndMaxSamplesStops) {
     EXPECT_EQ(lines, 11);
   }
   DatasetOptions bad;
-  bad.shard_index = 2;
-  bad.shard_count = 2;
+  bad.shard = {2, 2};
   EXPECT_THROW(read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), bad,
                            [](Sample&&) {}),
-               UsageError);
+               OptionError);
+  // "I/N" is parsed in one place, and every malformed or out-of-range form is refused.
+  EXPECT_EQ(Shard::parse("3/8").index, 3);
+  EXPECT_EQ(Shard::parse("3/8").count, 8);
+  for (const char* t : {"8/8", "-1/2", "1/0", "1", "1/2x", "a/b", "1-2", ""})
+    EXPECT_THROW(Shard::parse(t), OptionError) << t;
   // max_samples stops the reading after that many good samples (the probe reads only its share).
   {
     DatasetOptions opt;
@@ -323,7 +326,7 @@ TEST_F(ReadCorpusTest, ShardsPartitionTheRecordsAndMaxSamplesStops) {
     std::vector<std::string> ids;
     const CorpusStats st = read_corpus(p.string(), load_chat_template("plain"), *tok, StepSplitter(), opt,
                                        [&](Sample&& s) { ids.push_back(s.record.id); });
-    EXPECT_EQ(st.skipped, 2);
+    EXPECT_EQ(st.passed_over, 2);
     EXPECT_EQ(st.lines, 11);
     EXPECT_EQ(st.rejects.size(), 1u);
     EXPECT_EQ(ids, (std::vector<std::string>{"r0", "r3", "r4", "r5", "r6", "r8", "r9", "r10"}));

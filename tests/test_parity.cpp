@@ -133,9 +133,9 @@ TEST_P(ParityTest, AttentionArgmaxMatchesHuggingFace) {
 TEST_P(ParityTest, Bf16StaysCloseToFp32) {
   const Case& c = GetParam();
   RuntimeOptions rt = test_runtime();
-  rt.dtype = "fp32";
+  rt.dtype = at::kFloat;
   const LoadedModel fp32 = load_model(c.model, rt);
-  rt.dtype = "bf16";
+  rt.dtype = at::kBFloat16;
   const LoadedModel bf16 = load_model(c.model, rt);
   ASSERT_EQ(bf16.model->output_weight().scalar_type(), at::kBFloat16);
   const auto expected = read_json(c.expected);

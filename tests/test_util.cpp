@@ -15,9 +15,9 @@ fs::path model_dir(const std::string& name) { return fs::path(AIR_MODELS_DIR) / 
 
 RuntimeOptions test_runtime() {
   RuntimeOptions rt;
-  rt.dtype = "fp32";  // parity is defined in fp32 (auto would pick a bf16 checkpoint's dtype on GPU)
-  if (const char* d = std::getenv("AIR_TEST_DEVICE")) rt.device = d;
-  if (const char* t = std::getenv("AIR_TEST_DTYPE")) rt.dtype = t;
+  rt.dtype = at::kFloat;  // parity is defined in fp32 (auto would pick a bf16 checkpoint's dtype on GPU)
+  if (const char* d = std::getenv("AIR_TEST_DEVICE")) rt.device = parse_device(d);
+  if (const char* t = std::getenv("AIR_TEST_DTYPE")) rt.dtype = parse_dtype(t);
   rt.threads = 0;
   return rt;
 }

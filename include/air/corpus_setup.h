@@ -4,6 +4,7 @@
 // (tokenizer, chat template, step splitter, reading options).
 
 #include "air/dataset.h"
+#include "air/job_events.h"
 
 #include <filesystem>
 #include <memory>
@@ -30,7 +31,7 @@ struct CorpusSetup {
   std::unique_ptr<Tokenizer> tokenizer;
   ChatTemplate tmpl;
   std::string template_origin;  // "detected from FILE", "given", or the template file
-  std::unique_ptr<StepSplitter> steps;
+  std::unique_ptr<StepSplitter> splitter;  // cuts a response into steps
   DatasetOptions options;
   std::vector<std::string> warnings;  // what the caller should tell (a template that may not fit)
 };
@@ -40,5 +41,21 @@ struct CorpusSetup {
 // max_position_embeddings in the config.json beside the tokenizer, at least 4,096 (no limit where
 // there is no config.json). Throws UsageError for settings that cannot work.
 CorpusSetup make_corpus_setup(const CorpusSettings& settings, const std::string& tokenizer_path);
+
+// Tells `events` what reading a corpus with this setup meets: the setup's warnings now, and, as
+// records are read, the first record in each layout and the first that leaves a longer field
+// unused (through DatasetOptions::on_notice, which this sets). `events` must outlive the reading.
+void report_corpus_notices(CorpusSetup& setup, JobEvents& events);
+
+// After a corpus is read: warns when most records are a single step (the step delimiter does not
+// fit the data), when layouts were mixed, and for each longer field left unused.
+void report_corpus_summary(const CorpusStats& st, const CorpusSettings& settings, const std::string& corpus,
+                           JobEvents& events);
+
+// Writes rejects as JSONL ({line, id, reason, record[, record_base64]}) to `path` (nothing when
+// it is empty; an empty file when there are none, so that none is left from an earlier run), and
+// warns of the first few.
+void write_rejects(const std::string& path, const std::string& corpus, const std::vector<Reject>& rejects,
+                   JobEvents& events);
 
 }  // namespace air

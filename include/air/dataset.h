@@ -48,13 +48,22 @@ struct Reject {
   std::string raw;     // the line as it was
 };
 
+// One of `count` parts of a corpus: every count-th record from the index-th (0-based, counting
+// record lines), so that `count` processes split a corpus.
+struct Shard {
+  int64_t index = 0, count = 1;
+  // "I/N" -> {I, N}; throws OptionError (option "shard") unless 0 <= I < N.
+  static Shard parse(const std::string& text);
+  // Throws OptionError (option "shard") unless 0 <= index < count.
+  void check() const;
+  std::string str() const { return std::to_string(index) + "/" + std::to_string(count); }
+};
+
 struct DatasetOptions {
   CorpusOptions corpus;
   SampleOptions sample;
   bool strict = false;  // stop at the first bad line (DataError naming file and line)
-  // Only every shard_count-th record, from the shard_index-th (0-based, counting non-blank
-  // lines): the others are skipped unread, so that shard_count processes split a corpus.
-  int64_t shard_index = 0, shard_count = 1;
+  Shard shard;  // the records of other shards are skipped unread
   int64_t max_samples = 0;  // stop reading after this many good samples (0 = read all)
   // Records for which this returns true (after parsing, before rendering and tokenizing) are
   // counted as read and passed over: a resumed run's records already scored.
@@ -63,6 +72,9 @@ struct DatasetOptions {
   // layout (warning = false), the first record leaving each longer field unused (warning =
   // true), with the record's line.
   std::function<void(bool warning, int64_t line, const std::string& text)> on_notice;
+  // Told after each record of the shard: the fraction of the input read so far (-1 when its size
+  // is unknown: stdin, a pipe).
+  std::function<void(double fraction)> on_progress;
 };
 
 // Reads a JSONL corpus ("-" = stdin; gzip is read as the text it holds; LineReader refuses a
@@ -71,7 +83,7 @@ struct DatasetOptions {
 struct CorpusStats {
   int64_t lines = 0;      // non-blank lines read (of this shard)
   int64_t samples = 0;    // good samples
-  int64_t skipped = 0;    // records passed over by DatasetOptions::skip
+  int64_t passed_over = 0;  // records DatasetOptions::skip passed over (a resumed run's)
   int64_t truncated = 0;  // samples cut at max_length
   int64_t single_step = 0;  // samples whose response is one step
   std::map<std::string, int64_t> layouts;        // Record::layout -> records read so

@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace air {
 
@@ -38,6 +39,21 @@ AIR_DEFINE_ERROR(CheckpointError, 4)
 AIR_DEFINE_ERROR(IoError, 5)
 
 #undef AIR_DEFINE_ERROR
+
+// A bad value of one option of a job. option() is its name in the options struct ("max_length",
+// "shard"), which the message names too, so that a front-end can show its own spelling of it
+// (the command line: --max-length).
+class OptionError : public UsageError {
+ public:
+  OptionError(std::string option, const std::string& message) : UsageError(message), option_(std::move(option)) {}
+  const std::string& option() const { return option_; }
+  [[noreturn]] void rethrow_with(const std::string& context) const override {
+    throw OptionError(option_, context + ": " + what());
+  }
+
+ private:
+  std::string option_;
+};
 
 // Runs fn(); an air::Error escaping it is rethrown with `context` prefixed, type kept.
 template <class Fn>

@@ -37,8 +37,7 @@ nlohmann::ordered_json to_json(const HeadsFile& h);
 HeadsFile heads_file_from_json(const nlohmann::json& j, const std::string& where);
 
 // Writes heads.json (atomically: FILE.tmp renamed over FILE). Throws IoError.
-void write_heads_file(const std::string& path, const HeadsFileInfo& info, const ProbeResult& result,
-                      const HeadSet& selected);
+void write_heads_file(const std::string& path, const HeadsFile& h);
 
 // Reads heads.json. Throws DataError naming the file.
 HeadsFile read_heads_file(const std::string& path);

@@ -3,7 +3,10 @@
 // The one reader of line-oriented inputs (corpora, score files): a file, "-" (stdin), or a
 // gzip-compressed file (read as the text it holds), line by line with a cap on line length.
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,7 +30,18 @@ class LineReader {
   // tells that the line was longer than max_bytes (only its start is kept). Throws DataError on
   // a read error or a corrupt gzip stream, naming the file and line.
   bool next(std::string& line, bool* too_long = nullptr);
+  // The next record line: blank lines (spaces, tabs, CR only) are passed over and a CR before
+  // the newline is dropped, the one rule for every JSONL input.
+  bool next_record(std::string& line, bool* too_long = nullptr);
+  // "<path>:<line>: the line is longer than 256 MB", for the line just read.
+  std::string too_long_message() const;
   int64_t line_number() const { return line_no_; }  // 1-based number of the last line read
+  // Whether the last line read ended with a newline (a write cut short leaves the last without).
+  bool had_newline() const { return had_newline_; }
+  // Input bytes behind the lines read so far (compressed bytes for gzip, to the read chunk), and
+  // the input's size (-1 when not a regular file: stdin, a pipe), for progress.
+  int64_t bytes_consumed() const;
+  int64_t size() const { return size_; }
   bool compressed() const { return compressed_; }
   const std::string& path() const { return path_; }
 
@@ -46,8 +60,22 @@ class LineReader {
   size_t pos_ = 0;
   bool eof_ = false, compressed_ = false;
   int64_t line_no_ = 0;
+  int64_t read_total_ = 0;  // bytes read(2) from the input
+  int64_t size_ = -1;
   std::string pending_;  // a first line peeked at open
-  bool has_pending_ = false, pending_too_long_ = false;
+  bool has_pending_ = false, pending_too_long_ = false, pending_newline_ = true;
+  bool had_newline_ = true;
 };
+
+// Calls fn(line, line_number) for each record line of a JSONL input ("-" = stdin); a line over
+// the length cap throws DataError naming it.
+void for_each_line(const std::string& path, const std::function<void(const std::string&, int64_t)>& fn);
+
+// Parses one JSONL line; throws DataError "where: malformed JSON (...)".
+nlohmann::json parse_json_line(const std::string& line, const std::string& where);
+
+// A corpus that is a regular file is checked to be JSON Lines (not a JSON array, not one
+// document over several lines) before anything slow runs; DataError naming it otherwise.
+void check_jsonl(const std::string& path);
 
 }  // namespace air

@@ -6,14 +6,15 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include <optional>
 #include <string>
 
 namespace air {
 
-// Where and how the model runs; each field mirrors a command-line flag.
+// Where and how the model runs.
 struct RuntimeOptions {
-  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
-  std::string dtype = "auto";  // auto | fp32 | bf16 | fp16 (auto: fp32 on CPU, checkpoint's on GPU)
+  c10::Device device{c10::kCPU};
+  std::optional<at::ScalarType> dtype;  // fp32, bf16 or fp16; empty: fp32 on CPU, the checkpoint's on GPU
   int threads = 0;             // intra-op threads (0 = all CPUs this process may use)
   int64_t max_memory = 0;      // bytes the process may use in all (0 = the memory available at start)
 };
@@ -29,10 +30,14 @@ int64_t parse_memory_size(const std::string& text);
 // "1.5 GB" for messages.
 std::string memory_string(int64_t bytes);
 
-// Parses a --device value; throws UsageError for a bad name or an absent GPU.
+// "cpu", "cuda" or "cuda:N"; throws OptionError ("device") for a bad name or an absent GPU.
 c10::Device parse_device(const std::string& name);
-// Resolves a --dtype value for a device and checkpoint; throws UsageError for a bad name.
-at::ScalarType resolve_dtype(const std::string& name, const c10::Device& device,
+// "fp32", "bf16", "fp16" (or float32, bfloat16, float16); "auto": empty. OptionError ("dtype")
+// for another name.
+std::optional<at::ScalarType> parse_dtype(const std::string& name);
+// The dtype a model runs in on `device`: the one asked for, else fp32 on the CPU and the
+// checkpoint's torch_dtype on a GPU. Throws OptionError for fp16 on the CPU.
+at::ScalarType resolve_dtype(std::optional<at::ScalarType> dtype, const c10::Device& device,
                              const ModelConfig& config);
 // On a GPU in fp32, turns TF32 matmuls off so that fp32 results are fp32-exact.
 void use_exact_fp32(const c10::Device& device, at::ScalarType dtype);

@@ -16,8 +16,11 @@
 
 namespace air {
 
+struct ScoreRecord;
+
 // One record of a score output, as much of it as resuming needs.
 struct ScoredLine {
+  static ScoredLine of(const ScoreRecord& rec);
   int64_t line = 0;
   std::string id;
   std::string hash;       // line_hash() of the corpus line (empty in files written before it was kept)

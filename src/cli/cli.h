@@ -1,5 +1,6 @@
 #pragma once
 
+#include "air/job_events.h"
 #include "air/runtime.h"
 
 #include <string>
@@ -16,6 +17,19 @@ namespace air::cli {
 int run(int argc, const char* const* argv);
 // Same, from an argument list without the program name (for tests).
 int run(const std::vector<std::string>& args);
+
+// A job's messages with the library's option names ("max_length", "(data)") as the command
+// line's flags ("--max-length", "(--data)"); `option`, when given, is the option an OptionError
+// names, shown as its flag where the message first names it.
+std::string with_flags(const std::string& message, const std::string& option = "");
+
+// A job's events as log lines on stderr, progress included.
+class LogEvents : public JobEvents {
+ public:
+  void info(const std::string& message) override;
+  void warn(const std::string& message) override;
+  void progress(const ScoreProgress& p) override;
+};
 
 // Adds --device, --dtype and --threads to a subcommand.
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt);

@@ -2,7 +2,6 @@
 
 #include "air/runtime.h"
 #include "cli/cli.h"
-#include "cli/io.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>

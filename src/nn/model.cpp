@@ -127,6 +127,115 @@ at::Tensor running_mean(const at::Tensor& v, int64_t window) {
   return sum.div_(n.view({1, 1, T, 1})).to(v.scalar_type());
 }
 
+// Attention of a layer whose `uniform` query heads (ascending) are made uniform: the other heads
+// attend as usual; each uniform head's output is the running mean of its kv group's visible
+// values.
+at::Tensor attend_partitioned(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const std::vector<int64_t>& uniform, int64_t num_kv_heads, int64_t layer,
+                              int64_t window, const ForwardOptions& opt) {
+  const int64_t B = q.size(0), num_heads = q.size(1), T = q.size(2);
+  at::Tensor o = at::empty_like(q);
+  const int64_t rep = num_heads / num_kv_heads;
+  // Query blocks sized as for all heads, so the parts below use the blocks the whole would.
+  ForwardOptions part = opt;
+  part.query_chunk = query_block(opt, B, num_heads, T);
+  // Query heads outside the set: kv groups left whole attend together, a group missing
+  // some of its heads attends on its own.
+  std::vector<bool> is_uniform(num_heads, false);
+  for (int64_t h : uniform) is_uniform[h] = true;
+  std::vector<int64_t> whole_q, whole_kv;
+  for (int64_t g = 0; g < num_kv_heads; ++g) {
+    std::vector<int64_t> kept;
+    for (int64_t h = g * rep; h < (g + 1) * rep; ++h)
+      if (!is_uniform[h]) kept.push_back(h);
+    if (static_cast<int64_t>(kept.size()) == rep) {
+      whole_q.insert(whole_q.end(), kept.begin(), kept.end());
+      whole_kv.push_back(g);
+    } else if (!kept.empty()) {
+      const at::Tensor idx = index_tensor(kept, q.device());
+      o.index_copy_(1, idx, attend(q.index_select(1, idx), k.narrow(1, g, 1), v.narrow(1, g, 1),
+                                   layer, window, part));
+    }
+  }
+  if (!whole_q.empty()) {
+    const at::Tensor qi = index_tensor(whole_q, q.device()), kvi = index_tensor(whole_kv, q.device());
+    o.index_copy_(1, qi, attend(q.index_select(1, qi), k.index_select(1, kvi), v.index_select(1, kvi),
+                                layer, window, part));
+  }
+  // Critical heads: one running mean per kv group they read.
+  int64_t done_group = -1;
+  at::Tensor mean;
+  for (int64_t h : uniform) {  // ascending, so heads of one group are adjacent
+    if (h / rep != done_group) {
+      done_group = h / rep;
+      mean = running_mean(v.narrow(1, done_group, 1), window);
+    }
+    o.narrow(1, h, 1).copy_(mean);
+  }
+  return o;
+}
+
+// log p(target) of each row of hs [N, D] under the output weight w [V, D] into lp [N] (and the
+// predictive entropy into ent), on the CPU.
+void row_stats_blocked(const at::Tensor& hs, const at::Tensor& w, const at::Tensor& target_ids,
+                       const LossHeadTuning& tune, bool entropy, at::Tensor& lp, at::Tensor& ent) {
+  const int64_t N = hs.size(0);
+  // Rows in blocks, the vocabulary in column chunks: each [rows, cols] chunk of logits is
+  // reduced (online logsumexp and entropy) while it is still in cache, so the logits of a
+  // block are never all written out, and the output weight is repacked once per block.
+  const int64_t V = w.size(0);
+  const int64_t rows_per_block = std::min<int64_t>(N, tune.rows);
+  const int64_t cols_per_chunk = std::min<int64_t>(V, tune.cols);
+  at::Tensor buf;
+  if (w.scalar_type() == at::kFloat)
+    buf = at::empty({rows_per_block * cols_per_chunk}, at::TensorOptions().dtype(at::kFloat));
+  const at::Tensor tgt = target_ids.contiguous();
+  for (int64_t s = 0; s < N; s += rows_per_block) {
+    const int64_t n = std::min(rows_per_block, N - s);
+    const at::Tensor hb = hs.narrow(0, s, n);
+    LogitRowStats st(n, tgt.data_ptr<int64_t>() + s, entropy);
+    for (int64_t c0 = 0; c0 < V; c0 += cols_per_chunk) {
+      const int64_t cols = std::min(cols_per_chunk, V - c0);
+      at::Tensor z;
+      if (buf.defined()) {
+        z = buf.narrow(0, 0, n * cols).view({n, cols});
+        at::mm_out(z, hb, w.narrow(0, c0, cols).t());
+      } else {
+        z = at::linear(hb, w.narrow(0, c0, cols)).to(at::kFloat).contiguous();
+      }
+      st.add(z.data_ptr<float>(), c0, cols);
+    }
+    st.finish(lp.data_ptr<float>() + s, entropy ? ent.data_ptr<float>() + s : nullptr);
+  }
+}
+
+// The same with whole-vocabulary logits of a block of rows at a time (GPUs, and the ATen path).
+void row_stats_dense(const at::Tensor& hs, const at::Tensor& w, const at::Tensor& target_ids, bool entropy,
+                     at::Tensor& lp, at::Tensor& ent) {
+  const int64_t N = hs.size(0);
+  const int64_t block =
+      std::max<int64_t>(64, kLogitBlockBytesGpu / (4 * std::max<int64_t>(1, w.size(0))));
+  for (int64_t s = 0; s < N; s += block) {
+    const int64_t n = std::min(block, N - s);
+    // [n, vocab] float32 logits of this block only; log p(target) = z_target - logsumexp(z),
+    // so no [n, vocab] log-softmax is written.
+    const at::Tensor z = at::linear(hs.narrow(0, s, n), w).to(at::kFloat);
+    const at::Tensor zt = z.gather(1, target_ids.narrow(0, s, n).unsqueeze(1)).squeeze(1);
+    if (!entropy) {
+      lp.narrow(0, s, n).copy_(zt - at::logsumexp(z, -1));
+      continue;
+    }
+    // Entropy from one exponential pass: e = exp(z - max), H = lse - sum(e * z) / sum(e).
+    const at::Tensor mx = std::get<0>(z.max(-1, /*keepdim=*/true));  // [n, 1]
+    const at::Tensor e = (z - mx).exp_();                             // [n, vocab]
+    const at::Tensor sum_e = e.sum(-1);                                // [n]
+    const at::Tensor lse = mx.squeeze(1) + sum_e.log();
+    const at::Tensor ez = at::bmm(e.unsqueeze(1), z.unsqueeze(2)).view({n});  // sum(e * z)
+    lp.narrow(0, s, n).copy_(zt - lse);
+    ent.narrow(0, s, n).copy_(lse - ez / sum_e);
+  }
+}
+
 }  // namespace
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
@@ -211,49 +320,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
   k = to_batch(k);
   v = to_batch(v);
 
-  at::Tensor o;  // [B, H, T, Dh]
-  if (uniform.empty()) {
-    o = attend(q, k, v, layer, window, opt);
-  } else {
-    o = at::empty_like(q);
-    const int64_t rep = num_heads / num_kv_heads;
-    // Query blocks sized as for all heads, so the parts below use the blocks the whole would.
-    ForwardOptions part = opt;
-    part.query_chunk = query_block(opt, B, num_heads, T);
-    // Query heads outside the set: kv groups left whole attend together, a group missing
-    // some of its heads attends on its own.
-    std::vector<bool> is_uniform(num_heads, false);
-    for (int64_t h : uniform) is_uniform[h] = true;
-    std::vector<int64_t> whole_q, whole_kv;
-    for (int64_t g = 0; g < num_kv_heads; ++g) {
-      std::vector<int64_t> kept;
-      for (int64_t h = g * rep; h < (g + 1) * rep; ++h)
-        if (!is_uniform[h]) kept.push_back(h);
-      if (static_cast<int64_t>(kept.size()) == rep) {
-        whole_q.insert(whole_q.end(), kept.begin(), kept.end());
-        whole_kv.push_back(g);
-      } else if (!kept.empty()) {
-        const at::Tensor idx = index_tensor(kept, q.device());
-        o.index_copy_(1, idx, attend(q.index_select(1, idx), k.narrow(1, g, 1), v.narrow(1, g, 1),
-                                     layer, window, part));
-      }
-    }
-    if (!whole_q.empty()) {
-      const at::Tensor qi = index_tensor(whole_q, q.device()), kvi = index_tensor(whole_kv, q.device());
-      o.index_copy_(1, qi, attend(q.index_select(1, qi), k.index_select(1, kvi), v.index_select(1, kvi),
-                                  layer, window, part));
-    }
-    // Critical heads: one running mean per kv group they read.
-    int64_t done_group = -1;
-    at::Tensor mean;
-    for (int64_t h : uniform) {  // ascending, so heads of one group are adjacent
-      if (h / rep != done_group) {
-        done_group = h / rep;
-        mean = running_mean(v.narrow(1, done_group, 1), window);
-      }
-      o.narrow(1, h, 1).copy_(mean);
-    }
-  }
+  // [B, H, T, Dh]
+  at::Tensor o = uniform.empty() ? attend(q, k, v, layer, window, opt)
+                                 : attend_partitioned(q, k, v, uniform, num_kv_heads, layer, window, opt);
   o = o.transpose(1, 2).reshape({B * T, num_heads * head_dim});
   if (lay.padded()) o = o.index_select(0, lay.flat);
   return o_proj->forward(o);
@@ -440,57 +509,8 @@ std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& la
     const at::Tensor hs = h.index_select(0, index_tensor(rows, dev));  // [N, D]
     const at::Tensor& w = output_weight();
     const LossHeadTuning& tune = loss_head_tuning();
-    if (dev.is_cpu() && !tune.aten) {
-      // Rows in blocks, the vocabulary in column chunks: each [rows, cols] chunk of logits is
-      // reduced (online logsumexp and entropy) while it is still in cache, so the logits of a
-      // block are never all written out, and the output weight is repacked once per block.
-      const int64_t V = w.size(0);
-      const int64_t rows_per_block = std::min<int64_t>(N, tune.rows);
-      const int64_t cols_per_chunk = std::min<int64_t>(V, tune.cols);
-      at::Tensor buf;
-      if (w.scalar_type() == at::kFloat)
-        buf = at::empty({rows_per_block * cols_per_chunk}, at::TensorOptions().dtype(at::kFloat));
-      const at::Tensor tgt = target_ids.contiguous();
-      for (int64_t s = 0; s < N; s += rows_per_block) {
-        const int64_t n = std::min(rows_per_block, N - s);
-        const at::Tensor hb = hs.narrow(0, s, n);
-        LogitRowStats st(n, tgt.data_ptr<int64_t>() + s, entropy);
-        for (int64_t c0 = 0; c0 < V; c0 += cols_per_chunk) {
-          const int64_t cols = std::min(cols_per_chunk, V - c0);
-          at::Tensor z;
-          if (buf.defined()) {
-            z = buf.narrow(0, 0, n * cols).view({n, cols});
-            at::mm_out(z, hb, w.narrow(0, c0, cols).t());
-          } else {
-            z = at::linear(hb, w.narrow(0, c0, cols)).to(at::kFloat).contiguous();
-          }
-          st.add(z.data_ptr<float>(), c0, cols);
-        }
-        st.finish(lp.data_ptr<float>() + s, entropy ? ent.data_ptr<float>() + s : nullptr);
-      }
-    } else {
-      const int64_t block =
-          std::max<int64_t>(64, kLogitBlockBytesGpu / (4 * std::max<int64_t>(1, w.size(0))));
-      for (int64_t s = 0; s < N; s += block) {
-        const int64_t n = std::min(block, N - s);
-        // [n, vocab] float32 logits of this block only; log p(target) = z_target - logsumexp(z),
-        // so no [n, vocab] log-softmax is written.
-        const at::Tensor z = at::linear(hs.narrow(0, s, n), w).to(at::kFloat);
-        const at::Tensor zt = z.gather(1, target_ids.narrow(0, s, n).unsqueeze(1)).squeeze(1);
-        if (!entropy) {
-          lp.narrow(0, s, n).copy_(zt - at::logsumexp(z, -1));
-          continue;
-        }
-        // Entropy from one exponential pass: e = exp(z - max), H = lse - sum(e * z) / sum(e).
-        const at::Tensor mx = std::get<0>(z.max(-1, /*keepdim=*/true));  // [n, 1]
-        const at::Tensor e = (z - mx).exp_();                             // [n, vocab]
-        const at::Tensor sum_e = e.sum(-1);                                // [n]
-        const at::Tensor lse = mx.squeeze(1) + sum_e.log();
-        const at::Tensor ez = at::bmm(e.unsqueeze(1), z.unsqueeze(2)).view({n});  // sum(e * z)
-        lp.narrow(0, s, n).copy_(zt - lse);
-        ent.narrow(0, s, n).copy_(lse - ez / sum_e);
-      }
-    }
+    if (dev.is_cpu() && !tune.aten) row_stats_blocked(hs, w, target_ids, tune, entropy, lp, ent);
+    else row_stats_dense(hs, w, target_ids, entropy, lp, ent);
   }
   lp = lp.cpu();
   if (entropy) ent = ent.cpu();

@@ -1,0 +1,479 @@
+#include "air/score_job.h"
+
+#include "air/error.h"
+#include "air/heads_file.h"
+#include "air/line_reader.h"
+#include "air/output.h"
+#include "air/score_output.h"
+#include "air/score_record.h"
+#include "air/scorer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <variant>
+
+namespace air {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": cannot open for reading");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(path + ": malformed JSON (" + e.what() + ")");
+  }
+}
+
+void check_options(const ScoreJobOptions& opt, const ScorePaths& paths) {
+  if (opt.window < 1) throw OptionError("window", "window must be >= 1");
+  if (!(opt.flush_every > 0) || opt.flush_every > 86400)
+    throw OptionError("flush_every", "flush_every must be in (0, 86400] seconds");
+  if (opt.resume && paths.stream)
+    throw OptionError("resume", "resume needs out to be a regular file (it continues OUT.partial)");
+  opt.shard.check();
+}
+
+// Every path checked before the model loads: inputs readable, outputs writable, no output over
+// an input. Returns the lock that keeps a second run off the same output.
+OutputLock check_paths(const ScoreJobOptions& opt, const ScorePaths& p) {
+  check_input_file({"corpus (data)", opt.data});
+  check_input_file({"heads file (heads)", opt.heads});
+  check_input_file({"probe items (probe_data)", opt.probe.probe_data});
+  check_input_file({"probe text (probe_text)", opt.probe.probe_text});
+  const std::string& tmpl = opt.corpus.tmpl;
+  const std::vector<NamedPath> inputs = {{"model folder (model)", opt.model},
+                                         {"corpus (data)", opt.data},
+                                         {"heads file (heads)", opt.heads},
+                                         {"probe items (probe_data)", opt.probe.probe_data},
+                                         {"probe text (probe_text)", opt.probe.probe_text},
+                                         {"chat template (template)", fs::is_regular_file(tmpl) ? tmpl : ""}};
+  std::vector<NamedPath> outputs = {{"output (out)", opt.out}, {"meta file", p.meta}, {"rejects file", p.rejects}};
+  if (!p.stream) {
+    outputs.push_back({"partial output", ScoreWriter::partial_path(opt.out)});
+    outputs.push_back({"partial output's description", ScoreWriter::sidecar_path(opt.out)});
+    if (opt.heads.empty() && !opt.resume) outputs.push_back({"probed heads file", p.heads});
+  }
+  check_outputs(outputs, inputs);
+  for (const auto& o : outputs) check_writable(o.path);
+  check_jsonl(opt.data);
+  return OutputLock(opt.out);
+}
+
+// The heads to weaken: a heads file given (checked to belong to the model), the earlier run's
+// (resuming), or a probe run now.
+struct Heads {
+  HeadSet set;
+  std::string file;
+};
+
+Heads read_heads(const ScoreJobOptions& opt, const LoadedModel& m, const std::string& path, JobEvents& events) {
+  const HeadsFile hf = read_heads_file(path);
+  const std::string fp = m.checkpoint.fingerprint();
+  if (hf.info.fingerprint.empty())
+    events.warn(path + " names no model fingerprint: it cannot be checked to belong to this model");
+  if (!hf.info.fingerprint.empty() && hf.info.fingerprint != fp) {
+    const std::string msg = path + " was probed on model " + hf.info.fingerprint + " (" + hf.info.model_path +
+                            "), not on this one (" + fp + ")";
+    if (!opt.allow_heads_mismatch)
+      throw OptionError("allow_heads_mismatch", msg + "; pass allow_heads_mismatch to use it anyway");
+    events.warn(msg);
+  }
+  return {hf.selected, path};
+}
+
+Heads find_heads(const ScoreJobOptions& opt, const ScorePaths& paths, const LoadedModel& m, const CorpusSetup& corpus,
+                 JobEvents& events) {
+  if (!opt.heads.empty()) return read_heads(opt, m, opt.heads, events);
+  if (opt.resume && fs::exists(paths.heads)) {  // the heads the earlier run probed, if probed alike
+    const std::string diff = probe_settings_difference(opt.probe, read_json_file(paths.heads));
+    if (!diff.empty())
+      throw OptionError("resume", paths.heads + " was probed differently (" + diff +
+                                      "); run without resume to start over, or give heads");
+    events.info("resuming: using the heads the earlier run probed, " + paths.heads);
+    return read_heads(opt, m, paths.heads, events);
+  }
+  if (opt.data == "-" && opt.probe.probe_text.empty() && opt.probe.probe_data.empty())
+    throw OptionError("heads", "data - (stdin) can be read only once: give heads, or probe_text for the probe");
+  events.info("no heads given: running the " + probe_kind_name(opt.probe.probe.kind) + " probe first");
+  if (opt.shard.count > 1)
+    events.warn("shard without heads: every shard probes the same way; probing once and giving its heads file saves that");
+  const HeadsFile h = probe_heads(m, opt.probe, corpus, opt.data, events);
+  if (!paths.heads.empty()) write_heads_file(paths.heads, h);
+  return {h.selected, paths.heads};
+}
+
+// What the scores depend on: the sidecar of the output, partial and complete.
+nlohmann::ordered_json run_description(const ScoreJobOptions& opt, const LoadedModel& m, const CorpusSetup& corpus,
+                                       const Heads& heads, const ScoreOptions& so) {
+  const ModelConfig& c = m.checkpoint.config();
+  const CorpusSettings& cs = opt.corpus;
+  nlohmann::ordered_json run;
+  run["tool"] = "air";
+  run["version"] = AIR_VERSION;
+  run["data"] = opt.data;
+  run["model"] = {{"path", opt.model}, {"architecture", c.architecture_name}, {"fingerprint", m.checkpoint.fingerprint()}};
+  run["heads"] = {{"file", heads.file}, {"selected", heads.set.to_string()}};
+  run["options"] = {{"score", score_mode_name(opt.score)},
+                    {"dtype", dtype_name(m.dtype)},
+                    {"device", m.device.str()},
+                    {"template", corpus.tmpl.name},
+                    {"separator", cs.separator},
+                    {"format", cs.format},
+                    {"prompt_field", cs.prompt_field},
+                    {"response_fields", cs.response_fields},
+                    {"id_field", cs.id_field},
+                    {"step_delimiter", cs.step_delimiter},
+                    {"min_step_tokens", cs.min_step_tokens},
+                    {"max_length", corpus.options.sample.max_length},
+                    {"truncate", cs.truncate},
+                    {"emit_token_scores", opt.emit_token_scores},
+                    {"shard", opt.shard.str()},
+                    {"eps", so.influence.eps},
+                    {"batch_tokens", opt.batch_tokens}};
+  run["template"] = template_to_json(corpus.tmpl);
+  run["template"]["origin"] = corpus.template_origin;
+  return run;
+}
+
+// Records an earlier run of the same scoring already wrote: the whole lines of OUT.partial, or of
+// a complete OUT, when its sidecar shows the same model, heads and options.
+struct Resumed {
+  std::vector<ScoredLine> lines;
+  double seconds = 0;                             // wall time of the earlier runs
+  nlohmann::json runs = nlohmann::json::array();  // each earlier run: {wall_seconds, records}
+  std::uintmax_t bytes = 0;                       // where their whole lines end
+  std::string from;                               // the file they came from
+};
+
+Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run, JobEvents& events) {
+  Resumed r;
+  const std::string partial = ScoreWriter::partial_path(out);
+  std::string sidecar;
+  if (fs::is_symlink(partial))
+    throw IoError(partial + " is a symbolic link, not a partial output of air; remove it to start over");
+  if (fs::exists(partial)) {
+    r.from = partial;
+    sidecar = ScoreWriter::sidecar_path(out);
+  } else if (fs::exists(out)) {
+    r.from = out;
+    sidecar = out + ".meta.json";
+  } else {
+    events.info("resuming: neither " + partial + " nor " + out + " exists; scoring from the start");
+    return r;
+  }
+  if (!fs::exists(sidecar))
+    throw OptionError("resume", r.from + ": no " + sidecar +
+                                    " beside it tells how it was scored; run without resume to start over");
+  const nlohmann::json before = read_json_file(sidecar);
+  const std::string diff = run_difference(before, run);
+  if (!diff.empty())
+    throw OptionError("resume", r.from + " was scored differently (" + diff + "); run without resume to start over");
+  r.lines = read_score_lines(r.from, &r.bytes, [&](const std::string& w) { events.warn(w + "; it is scored again"); });
+  if (before.contains("wall_seconds") && before["wall_seconds"].is_number()) r.seconds = before["wall_seconds"].get<double>();
+  if (before.contains("runs") && before["runs"].is_array()) r.runs = before["runs"];
+  events.info("resuming: " + std::to_string(r.lines.size()) + " records already scored in " + r.from);
+  return r;
+}
+
+// The counts of a run: what it scored, and what the resumed records had.
+struct Counts {
+  int64_t scored = 0, errors = 0, response_tokens = 0, truncated = 0, single_step = 0;
+};
+
+// The records a resumed run already has, met in corpus order: each corpus record is taken from
+// it (checked to be the same line, id and text) or scored anew.
+class ResumeCursor {
+ public:
+  ResumeCursor(const Resumed& done, std::string corpus) : done_(done), corpus_(std::move(corpus)) {}
+
+  bool empty() const { return done_.lines.empty(); }
+  // Whether the next record held is a rejected one (rejects are read again, for the rejects file).
+  bool next_is_rejected() const { return next_ < done_.lines.size() && done_.lines[next_].rejected; }
+  // True when the corpus record (line, id, hash) is the next one held: it is counted and passed
+  // over. Throws DataError when the corpus holds another record there.
+  bool take(int64_t line, const std::string& id, const std::string& hash, Counts& counts) {
+    if (next_ >= done_.lines.size()) return false;
+    const ScoredLine& d = done_.lines[next_];
+    if (d.line != line || d.id != id)
+      throw DataError(done_.from + ": its record " + std::to_string(next_ + 1) + " is line " + std::to_string(d.line) +
+                      " id '" + d.id + "', but " + corpus_ + " has line " + std::to_string(line) + " id '" + id +
+                      "' there: the corpus changed since; run without resume to start over");
+    if (!d.hash.empty() && d.hash != hash)
+      throw DataError(done_.from + ": the record of line " + std::to_string(line) + " id '" + id +
+                      "' was scored from other text (line hash " + d.hash + ", now " + hash + ") in " + corpus_ +
+                      ": the corpus changed since; run without resume to start over");
+    ++next_;
+    if (d.error) ++counts.errors;
+    if (!d.error && !d.rejected) {
+      ++counts.scored;
+      counts.response_tokens += d.tokens;
+      counts.truncated += d.truncated;
+      counts.single_step += d.single_step;
+    }
+    return true;
+  }
+  // At the end of the corpus: every record held must have been met.
+  void check_all_taken() const {
+    if (next_ >= done_.lines.size()) return;
+    const ScoredLine& d = done_.lines[next_];
+    throw DataError(done_.from + " holds a record of line " + std::to_string(d.line) + " id '" + d.id + "', which " +
+                    corpus_ + " does not have: the corpus changed since; run without resume to start over");
+  }
+
+ private:
+  const Resumed& done_;
+  std::string corpus_;
+  size_t next_ = 0;
+};
+
+// Records in input order, scored and written a window at a time: when the window holds `window`
+// records, or as many tokens as the scorer gets through in flush_every seconds (one batch until
+// that is measured), or when flush_every seconds have passed since the last write. Long records
+// reach OUT batch by batch, and a run cut short loses at most that much.
+class WindowWriter {
+ public:
+  WindowWriter(const ScoreJobOptions& opt, const Scorer& scorer, ScoreWriter& out, Counts& counts,
+               const ScoreProgress& base, JobEvents& events)
+      : opt_(opt), scorer_(scorer), out_(out), counts_(counts), progress_(base), events_(events),
+        token_limit_(std::max<int64_t>(opt.batch_tokens, 1)) {}
+
+  void add(Sample&& s) {
+    tokens_ += static_cast<int64_t>(s.ids.size());
+    ++samples_;
+    entries_.emplace_back(std::move(s));
+    if (due()) flush();
+  }
+  void add(const Reject& r) {
+    entries_.emplace_back(r);
+    if (due()) flush();
+  }
+  void read_to(double fraction) {
+    if (fraction_start_ < 0) fraction_start_ = fraction;
+    progress_.fraction = fraction;
+  }
+  int64_t written() const { return written_; }
+
+  void flush() {
+    if (entries_.empty()) return;
+    std::vector<const Sample*> batch;
+    for (const auto& e : entries_)
+      if (auto* s = std::get_if<Sample>(&e)) batch.push_back(s);
+    for (const Sample* b : batch) run_tokens_ += static_cast<int64_t>(b->ids.size());
+    const auto t_batch = Clock::now();
+    const std::vector<ScoreResult> results = scorer_.score(batch);
+    scoring_seconds_ += since(t_batch);
+    if (scoring_seconds_ > 0)
+      token_limit_ = std::max<int64_t>(
+          opt_.batch_tokens, static_cast<int64_t>(static_cast<double>(run_tokens_) / scoring_seconds_ * opt_.flush_every));
+    write(results);
+    entries_.clear();
+    samples_ = tokens_ = 0;
+    last_flush_ = Clock::now();
+    report();
+  }
+
+ private:
+  bool due() const {
+    return samples_ >= opt_.window || tokens_ >= token_limit_ ||
+           std::chrono::duration<double>(Clock::now() - last_flush_).count() >= opt_.flush_every;
+  }
+  void write(const std::vector<ScoreResult>& results) {
+    size_t k = 0;
+    for (const auto& e : entries_) {
+      if (const auto* s = std::get_if<Sample>(&e)) {
+        const ScoreResult& r = results[k++];
+        if (r.error.empty()) {
+          ++counts_.scored;
+          counts_.response_tokens += r.influence.tokens;
+        } else {
+          ++counts_.errors;
+          events_.warn(opt_.data + ":" + std::to_string(s->record.line) + ": " + r.error);
+        }
+        out_.stream() << to_json(score_record(*s, r)).dump() << "\n";
+      } else {
+        out_.stream() << to_json(rejected_record(std::get<Reject>(e))).dump() << "\n";
+      }
+      ++written_;
+    }
+    out_.flush();
+  }
+  void report() {
+    ScoreProgress& p = progress_;
+    p.records += static_cast<int64_t>(written_ - reported_);
+    reported_ = written_;
+    p.scored = counts_.scored;
+    p.errors = counts_.errors;
+    p.response_tokens = counts_.response_tokens;
+    p.tokens = run_tokens_;
+    p.seconds = since(start_);
+    p.tokens_per_second = p.seconds > 0 ? static_cast<double>(run_tokens_) / p.seconds : 0;
+    const double read = p.fraction - fraction_start_;
+    p.eta_seconds = p.fraction >= 0 && read > 0 ? p.seconds * (1 - p.fraction) / read : -1;
+    events_.progress(p);
+  }
+
+  const ScoreJobOptions& opt_;
+  const Scorer& scorer_;
+  ScoreWriter& out_;
+  Counts& counts_;
+  ScoreProgress progress_;
+  JobEvents& events_;
+  std::vector<std::variant<Sample, Reject>> entries_;
+  int64_t samples_ = 0, tokens_ = 0;  // in the window
+  int64_t token_limit_;
+  int64_t run_tokens_ = 0;      // tokens through the model in this run
+  double scoring_seconds_ = 0;  // in scorer.score, for the rate
+  int64_t written_ = 0, reported_ = 0;
+  double fraction_start_ = -1;  // of the input read when this run's first record was
+  const Clock::time_point start_ = Clock::now();
+  Clock::time_point last_flush_ = Clock::now();
+};
+
+// OUT.meta.json: the run description, its counts and times.
+nlohmann::ordered_json run_meta(const nlohmann::ordered_json& run, const CorpusStats& st, const Counts& c,
+                                const Resumed& done, double wall) {
+  nlohmann::ordered_json meta = run;
+  meta["counts"] = {{"records", st.lines},
+                    {"scored", c.scored},
+                    {"errors", c.errors},
+                    {"skipped", static_cast<int64_t>(st.rejects.size())},
+                    {"truncated", st.truncated + c.truncated},
+                    {"response_tokens", c.response_tokens},
+                    {"resumed", static_cast<int64_t>(done.lines.size())},
+                    {"single_step", st.single_step + c.single_step}};
+  meta["layouts"] = st.layouts;
+  if (!st.unused_fields.empty()) meta["unused_fields"] = st.unused_fields;
+  meta["wall_seconds"] = done.seconds + wall;
+  nlohmann::json runs = done.runs;
+  runs.push_back({{"wall_seconds", wall}, {"records", st.lines - static_cast<int64_t>(done.lines.size())}});
+  meta["runs"] = runs;
+  return meta;
+}
+
+// Scores the corpus into OUT: records already resumed are taken from the earlier run, the others
+// scored a window at a time; OUT.partial becomes OUT at the end.
+CorpusStats score_corpus(const ScoreJobOptions& opt, const CorpusSetup& corpus, const Scorer& scorer,
+                         const nlohmann::ordered_json& run, const Resumed& done, Counts& counts, JobEvents& events,
+                         Clock::time_point t0) {
+  ResumeCursor cursor(done, opt.data);
+  ScoreWriter out(opt.out, run, done.from, done.bytes);
+  out.on_kept = [&](const std::string& partial) {
+    events.warn("the records scored so far are kept in " + partial + ": the same job resumed continues");
+  };
+  ScoreProgress base;
+  base.records = static_cast<int64_t>(done.lines.size());
+  WindowWriter window(opt, scorer, out, counts, base, events);
+  out.set_time(done.seconds, done.runs,
+               [&] { return nlohmann::json{{"wall_seconds", since(t0)}, {"records", window.written()}}; });
+  DatasetOptions dopt = corpus.options;
+  dopt.shard = opt.shard;
+  // Records already scored are passed over before they are rendered and tokenized (rejected ones
+  // go through, so that the rejects file stays whole).
+  if (!cursor.empty())
+    dopt.skip = [&](const Record& r) { return !cursor.next_is_rejected() && cursor.take(r.line, r.id, r.hash, counts); };
+  dopt.on_progress = [&](double fraction) { window.read_to(fraction); };
+  const CorpusStats st = read_corpus(
+      opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.splitter, dopt,
+      [&](Sample&& s) {
+        if (!cursor.take(s.record.line, s.record.id, s.record.hash, counts)) window.add(std::move(s));
+      },
+      [&](const Reject& r) {
+        if (!cursor.take(r.line, r.id, line_hash(r.raw), counts)) window.add(r);
+      });
+  cursor.check_all_taken();
+  window.flush();
+  out.commit();
+  return st;
+}
+
+// The job's counts; DataError when no record could be scored (the outputs are written by then).
+ScoreJobResult result(ScoreJobResult res, const ScoreJobOptions& opt, const CorpusStats& st, const Counts& counts,
+                      const Resumed& done) {
+  res.records = st.lines;
+  res.scored = counts.scored;
+  res.errors = counts.errors;
+  res.rejected = static_cast<int64_t>(st.rejects.size());
+  res.truncated = st.truncated + counts.truncated;
+  res.resumed = static_cast<int64_t>(done.lines.size());
+  res.resumed_from = done.from;
+  if (res.scored == 0)
+    throw DataError(opt.data + ": none of its " + std::to_string(st.lines) + " records was scored (" +
+                    std::to_string(res.errors) + " errors" + (res.errors ? ", see " + opt.out : "") + "; " +
+                    std::to_string(res.rejected) + " rejected" +
+                    (res.rejected == 0 || res.paths.rejects.empty() ? "" : ", see " + res.paths.rejects) + ")");
+  return res;
+}
+
+}  // namespace
+
+std::string score_mode_name(ScoreMode mode) { return mode == ScoreMode::kAbsolute ? "absolute" : "relative"; }
+
+ScoreMode parse_score_mode(const std::string& name) {
+  if (name == "relative") return ScoreMode::kRelative;
+  if (name == "absolute") return ScoreMode::kAbsolute;
+  throw OptionError("score", "score '" + name + "': expected relative or absolute");
+}
+
+ScorePaths score_paths(const ScoreJobOptions& opt) {
+  ScorePaths p;
+  p.stream = is_stream_output(opt.out);
+  p.heads = p.stream ? "" : opt.out + ".heads.json";
+  p.meta = !opt.meta.empty() ? opt.meta : p.stream ? "" : opt.out + ".meta.json";
+  p.rejects = !opt.rejects.empty() ? opt.rejects : p.stream ? "" : opt.out + ".rejects.jsonl";
+  return p;
+}
+
+ScoreJobResult run_score_job(const ScoreJobOptions& given, JobEvents& events) {
+  const auto t0 = Clock::now();
+  if (given.out.empty()) throw OptionError("out", "out is empty: give a file, or - for stdout");
+  ScoreJobOptions opt = given;
+  opt.out = output_target(given.out);  // a symbolic link stays; its target and sidecars are written
+  ScoreJobResult res;
+  res.paths = score_paths(opt);
+  check_options(opt, res.paths);
+  const OutputLock lock = check_paths(opt, res.paths);
+  const LoadedModel m = load_model(opt.model, opt.runtime);
+  const ModelConfig& c = m.checkpoint.config();
+  CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
+  report_corpus_notices(corpus, events);
+  check_tokenizer_fits(*corpus.tokenizer, c.vocab_size, opt.model);
+  const Heads heads = find_heads(opt, res.paths, m, corpus, events);
+  heads.set.validate(c.num_hidden_layers, c.num_attention_heads);
+  ScoreOptions so;
+  so.influence.mode = opt.score;
+  so.batch_tokens = opt.batch_tokens;
+  so.token_scores = opt.emit_token_scores;
+  so.max_memory = m.memory_budget;
+  const Scorer scorer(m.model, heads.set, so);
+  const nlohmann::ordered_json run = run_description(opt, m, corpus, heads, so);
+
+  Resumed done;
+  if (opt.resume) done = find_resumable(opt.out, run, events);
+  else if (!res.paths.stream && fs::exists(ScoreWriter::partial_path(opt.out)))
+    events.warn(ScoreWriter::partial_path(opt.out) + " from an earlier run is replaced (resume would continue it)");
+  events.info("scoring " + opt.data + " with " + c.architecture_name + " on " + m.device.str() + " in " +
+              dtype_name(m.dtype) + ", heads " + heads.set.to_string() + ", template " + corpus.tmpl.name);
+  Counts counts;
+  const CorpusStats st = score_corpus(opt, corpus, scorer, run, done, counts, events, t0);
+
+  write_rejects(res.paths.rejects, opt.data, st.rejects, events);
+  report_corpus_summary(st, opt.corpus, opt.data, events);
+  res.seconds = since(t0);
+  res.meta = run_meta(run, st, counts, done, res.seconds);
+  if (!res.paths.meta.empty()) {
+    OutputFile mf(res.paths.meta);
+    mf.stream() << res.meta.dump(2) << "\n";
+    mf.commit();
+  }
+  return result(std::move(res), opt, st, counts, done);
+}
+
+}  // namespace air

@@ -1,0 +1,210 @@
+// The job API: what a front-end other than the command line gets from the library (progress,
+// messages, results), and that such a front-end writes exactly what `air score` writes.
+
+#include "air/error.h"
+#include "air/line_reader.h"
+#include "air/probe_job.h"
+#include "air/score_job.h"
+#include "air/select_job.h"
+#include "cli/cli.h"
+#include "test_util.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+namespace air::test {
+namespace {
+
+// Keeps every event of a job.
+struct Recorder : JobEvents {
+  std::vector<std::string> infos, warnings;
+  std::vector<ScoreProgress> progress_seen;
+  void info(const std::string& m) override { infos.push_back(m); }
+  void warn(const std::string& m) override { warnings.push_back(m); }
+  void progress(const ScoreProgress& p) override { progress_seen.push_back(p); }
+};
+
+class JobTest : public TempDirTest {
+ protected:
+  // The first n records of the GSM8K sample.
+  fs::path corpus(size_t n) {
+    LineReader in((fs::path(AIR_MODELS_DIR).parent_path() / "data" / "gsm8k-sample.jsonl").string());
+    std::string line, text;
+    for (size_t i = 0; i < n && in.next_record(line); ++i) text += line + "\n";
+    write_text(tmp_ / "c.jsonl", text);
+    return tmp_ / "c.jsonl";
+  }
+  ScoreJobOptions score_options(const fs::path& data, const fs::path& out) {
+    ScoreJobOptions o;
+    o.model = model_dir("stories260K").string();
+    o.data = data.string();
+    o.out = out.string();
+    o.probe.selection.num_heads = 3;
+    o.corpus.step_delimiter = "\\n";
+    o.runtime.threads = 1;
+    return o;
+  }
+};
+
+std::vector<std::string> lines(const fs::path& p) {
+  std::vector<std::string> out;
+  LineReader in(p.string());
+  std::string line;
+  while (in.next_record(line)) out.push_back(line);
+  return out;
+}
+
+// A second front-end (examples/score_corpus.cpp, through run_score_job) writes the records and
+// the meta that `air score` writes, byte for byte (times apart).
+TEST_F(JobTest, ExampleFrontEndWritesWhatAirScoreWrites) {
+  const fs::path c = corpus(24);
+  const fs::path heads = tmp_ / "heads.json";
+  const std::string model = model_dir("stories260K").string();
+  ASSERT_EQ(run_air({"probe", "--model", model, "--data", c.string(), "--out", heads.string(), "--num-heads", "3"}), 0);
+  const fs::path a = tmp_ / "a.jsonl", b = tmp_ / "b.jsonl";
+  ASSERT_EQ(run_air({"score", "--model", model, "--data", c.string(), "--heads", heads.string(), "--out", a.string()}), 0);
+  const std::string cmd = std::string(AIR_SCORE_CORPUS_EXE) + " " + model + " " + c.string() + " " + b.string() + " " +
+                          heads.string() + " 2> " + (tmp_ / "example.log").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_text(tmp_ / "example.log");
+  const auto ra = lines(a), rb = lines(b);
+  ASSERT_EQ(ra.size(), 24u);
+  EXPECT_EQ(ra, rb);
+  auto meta = [](const fs::path& p) {
+    nlohmann::json j = read_json(p);
+    j.erase("wall_seconds");
+    j.erase("runs");
+    return j;
+  };
+  EXPECT_EQ(meta(a.string() + ".meta.json"), meta(b.string() + ".meta.json"));
+  EXPECT_NE(read_text(tmp_ / "example.log").find("records"), std::string::npos);  // its progress
+}
+
+// Progress arrives after each window, counting up to the corpus, with the share of the corpus
+// read; messages name options, never flags.
+TEST_F(JobTest, ScoreJobReportsProgressAndResults) {
+  const fs::path c = corpus(20);
+  ScoreJobOptions o = score_options(c, tmp_ / "s.jsonl");
+  o.window = 6;
+  Recorder ev;
+  const ScoreJobResult r = run_score_job(o, ev);
+  EXPECT_EQ(r.records, 20);
+  EXPECT_EQ(r.scored, 20);
+  EXPECT_EQ(r.meta["counts"]["scored"], 20);
+  ASSERT_EQ(ev.progress_seen.size(), 4u);  // 6 + 6 + 6 + 2
+  int64_t before = 0;
+  for (const ScoreProgress& p : ev.progress_seen) {
+    EXPECT_GT(p.records, before);
+    before = p.records;
+    EXPECT_GT(p.tokens_per_second, 0);
+    EXPECT_GT(p.fraction, 0);
+    EXPECT_LE(p.fraction, 1);
+  }
+  EXPECT_EQ(ev.progress_seen.back().records, 20);
+  EXPECT_EQ(ev.progress_seen.back().scored, 20);
+  EXPECT_DOUBLE_EQ(ev.progress_seen.back().fraction, 1.0);
+  EXPECT_DOUBLE_EQ(ev.progress_seen.back().eta_seconds, 0.0);
+  EXPECT_EQ(lines(o.out).size(), 20u);
+  EXPECT_TRUE(fs::exists(o.out + ".heads.json"));  // probed first, kept beside OUT
+  for (const auto* list : {&ev.infos, &ev.warnings})
+    for (const std::string& m : *list) EXPECT_EQ(m.find("--"), std::string::npos) << m;
+
+  // A bad option is an OptionError naming the option; the command line shows it as its flag.
+  o.window = 0;
+  try {
+    run_score_job(o, ev);
+    ADD_FAILURE() << "window 0 accepted";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option(), "window");
+    EXPECT_EQ(cli::with_flags(e.what(), e.option()), "--window must be >= 1");
+  }
+  EXPECT_EQ(cli::with_flags("options.max_length: 4096, now 0; give max_length or (data)"),
+            "options.max_length: 4096, now 0; give --max-length or (--data)");
+}
+
+// The probe job returns the whole heads file, settings included, and writes it.
+TEST_F(JobTest, ProbeJobReturnsTheHeadsFileWithItsSettings) {
+  ProbeJobOptions o;
+  o.model = model_dir("stories260K").string();
+  o.data = corpus(16).string();
+  o.out = (tmp_ / "h.json").string();
+  o.probe.probe.seed = 7;
+  o.probe.selection.num_heads = 4;
+  o.runtime.threads = 1;
+  Recorder ev;
+  const HeadsFile h = run_probe_job(o, ev);
+  EXPECT_EQ(h.selected.size(), 4u);
+  EXPECT_EQ(h.info.probe.seed, 7u);
+  EXPECT_EQ(h.info.layers * h.info.heads_per_layer, static_cast<int64_t>(h.result.ranked.size()));
+  const HeadsFile back = read_heads_file(o.out);
+  EXPECT_EQ(back.selected.to_string(), h.selected.to_string());
+  EXPECT_EQ(probe_settings_difference(o.probe, read_json(o.out)), "");
+  ProbeSettings other = o.probe;
+  other.probe.seed = 8;
+  EXPECT_EQ(probe_settings_difference(other, read_json(o.out)), "probe.seed: 7, now 8");
+}
+
+// The select job ranks, writes, and returns the top records with their steps for people.
+TEST_F(JobTest, SelectJobReturnsTheTopRecords) {
+  const fs::path c = corpus(12);
+  ScoreJobOptions so = score_options(c, tmp_ / "s.jsonl");
+  Recorder ev;
+  run_score_job(so, ev);
+  SelectJobOptions o;
+  o.data = c.string();
+  o.scores = {so.out};
+  o.out = (tmp_ / "sel.jsonl").string();
+  o.top_k = 5;
+  o.show = 3;
+  const SelectJobResult r = run_select_job(o, ev);
+  EXPECT_EQ(r.selected, 5);
+  EXPECT_EQ(r.candidates, 12);
+  ASSERT_EQ(r.shown.size(), 3u);
+  EXPECT_GE(r.shown[0].score, r.shown[1].score);
+  EXPECT_GE(r.shown[1].score, r.shown[2].score);
+  EXPECT_FALSE(r.shown[0].step.empty());
+  EXPECT_EQ(lines(o.out).size(), 5u);
+  o.top_k = 0;
+  EXPECT_THROW(run_select_job(o, ev), OptionError);  // neither top_k nor top_ratio
+}
+
+// A record whose losses are non-finite is an error line of its own, counted; a job in which every
+// record failed is an error after its outputs are written.
+TEST_F(JobTest, NonFiniteLossesAreErrorLinesNotScores) {
+  const fs::path m = tmp_ / "m";
+  fs::create_directories(m);
+  for (const auto& e : fs::directory_iterator(model_dir("stories260K")))
+    fs::copy_file(e.path(), m / e.path().filename());
+  auto tensors = read_raw_tensors(m / "model.safetensors");
+  for (auto& t : tensors)
+    if (t.name == "model.norm.weight")
+      for (size_t i = 0; i + 4 <= t.bytes.size(); i += 4) {
+        const float big = 1e38f;  // finite, so the checkpoint loads; the logits overflow
+        std::memcpy(t.bytes.data() + i, &big, 4);
+      }
+  write_safetensors(m / "model.safetensors", tensors);
+  const fs::path c = corpus(3);
+  ScoreJobOptions o = score_options(c, tmp_ / "s.jsonl");
+  o.model = m.string();
+  o.heads = "";
+  o.probe.probe.kind = ProbeKind::kRandomRepeat;
+  Recorder ev;
+  try {
+    run_score_job(o, ev);
+    ADD_FAILURE() << "a run with no record scored succeeded";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("3 errors"), std::string::npos) << e.what();
+  }
+  const auto out = lines(o.out);
+  ASSERT_EQ(out.size(), 3u);
+  for (const auto& l : out) {
+    const auto j = nlohmann::json::parse(l);
+    EXPECT_FALSE(j.contains("air_score")) << l;
+    EXPECT_NE(j.value("error", "").find("non-finite"), std::string::npos) << l;
+  }
+  EXPECT_EQ(read_json(o.out + ".meta.json")["counts"]["errors"], 3);
+  EXPECT_EQ(ev.warnings.size() >= 3, true);
+}
+
+}  // namespace
+}  // namespace air::test
