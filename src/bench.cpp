@@ -47,7 +47,7 @@ ModelConfig shape_config(const std::string& name) {
     c.num_hidden_layers = 28, c.num_attention_heads = 12, c.num_key_value_heads = 2;
     c.tie_word_embeddings = true;
   } else {
-    throw OptionError("shape", "shape '" + name + "': expected small, qwen2.5-0.5b or qwen2.5-1.5b");
+    throw OptionError("shape", option_name("shape") + " '" + name + "': expected small, qwen2.5-0.5b or qwen2.5-1.5b");
   }
   c.head_dim = c.hidden_size / c.num_attention_heads;
   return c;
@@ -190,7 +190,8 @@ std::vector<Sample> make_samples(const std::vector<int64_t>& lengths, int64_t vo
 std::vector<int64_t> corpus_lengths(const ScoreBenchOptions& opt) {
   std::vector<int64_t> lengths;
   if (!opt.lengths_from.empty()) {
-    const auto tok = load_tokenizer(opt.tokenizer);
+    const auto tok = with_context("the tokenizer for " + option_name("lengths_from") + " (" + option_name("tokenizer") + ")",
+                                  [&] { return load_tokenizer(opt.tokenizer); });
     for_each_line(opt.lengths_from, [&](const std::string& line, int64_t) {
       if (static_cast<int64_t>(lengths.size()) >= opt.samples) return;
       const auto j = nlohmann::json::parse(line, nullptr, false);
@@ -391,6 +392,17 @@ nlohmann::json row_json(const ScoreBenchRow& r) {
 }  // namespace
 
 nlohmann::json run_score_bench(const ScoreBenchOptions& opt, ScoreBenchEvents& events) {
+  if (opt.workload != "short" && opt.workload != "long")
+    throw OptionError("workload", option_name("workload") + " '" + opt.workload + "': expected short or long");
+  if (opt.workload == "short" && opt.samples < 1)
+    throw OptionError("samples", option_name("samples") + " must be >= 1, got " + std::to_string(opt.samples));
+  if (opt.workload == "long" && opt.long_lengths.empty())
+    throw OptionError("long_lengths", option_name("long_lengths") + ": give at least one length");
+  for (int64_t T : opt.long_lengths)
+    if (opt.workload == "long" && T < 8)
+      throw OptionError("long_lengths", option_name("long_lengths") + ": each length must be >= 8, got " + std::to_string(T));
+  if (opt.rounds < 1) throw OptionError("rounds", option_name("rounds") + " must be >= 1");
+  if (!opt.lengths_from.empty()) check_input_file({"corpus (" + option_name("lengths_from") + ")", opt.lengths_from});
   set_threads(opt.runtime.threads);
   ModelConfig c = shape_config(opt.shape);
   c.torch_dtype = "bfloat16";
@@ -421,7 +433,8 @@ nlohmann::json run_score_bench(const ScoreBenchOptions& opt, ScoreBenchEvents& e
 }
 
 TokenizerBenchResult run_tokenizer_bench(const TokenizerBenchOptions& opt) {
-  if (opt.repeat < 1) throw OptionError("repeat", "repeat must be >= 1");
+  if (opt.repeat < 1) throw OptionError("repeat", option_name("repeat") + " must be >= 1");
+  check_input_file({"corpus (" + option_name("data") + ")", opt.data});
   const auto tok = load_tokenizer(opt.tokenizer);
   TokenizerBenchResult r;
   r.kind = tok->kind();

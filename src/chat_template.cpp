@@ -91,7 +91,7 @@ ChatTemplate load_chat_template(const std::string& name, const std::string& sepa
   if (!std::filesystem::exists(name)) {
     std::string list;
     for (const auto& b : builtin_templates()) list += (list.empty() ? "" : ", ") + b;
-    throw OptionError("template", "template '" + name + "': neither a built-in template (" + list +
+    throw OptionError("template", option_name("template") + " '" + name + "': neither a built-in template (" + list +
                      ") nor a file");
   }
   nlohmann::json j;

@@ -105,7 +105,8 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
 
 const std::vector<std::string>& supported_architectures() {
   static const std::vector<std::string> kNames = {"LlamaForCausalLM", "MistralForCausalLM",
-                                                  "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+                                                  "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                                                  "Olmo2ForCausalLM"};
   return kNames;
 }
 
@@ -118,7 +119,8 @@ int64_t ModelConfig::window_for_layer(int64_t layer) const {
 
 int64_t ModelConfig::parameter_count() const {
   const int64_t D = hidden_size, q = num_attention_heads * head_dim, kv = num_key_value_heads * head_dim;
-  const int64_t layer = D * q * 2 + D * kv * 2 + 3 * D * intermediate_size + 2 * D + (qk_norm ? 2 * head_dim : 0);
+  const int64_t qk_norms = !qk_norm ? 0 : qk_norm_whole ? q + kv : 2 * head_dim;
+  const int64_t layer = D * q * 2 + D * kv * 2 + 3 * D * intermediate_size + 2 * D + qk_norms;
   return vocab_size * D * (tie_word_embeddings ? 1 : 2) + num_hidden_layers * layer + D;
 }
 
@@ -142,6 +144,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   else if (c.architecture_name == "MistralForCausalLM") c.architecture = Architecture::kMistral;
   else if (c.architecture_name == "Qwen2ForCausalLM") c.architecture = Architecture::kQwen2;
   else if (c.architecture_name == "Qwen3ForCausalLM") c.architecture = Architecture::kQwen3;
+  else if (c.architecture_name == "Olmo2ForCausalLM") c.architecture = Architecture::kOlmo2;
   else
     throw CheckpointError(where + ": unknown architecture '" + c.architecture_name +
                           "' (supported: " + join(supported_architectures()) + ")");
@@ -202,7 +205,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.qkv_bias = attention_bias || c.architecture == Architecture::kQwen2;
   c.o_bias = attention_bias;
   c.mlp_bias = f.boolean_or("mlp_bias", false);
-  c.qk_norm = c.architecture == Architecture::kQwen3;
+  c.qk_norm = c.architecture == Architecture::kQwen3 || c.architecture == Architecture::kOlmo2;
+  c.qk_norm_whole = c.post_norms = c.norm_weight_in_float = c.architecture == Architecture::kOlmo2;
 
   if (j.contains("rope_scaling")) c.rope_scaling = parse_rope_scaling(j["rope_scaling"], where);
 

@@ -83,7 +83,7 @@ class Reader {
     if (v.is_array() && v.size() > 1 && std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_string(); }))
       throw DataError("field '" + f.name + "' is a list of " + std::to_string(v.size()) +
                       " texts (alternative generations?), and air scores one response per record: "
-                      "pick one as the response field '" + f.name + "[0]' (response_fields), or put each on its own "
+                      "pick one with " + option_name("response_fields") + " '" + f.name + "[0]', or put each on its own "
                       "line (docs/RECIPES.md shows how)");
     if (v.is_array() && v.empty()) throw DataError("field '" + f.name + "' is an empty list");
     throw DataError("field '" + f.name + "': expected a string, got " +
@@ -250,7 +250,7 @@ CorpusFormat parse_corpus_format(const std::string& name) {
   if (name == "sharegpt") return CorpusFormat::kShareGpt;
   if (name == "alpaca") return CorpusFormat::kAlpaca;
   if (name == "prompt-response") return CorpusFormat::kPromptResponse;
-  throw OptionError("format", "format '" + name +
+  throw OptionError("format", option_name("format") + " '" + name +
                    "': expected auto, messages, sharegpt, alpaca or prompt-response");
 }
 
@@ -375,7 +375,7 @@ Record parse_record(const std::string& line, int64_t line_no, const CorpusOption
           if (!found)
             throw DataError("no known record layout (messages, conversations, instruction/output, "
                             "problem/solution, question/answer, prompt/response, s1K, Sky-T1, ...); name the "
-                            "fields (prompt_field, response_fields)");
+                            "fields (" + option_name("prompt_field") + ", " + option_name("response_fields") + ")");
         }
       }
       break;

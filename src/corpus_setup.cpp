@@ -74,7 +74,7 @@ CorpusSetup make_corpus_setup(const CorpusSettings& f, const std::string& tokeni
   s.options.corpus.response_fields = f.response_fields;
   s.options.corpus.id_field = f.id_field;
   check_corpus_options(s.options.corpus);
-  if (f.max_length < -1) throw UsageError("max_length must be >= 0 (0 = no limit)");
+  if (f.max_length < -1) throw OptionError("max_length", option_name("max_length") + " must be >= 0 (0 = no limit)");
   s.options.sample.max_length = f.max_length >= 0 ? f.max_length : default_max_length(dir);
   s.options.sample.truncate = f.truncate;
   s.options.strict = f.strict;
@@ -89,10 +89,10 @@ void report_corpus_notices(CorpusSetup& setup, JobEvents& events) {
       if (text.find("(no prompt)") != std::string::npos)
         events.warn("line " + std::to_string(line) +
                     ": no prompt field found, so records render with no user turn and the copy heads have nothing "
-                    "in the context to retrieve from; name it with prompt_field");
+                    "in the context to retrieve from; name it with " + option_name("prompt_field"));
     } else {
       events.warn("line " + std::to_string(line) + ": " + text +
-                  "; name the fields to score with response_fields (and prompt_field)");
+                  "; name the fields to score with " + option_name("response_fields") + " (and " + option_name("prompt_field") + ")");
     }
   };
 }
@@ -110,7 +110,7 @@ void report_corpus_summary(const CorpusStats& st, const CorpusSettings& settings
                 " records although it holds more text than the response");
   if (st.samples > 0 && 2 * st.single_step > st.samples)
     events.warn(corpus + ": " + std::to_string(st.single_step) + " of " + std::to_string(st.samples) +
-                " records are a single step (step_delimiter '" + settings.step_delimiter +
+                " records are a single step (" + option_name("step_delimiter") + " '" + settings.step_delimiter +
                 "'), so their step weights are all 1: use a delimiter that fits the data, e.g. '\\n' for GSM8K-style "
                 "answers, '\\n\\s*\\n' (the default) or '\\n\\n(?=Wait|Alternatively|But)' for long chains of "
                 "thought (docs/RECIPES.md)");

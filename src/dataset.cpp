@@ -38,11 +38,11 @@ Sample prepare_sample(Record record, const ChatTemplate& tmpl, const Tokenizer& 
   const int64_t total = static_cast<int64_t>(enc.ids.size());
   if (opt.max_length > 0 && total > opt.max_length) {
     if (!opt.truncate)
-      throw DataError(std::to_string(total) + " tokens, more than max_length " +
+      throw DataError(std::to_string(total) + " tokens, more than " + option_name("max_length") + " " +
                       std::to_string(opt.max_length));
     if (first + 1 > opt.max_length)
       throw DataError("the prompt alone is " + std::to_string(first) +
-                      " tokens, max_length is " + std::to_string(opt.max_length));
+                      " tokens, " + option_name("max_length") + " is " + std::to_string(opt.max_length));
     enc.ids.resize(opt.max_length);
     enc.offsets.resize(opt.max_length);
     s.truncated = true;
@@ -66,13 +66,13 @@ Shard Shard::parse(const std::string& text) {
   char slash = 0, rest = 0;
   if (std::sscanf(text.c_str(), "%" SCNd64 "%c%" SCNd64 "%c", &s.index, &slash, &s.count, &rest) != 3 || slash != '/' ||
       s.count < 1 || s.index < 0 || s.index >= s.count)
-    throw OptionError("shard", "shard '" + text + "': expected I/N with 0 <= I < N, e.g. 0/8");
+    throw OptionError("shard", option_name("shard") + " '" + text + "': expected I/N with 0 <= I < N, e.g. 0/8");
   return s;
 }
 
 void Shard::check() const {
   if (count < 1 || index < 0 || index >= count)
-    throw OptionError("shard", "shard " + str() + ": expected I/N with 0 <= I < N, e.g. 0/8");
+    throw OptionError("shard", option_name("shard") + " " + str() + ": expected I/N with 0 <= I < N, e.g. 0/8");
 }
 
 CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const Tokenizer& tok,
@@ -93,12 +93,12 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     n = in.line_number();
     if (records++ % opt.shard.count != opt.shard.index) continue;
     ++stats.lines;
+    progress();  // this record read
     // A bad line becomes a reject (or, with strict, an error naming it).
     auto reject = [&](const std::string& id, const DataError& e) {
       if (opt.strict) throw DataError(path + ":" + std::to_string(n) + ": " + e.what());
       stats.rejects.push_back({n, id, e.what(), line});
       if (on_reject) on_reject(stats.rejects.back());
-      progress();
     };
     std::optional<Record> rec;
     try {
@@ -117,7 +117,6 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
                                    ") and is not used");
     if (opt.skip && opt.skip(*rec)) {  // outside the try: its errors are its own
       ++stats.passed_over;
-      progress();
       continue;
     }
     const std::string id = rec->id;
@@ -133,7 +132,6 @@ CorpusStats read_corpus(const std::string& path, const ChatTemplate& tmpl, const
     stats.single_step += s->steps.size() == 1;
     ++stats.samples;
     on_sample(std::move(*s));
-    progress();
     if (opt.max_samples > 0 && stats.samples >= opt.max_samples) break;
   }
   return stats;

@@ -68,7 +68,7 @@ ProbeKind parse_probe_kind(const std::string& n) {
   if (n == "random-repeat") return ProbeKind::kRandomRepeat;
   if (n == "kv-retrieval") return ProbeKind::kKvRetrieval;
   if (n == "corpus") return ProbeKind::kCorpus;
-  throw OptionError("probe", "probe '" + n + "': expected repeat, random-repeat, kv-retrieval or corpus");
+  throw OptionError("probe", option_name("probe") + " '" + n + "': expected repeat, random-repeat, kv-retrieval or corpus");
 }
 
 std::string probe_kind_name(ProbeKind k) {
@@ -114,7 +114,7 @@ std::vector<ProbeItem> random_repeat_items(int64_t vocab, int64_t low,
 
 std::vector<ProbeItem> kv_retrieval_items(const Tokenizer& tok, const std::vector<std::string>& sentences,
                                           bool add_special, const ProbeOptions& opt) {
-  if (sentences.size() < 4) throw DataError("kv-retrieval probe: needs at least 4 sentences");
+  if (sentences.size() < 4) throw DataError("kv-retrieval probe: needs at least 4 sentences of 20-200 characters in its text (" + option_name("probe_text") + " or the corpus)");
   std::mt19937_64 rng(opt.seed);
   const char* hex = "0123456789abcdef";
   auto key = [&] {
@@ -247,16 +247,16 @@ HeadSet select_heads(const std::vector<HeadScore>& ranked, int64_t total, const 
   int64_t k;
   if (sel.num_heads > 0) {
     if (sel.num_heads > n)
-      throw OptionError("num_heads", "num_heads " + std::to_string(sel.num_heads) + ": the model has " + std::to_string(n) + " heads");
+      throw OptionError("num_heads", option_name("num_heads") + " " + std::to_string(sel.num_heads) + ": the model has " + std::to_string(n) + " heads");
     k = sel.num_heads;
   } else if (sel.min_score >= 0) {
     k = 0;
     while (k < n && ranked[k].score >= sel.min_score) ++k;
     if (k == 0)
-      throw OptionError("min_score", "min_score " + std::to_string(sel.min_score) + ": no head reaches it (the best has R_h " +
+      throw OptionError("min_score", option_name("min_score") + " " + std::to_string(sel.min_score) + ": no head reaches it (the best has R_h " +
                        std::to_string(ranked[0].score) + ")");
   } else {
-    if (sel.delta <= 0 || sel.delta > 1) throw OptionError("delta", "delta must be in (0, 1]");
+    if (sel.delta <= 0 || sel.delta > 1) throw OptionError("delta", option_name("delta") + " must be in (0, 1]");
     k = static_cast<int64_t>(std::floor(sel.delta * static_cast<double>(total) + 1e-9));
   }
   k = std::clamp<int64_t>(k, 1, n);

@@ -87,23 +87,23 @@ std::vector<ProbeItem> read_items(const std::string& path, int64_t vocab) {
 
 // Item counts and lengths that fit the model's context and the memory left.
 void check_probe_fits(const LoadedModel& m, const ProbeOptions& opt) {
-  if (opt.num_items < 1) throw OptionError("num_items", "num_items must be >= 1");
-  if (opt.span_tokens < 2) throw OptionError("span_tokens", "span_tokens must be >= 2");
+  if (opt.num_items < 1) throw OptionError("num_items", option_name("num_items") + " must be >= 1");
+  if (opt.span_tokens < 2) throw OptionError("span_tokens", option_name("span_tokens") + " must be >= 2");
   // An item is a span and its repeat: it must fit the model's context (at least 4,096 tokens, as
   // max_length), or the probe runs for hours on positions the model never saw.
   const int64_t context = std::max<int64_t>(m.checkpoint.config().max_position_embeddings, 4096);
   if (2 * opt.span_tokens + 8 > context)
-    throw OptionError("span_tokens", "span_tokens " + std::to_string(opt.span_tokens) +
+    throw OptionError("span_tokens", option_name("span_tokens") + " " + std::to_string(opt.span_tokens) +
                                          ": an item is twice that, more than the " + std::to_string(context) +
                                          " tokens the probe allows for this model (its context, at least 4,096)");
   // Items are built before they run: ids, context and target positions of about two spans each.
   const double item_bytes = 3.0 * 8 * static_cast<double>(2 * opt.span_tokens + 16);
   if (item_bytes * static_cast<double>(opt.num_items) > static_cast<double>(m.memory_budget))
-    throw OptionError("num_items", "num_items " + std::to_string(opt.num_items) + " x span_tokens " +
+    throw OptionError("num_items", option_name("num_items") + " " + std::to_string(opt.num_items) + " x " + option_name("span_tokens") + " " +
                                        std::to_string(opt.span_tokens) + ": the probe items take about " +
                                        memory_string(static_cast<int64_t>(item_bytes * static_cast<double>(opt.num_items))) +
                                        ", more than the " + memory_string(m.memory_budget) +
-                                       " left under the memory limit (max_memory)");
+                                       " left under the memory limit (" + option_name("max_memory") + ")");
 }
 
 // The text the items are built from: the probe text file's paragraphs, or the corpus's
@@ -135,8 +135,8 @@ ProbeText probe_text(const ProbeSettings& s, const CorpusSetup& corpus, const st
       throw DataError(data + ": none of its " + std::to_string(st.lines) +
                       " records could be read, so the probe has no text (the first, line " +
                       std::to_string(st.rejects[0].line) + ": " + st.rejects[0].reason +
-                      "); check the corpus format and fields (format, prompt_field, response_fields), or give "
-                      "probe_text or heads");
+                      "); check how records are read (" + option_name("format") + ", " + option_name("prompt_field") + ", " +
+                      option_name("response_fields") + "), or give probe text (" + option_name("probe_text") + ")");
     t.source = data + " (responses)";
   }
   return t;
@@ -151,9 +151,10 @@ std::vector<ProbeItem> repeat_probe_items(const ProbeText& t, const Tokenizer& t
   if (usable > 0) return repeat_items(ids, prefix, opt);
   if (!t.source.empty())
     throw DataError("no text for the repeat probe in " + t.source + ": none of it gave a span of 4 or more tokens (" +
-                    std::to_string(t.texts.size()) + " usable texts read); give other probe_text or data");
-  events.warn("no text for the repeat probe (give probe_text or data): falling back to repeated random tokens, which "
-              "find only noise on small models");
+                    std::to_string(t.texts.size()) + " texts read); give other probe text (" + option_name("probe_text") + ") or corpus (" +
+                    option_name("data") + ")");
+  events.warn("no text for the repeat probe (give " + option_name("probe_text") + " or " + option_name("data") +
+              "): falling back to repeated random tokens, which find only noise on small models");
   opt.kind = ProbeKind::kRandomRepeat;
   source = "random tokens";
   return random_repeat_items(vocab, std::min<int64_t>(vocab / 2, 256), prefix, opt);
@@ -174,7 +175,7 @@ std::vector<ProbeItem> build_items(const LoadedModel& m, const ProbeSettings& s,
     case ProbeKind::kKvRetrieval:
       return kv_retrieval_items(tok, sentences(t.texts), corpus.tmpl.add_special_tokens, opt);
     case ProbeKind::kCorpus:
-      if (t.samples.empty()) throw OptionError("probe", "the corpus probe needs a corpus (data)");
+      if (t.samples.empty()) throw OptionError("probe", "the corpus probe needs a corpus (" + option_name("data") + ")");
       return corpus_items(t.samples, opt);
   }
   return {};
@@ -186,7 +187,7 @@ void report_probe(const HeadsFile& h, JobEvents& events) {
   if (r.counted_all)
     events.warn("probe: the model got none of the " + std::to_string(r.items_total) +
                 " items mostly right, so all were counted (R_h then also counts copies the model does not act on); "
-                "text the model knows (probe_text) or a larger model does better");
+                "text the model knows (" + option_name("probe_text") + ") or a larger model does better");
   std::string top;
   for (size_t i = 0; i < std::min<size_t>(5, r.ranked.size()); ++i)
     top += (i ? ", " : "") + std::to_string(r.ranked[i].head.layer) + ":" + std::to_string(r.ranked[i].head.head) +
@@ -206,9 +207,9 @@ void report_probe(const HeadsFile& h, JobEvents& events) {
           : "the selected heads stand " + fixed(sep.z_mean_selected, 1) + " spreads above the median head, fewer than " +
                 fixed(kMinSeparationZ, 0);
   events.warn("probe: this selection is indistinguishable from noise (" + why +
-              "), and scores made with it measure little. Probe with text the model predicts well (probe_text, or "
-              "the kv-retrieval probe for an instruction model), more items (num_items), fewer heads (num_heads), "
-              "or use a larger trained model");
+              "), and scores made with it measure little. Probe with text the model predicts well (" +
+              option_name("probe_text") + ", or the kv-retrieval probe for an instruction model), more items (" +
+              option_name("num_items") + "), fewer heads (" + option_name("num_heads") + "), or use a larger trained model");
 }
 
 }  // namespace
@@ -256,7 +257,7 @@ std::string probe_settings_difference(const ProbeSettings& s, const nlohmann::js
   for (const auto& [part, want] : {std::pair{"probe", &want_probe}, std::pair{"selection", &want_sel}})
     for (const auto& [key, value] : want->items()) {
       if (fell_back && key == "kind") continue;
-      const std::string d = json_change(std::string(part) + "." + key, field(part, key), value);
+      const std::string d = json_change(option_name(key == "kind" ? "probe" : key), field(part, key), value);
       if (!d.empty()) return d;
     }
   return "";
@@ -264,13 +265,13 @@ std::string probe_settings_difference(const ProbeSettings& s, const nlohmann::js
 
 HeadsFile run_probe_job(const ProbeJobOptions& opt, JobEvents& events) {
   const ProbeSettings& p = opt.probe;
-  check_input_file({"corpus (data)", opt.data});
-  check_input_file({"probe items (probe_data)", p.probe_data});
-  check_input_file({"probe text (probe_text)", p.probe_text});
-  check_outputs({{"heads file (out)", opt.out}}, {{"model folder (model)", opt.model},
-                                                  {"corpus (data)", opt.data},
-                                                  {"probe items (probe_data)", p.probe_data},
-                                                  {"probe text (probe_text)", p.probe_text}});
+  check_input_file({"corpus (" + option_name("data") + ")", opt.data});
+  check_input_file({"probe items (" + option_name("probe_data") + ")", p.probe_data});
+  check_input_file({"probe text (" + option_name("probe_text") + ")", p.probe_text});
+  check_outputs({{"heads file (" + option_name("out") + ")", opt.out}}, {{"model folder (" + option_name("model") + ")", opt.model},
+                                                  {"corpus (" + option_name("data") + ")", opt.data},
+                                                  {"probe items (" + option_name("probe_data") + ")", p.probe_data},
+                                                  {"probe text (" + option_name("probe_text") + ")", p.probe_text}});
   check_writable(opt.out);
   check_jsonl(opt.data);
   const LoadedModel m = load_model(opt.model, opt.runtime);

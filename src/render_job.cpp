@@ -1,5 +1,6 @@
 #include "air/render_job.h"
 
+#include "air/error.h"
 #include "air/line_reader.h"
 #include "air/output.h"
 
@@ -10,9 +11,9 @@ namespace air {
 RenderJobResult run_render_job(const RenderJobOptions& opt, JobEvents& events) {
   RenderJobResult res;
   res.rejects = !opt.rejects.empty() ? opt.rejects : is_stream_output(opt.out) ? std::string() : opt.out + ".rejects.jsonl";
-  check_input_file({"corpus (data)", opt.data});
-  check_outputs({{"output (out)", opt.out}, {"rejects file", res.rejects}},
-                {{"corpus (data)", opt.data}, {"tokenizer (model)", opt.tokenizer}});
+  check_input_file({"corpus (" + option_name("data") + ")", opt.data});
+  check_outputs({{"output (" + option_name("out") + ")", opt.out}, {"rejects file", res.rejects}},
+                {{"corpus (" + option_name("data") + ")", opt.data}, {"tokenizer (" + option_name("model") + ")", opt.tokenizer}});
   check_writable(opt.out);
   check_writable(res.rejects);
   check_jsonl(opt.data);
@@ -44,6 +45,10 @@ RenderJobResult run_render_job(const RenderJobOptions& opt, JobEvents& events) {
   res.rendered = st.samples;
   res.truncated = st.truncated;
   res.rejected = static_cast<int64_t>(st.rejects.size());
+  if (res.rendered == 0)  // as scoring: a run that used no record is an error (its outputs are written)
+    throw DataError(opt.data + ": none of its " + std::to_string(res.records) + " records could be rendered (" +
+                    std::to_string(res.rejected) + " rejected" +
+                    (res.rejected == 0 || res.rejects.empty() ? "" : ", see " + res.rejects) + ")");
   return res;
 }
 

@@ -16,6 +16,8 @@
 #include <fstream>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <thread>
 
 namespace air {
@@ -27,6 +29,15 @@ std::string shape_string(c10::IntArrayRef shape) {
   return s + "]";
 }
 
+std::string rope_string(const RopeScaling& r) {
+  switch (r.type) {
+    case RopeScaling::Type::kNone: return "none";
+    case RopeScaling::Type::kLinear: return "linear";
+    case RopeScaling::Type::kLlama3: return "llama3";
+  }
+  return "?";
+}
+
 }  // namespace
 
 c10::Device parse_device(const std::string& name) {
@@ -36,13 +47,13 @@ c10::Device parse_device(const std::string& name) {
     try {
       dev = c10::Device(name);
     } catch (const std::exception&) {
-      throw OptionError("device", "device '" + name + "': expected cpu, cuda or cuda:N");
+      throw OptionError("device", option_name("device") + " '" + name + "': expected cpu, cuda or cuda:N");
     }
     if (!at::hasCUDA())
-      throw OptionError("device", "device " + name + ": this build of libtorch has no CUDA, or no GPU is visible");
+      throw OptionError("device", option_name("device") + " " + name + ": this build of libtorch has no CUDA, or no GPU is visible");
     return dev;
   }
-  throw OptionError("device", "device '" + name + "': expected cpu, cuda or cuda:N");
+  throw OptionError("device", option_name("device") + " '" + name + "': expected cpu, cuda or cuda:N");
 }
 
 std::optional<at::ScalarType> parse_dtype(const std::string& name) {
@@ -50,13 +61,13 @@ std::optional<at::ScalarType> parse_dtype(const std::string& name) {
   if (name == "fp32" || name == "float32") return at::kFloat;
   if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
   if (name == "fp16" || name == "float16") return at::kHalf;
-  throw OptionError("dtype", "dtype '" + name + "': expected auto, fp32, bf16 or fp16");
+  throw OptionError("dtype", option_name("dtype") + " '" + name + "': expected auto, fp32, bf16 or fp16");
 }
 
 at::ScalarType resolve_dtype(std::optional<at::ScalarType> dtype, const c10::Device& device,
                              const ModelConfig& config) {
   if (dtype == at::kHalf && device.is_cpu())
-    throw OptionError("dtype", "dtype fp16 is not supported on the CPU (its matmuls have no fp16 kernels): use fp32 or bf16");
+    throw OptionError("dtype", option_name("dtype") + " fp16 is not supported on the CPU (its matmuls have no fp16 kernels): use fp32 or bf16");
   if (dtype) return *dtype;
   if (device.is_cpu()) return at::kFloat;
   if (config.torch_dtype == "bfloat16") return at::kBFloat16;
@@ -90,9 +101,9 @@ int available_cpus() {
 
 void set_threads(int threads) {
   const int cpus = available_cpus();
-  if (threads < 0) throw OptionError("threads", "threads must be >= 0, got " + std::to_string(threads));
+  if (threads < 0) throw OptionError("threads", option_name("threads") + " must be >= 0, got " + std::to_string(threads));
   if (threads > cpus)
-    throw OptionError("threads", "threads " + std::to_string(threads) + ": this process may run on " +
+    throw OptionError("threads", option_name("threads") + " " + std::to_string(threads) + ": this process may run on " +
                      std::to_string(cpus) + " CPUs; more threads than CPUs only wait on each other "
                      "(0 = all of them)");
   at::set_num_threads(threads > 0 ? threads : cpus);
@@ -190,12 +201,12 @@ std::string memory_string(int64_t bytes) {
 
 LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
   set_threads(rt.threads);
-  if (rt.max_memory < 0) throw OptionError("max_memory", "max_memory must be >= 0");
+  if (rt.max_memory < 0) throw OptionError("max_memory", option_name("max_memory") + " must be >= 0");
   const int64_t limit = rt.max_memory > 0 ? rt.max_memory : resident_bytes() + available_memory_bytes();
   LoadedModel m;
   m.device = rt.device;
   if (m.device.is_cuda() && !at::hasCUDA())
-    throw OptionError("device", "device " + m.device.str() + ": this build of libtorch has no CUDA, or no GPU is visible");
+    throw OptionError("device", option_name("device") + " " + m.device.str() + ": this build of libtorch has no CUDA, or no GPU is visible");
   m.checkpoint = with_context("loading checkpoint " + dir, [&] { return Checkpoint::open(dir); });
   // The modules are built in fp32 on the host before the weights replace their parameters.
   const int64_t build = m.checkpoint.config().parameter_count() * 4;
@@ -210,6 +221,57 @@ LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
   m.model->eval();
   m.memory_budget = std::max<int64_t>(0, limit - resident_bytes());
   return m;
+}
+
+nlohmann::json describe_model(const LoadedModel& m) {
+  const ModelConfig& c = m.checkpoint.config();
+  nlohmann::json j;
+  j["path"] = m.checkpoint.dir().string();
+  j["architecture"] = c.architecture_name;
+  j["model_type"] = c.model_type;
+  j["layers"] = c.num_hidden_layers;
+  j["heads"] = c.num_attention_heads;
+  j["kv_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["vocab_size"] = c.vocab_size;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rope_theta"] = c.rope_theta;
+  j["rope_scaling"] = rope_string(c.rope_scaling);
+  j["sliding_window"] = c.sliding_window;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["qkv_bias"] = c.qkv_bias;
+  j["qk_norm"] = c.qk_norm;
+  if (c.qk_norm) j["qk_norm_over"] = c.qk_norm_whole ? "whole projection" : "each head";
+  j["sublayer_norms"] = c.post_norms ? "on the output, before the residual add" : "on the input";
+  j["torch_dtype"] = c.torch_dtype;
+
+  int64_t params = 0;
+  std::set<std::string> used;
+  for (const auto& p : m.model->named_parameters()) {
+    params += p.value().numel();
+    used.insert(p.key());
+  }
+  j["parameters"] = params;
+  std::map<std::string, int64_t> dtypes;
+  nlohmann::json files = nlohmann::json::array();
+  uint64_t total = 0;
+  for (const auto& f : m.checkpoint.files()) {
+    for (const auto& [name, info] : f.tensors()) dtypes[info.dtype] += 1;
+    files.push_back({{"name", f.path().filename().string()},
+                     {"bytes", f.file_size()},
+                     {"tensors", f.tensors().size()}});
+    total += f.file_size();
+  }
+  j["tensor_dtypes"] = dtypes;
+  j["files"] = files;
+  j["total_bytes"] = total;
+  nlohmann::json unused = nlohmann::json::array();
+  for (const auto& name : m.checkpoint.tensor_names())
+    if (!used.count(name)) unused.push_back(name);
+  j["unused_tensors"] = unused;
+  return j;
 }
 
 }  // namespace air

@@ -33,29 +33,29 @@ nlohmann::json read_json_file(const std::string& path) {
 }
 
 void check_options(const ScoreJobOptions& opt, const ScorePaths& paths) {
-  if (opt.window < 1) throw OptionError("window", "window must be >= 1");
+  if (opt.window < 1) throw OptionError("window", option_name("window") + " must be >= 1");
   if (!(opt.flush_every > 0) || opt.flush_every > 86400)
-    throw OptionError("flush_every", "flush_every must be in (0, 86400] seconds");
+    throw OptionError("flush_every", option_name("flush_every") + " must be in (0, 86400] seconds");
   if (opt.resume && paths.stream)
-    throw OptionError("resume", "resume needs out to be a regular file (it continues OUT.partial)");
+    throw OptionError("resume", option_name("resume") + " needs " + option_name("out") + " to be a regular file (it continues OUT.partial)");
   opt.shard.check();
 }
 
 // Every path checked before the model loads: inputs readable, outputs writable, no output over
 // an input. Returns the lock that keeps a second run off the same output.
 OutputLock check_paths(const ScoreJobOptions& opt, const ScorePaths& p) {
-  check_input_file({"corpus (data)", opt.data});
-  check_input_file({"heads file (heads)", opt.heads});
-  check_input_file({"probe items (probe_data)", opt.probe.probe_data});
-  check_input_file({"probe text (probe_text)", opt.probe.probe_text});
+  check_input_file({"corpus (" + option_name("data") + ")", opt.data});
+  check_input_file({"heads file (" + option_name("heads") + ")", opt.heads});
+  check_input_file({"probe items (" + option_name("probe_data") + ")", opt.probe.probe_data});
+  check_input_file({"probe text (" + option_name("probe_text") + ")", opt.probe.probe_text});
   const std::string& tmpl = opt.corpus.tmpl;
-  const std::vector<NamedPath> inputs = {{"model folder (model)", opt.model},
-                                         {"corpus (data)", opt.data},
-                                         {"heads file (heads)", opt.heads},
-                                         {"probe items (probe_data)", opt.probe.probe_data},
-                                         {"probe text (probe_text)", opt.probe.probe_text},
-                                         {"chat template (template)", fs::is_regular_file(tmpl) ? tmpl : ""}};
-  std::vector<NamedPath> outputs = {{"output (out)", opt.out}, {"meta file", p.meta}, {"rejects file", p.rejects}};
+  const std::vector<NamedPath> inputs = {{"model folder (" + option_name("model") + ")", opt.model},
+                                         {"corpus (" + option_name("data") + ")", opt.data},
+                                         {"heads file (" + option_name("heads") + ")", opt.heads},
+                                         {"probe items (" + option_name("probe_data") + ")", opt.probe.probe_data},
+                                         {"probe text (" + option_name("probe_text") + ")", opt.probe.probe_text},
+                                         {"chat template (" + option_name("template") + ")", fs::is_regular_file(tmpl) ? tmpl : ""}};
+  std::vector<NamedPath> outputs = {{"output (" + option_name("out") + ")", opt.out}, {"meta file", p.meta}, {"rejects file", p.rejects}};
   if (!p.stream) {
     outputs.push_back({"partial output", ScoreWriter::partial_path(opt.out)});
     outputs.push_back({"partial output's description", ScoreWriter::sidecar_path(opt.out)});
@@ -83,7 +83,7 @@ Heads read_heads(const ScoreJobOptions& opt, const LoadedModel& m, const std::st
     const std::string msg = path + " was probed on model " + hf.info.fingerprint + " (" + hf.info.model_path +
                             "), not on this one (" + fp + ")";
     if (!opt.allow_heads_mismatch)
-      throw OptionError("allow_heads_mismatch", msg + "; pass allow_heads_mismatch to use it anyway");
+      throw OptionError("allow_heads_mismatch", msg + "; pass " + option_name("allow_heads_mismatch") + " to use it anyway");
     events.warn(msg);
   }
   return {hf.selected, path};
@@ -96,15 +96,17 @@ Heads find_heads(const ScoreJobOptions& opt, const ScorePaths& paths, const Load
     const std::string diff = probe_settings_difference(opt.probe, read_json_file(paths.heads));
     if (!diff.empty())
       throw OptionError("resume", paths.heads + " was probed differently (" + diff +
-                                      "); run without resume to start over, or give heads");
+                                      "); run without " + option_name("resume") + " to start over, or give " + option_name("heads"));
     events.info("resuming: using the heads the earlier run probed, " + paths.heads);
     return read_heads(opt, m, paths.heads, events);
   }
   if (opt.data == "-" && opt.probe.probe_text.empty() && opt.probe.probe_data.empty())
-    throw OptionError("heads", "data - (stdin) can be read only once: give heads, or probe_text for the probe");
+    throw OptionError("heads", "the corpus from stdin (" + option_name("data") + " -) can be read only once: give " +
+                                 option_name("heads") + ", or " + option_name("probe_text") + " for the probe");
   events.info("no heads given: running the " + probe_kind_name(opt.probe.probe.kind) + " probe first");
   if (opt.shard.count > 1)
-    events.warn("shard without heads: every shard probes the same way; probing once and giving its heads file saves that");
+    events.warn(option_name("shard") + " without " + option_name("heads") +
+                ": every shard probes the same way; probing once and giving its heads file saves that");
   const HeadsFile h = probe_heads(m, opt.probe, corpus, opt.data, events);
   if (!paths.heads.empty()) write_heads_file(paths.heads, h);
   return {h.selected, paths.heads};
@@ -171,11 +173,12 @@ Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run
   }
   if (!fs::exists(sidecar))
     throw OptionError("resume", r.from + ": no " + sidecar +
-                                    " beside it tells how it was scored; run without resume to start over");
+                                    " beside it tells how it was scored; run without " + option_name("resume") + " to start over");
   const nlohmann::json before = read_json_file(sidecar);
   const std::string diff = run_difference(before, run);
   if (!diff.empty())
-    throw OptionError("resume", r.from + " was scored differently (" + diff + "); run without resume to start over");
+    throw OptionError("resume", r.from + " was scored differently (" + diff + "); run without " + option_name("resume") +
+                                    " to start over");
   r.lines = read_score_lines(r.from, &r.bytes, [&](const std::string& w) { events.warn(w + "; it is scored again"); });
   if (before.contains("wall_seconds") && before["wall_seconds"].is_number()) r.seconds = before["wall_seconds"].get<double>();
   if (before.contains("runs") && before["runs"].is_array()) r.runs = before["runs"];
@@ -186,6 +189,7 @@ Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run
 // The counts of a run: what it scored, and what the resumed records had.
 struct Counts {
   int64_t scored = 0, errors = 0, response_tokens = 0, truncated = 0, single_step = 0;
+  int64_t resumed_scored = 0;  // of scored, those taken from the earlier run
 };
 
 // The records a resumed run already has, met in corpus order: each corpus record is taken from
@@ -205,15 +209,16 @@ class ResumeCursor {
     if (d.line != line || d.id != id)
       throw DataError(done_.from + ": its record " + std::to_string(next_ + 1) + " is line " + std::to_string(d.line) +
                       " id '" + d.id + "', but " + corpus_ + " has line " + std::to_string(line) + " id '" + id +
-                      "' there: the corpus changed since; run without resume to start over");
+                      "' there: the corpus changed since; run without " + option_name("resume") + " to start over");
     if (!d.hash.empty() && d.hash != hash)
       throw DataError(done_.from + ": the record of line " + std::to_string(line) + " id '" + id +
                       "' was scored from other text (line hash " + d.hash + ", now " + hash + ") in " + corpus_ +
-                      ": the corpus changed since; run without resume to start over");
+                      ": the corpus changed since; run without " + option_name("resume") + " to start over");
     ++next_;
     if (d.error) ++counts.errors;
     if (!d.error && !d.rejected) {
       ++counts.scored;
+      ++counts.resumed_scored;
       counts.response_tokens += d.tokens;
       counts.truncated += d.truncated;
       counts.single_step += d.single_step;
@@ -225,7 +230,7 @@ class ResumeCursor {
     if (next_ >= done_.lines.size()) return;
     const ScoredLine& d = done_.lines[next_];
     throw DataError(done_.from + " holds a record of line " + std::to_string(d.line) + " id '" + d.id + "', which " +
-                    corpus_ + " does not have: the corpus changed since; run without resume to start over");
+                    corpus_ + " does not have: the corpus changed since; run without " + option_name("resume") + " to start over");
   }
 
  private:
@@ -419,7 +424,7 @@ std::string score_mode_name(ScoreMode mode) { return mode == ScoreMode::kAbsolut
 ScoreMode parse_score_mode(const std::string& name) {
   if (name == "relative") return ScoreMode::kRelative;
   if (name == "absolute") return ScoreMode::kAbsolute;
-  throw OptionError("score", "score '" + name + "': expected relative or absolute");
+  throw OptionError("score", option_name("score") + " '" + name + "': expected relative or absolute");
 }
 
 ScorePaths score_paths(const ScoreJobOptions& opt) {
@@ -433,7 +438,7 @@ ScorePaths score_paths(const ScoreJobOptions& opt) {
 
 ScoreJobResult run_score_job(const ScoreJobOptions& given, JobEvents& events) {
   const auto t0 = Clock::now();
-  if (given.out.empty()) throw OptionError("out", "out is empty: give a file, or - for stdout");
+  if (given.out.empty()) throw OptionError("out", option_name("out") + " is empty: give a file, or - for stdout");
   ScoreJobOptions opt = given;
   opt.out = output_target(given.out);  // a symbolic link stays; its target and sidecars are written
   ScoreJobResult res;
@@ -458,14 +463,17 @@ ScoreJobResult run_score_job(const ScoreJobOptions& given, JobEvents& events) {
   Resumed done;
   if (opt.resume) done = find_resumable(opt.out, run, events);
   else if (!res.paths.stream && fs::exists(ScoreWriter::partial_path(opt.out)))
-    events.warn(ScoreWriter::partial_path(opt.out) + " from an earlier run is replaced (resume would continue it)");
+    events.warn(ScoreWriter::partial_path(opt.out) + " from an earlier run is replaced (" + option_name("resume") + " would continue it)");
   events.info("scoring " + opt.data + " with " + c.architecture_name + " on " + m.device.str() + " in " +
               dtype_name(m.dtype) + ", heads " + heads.set.to_string() + ", template " + corpus.tmpl.name);
   Counts counts;
   const CorpusStats st = score_corpus(opt, corpus, scorer, run, done, counts, events, t0);
 
   write_rejects(res.paths.rejects, opt.data, st.rejects, events);
-  report_corpus_summary(st, opt.corpus, opt.data, events);
+  CorpusStats whole = st;  // the summary counts the records resumed too
+  whole.samples += counts.resumed_scored;
+  whole.single_step += counts.single_step;
+  report_corpus_summary(whole, opt.corpus, opt.data, events);
   res.seconds = since(t0);
   res.meta = run_meta(run, st, counts, done, res.seconds);
   if (!res.paths.meta.empty()) {

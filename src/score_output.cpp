@@ -87,8 +87,14 @@ std::string run_difference(const nlohmann::json& before, const nlohmann::json& n
       if (t.is_object()) t.erase("origin");
       return t;
     };
-    const std::string d = json_change("template", text(before), text(now));
-    if (!d.empty()) return d;
+    const nlohmann::json a = text(before), b = text(now);
+    if (a != b) {  // by name; the texts are long
+      auto name = [](const nlohmann::json& t) {
+        return t.is_object() && t.contains("name") ? t["name"].dump() : std::string("absent");
+      };
+      return option_name("template") + ": " + name(a) + ", now " + name(b) +
+             (name(a) == name(b) ? " (the same name, another text)" : "");
+    }
   }
   for (const auto& [part, key] : {std::pair{"model", "fingerprint"}, std::pair{"heads", "selected"}}) {
     const std::string d = json_change(std::string(part) + "." + key, at(before, part, key), at(now, part, key));
@@ -99,8 +105,8 @@ std::string run_difference(const nlohmann::json& before, const nlohmann::json& n
     for (const auto& [key, value] : (*side)["options"].items()) {
       if (key == "device" || key == "batch_tokens") continue;
       if (std::find(ignore.begin(), ignore.end(), key) != ignore.end()) continue;
-      const std::string d = json_change("options." + key, at(before, "options", key.c_str()),
-                                        at(now, "options", key.c_str()));
+      const std::string d = json_change(key == "eps" ? "options.eps" : option_name(key),
+                                        at(before, "options", key.c_str()), at(now, "options", key.c_str()));
       if (!d.empty()) return d;
     }
   }

@@ -127,7 +127,8 @@ ScoreFiles read_scores(const std::vector<std::string>& paths, JobEvents& events)
     } catch (const DataError& e) {
       const std::string what = what_file_is(path);
       if (what.empty()) throw;
-      throw OptionError("scores", path + " is " + what + ", not a score file: scores takes the JSONL a scoring run wrote to its output");
+      throw OptionError("scores", path + " is " + what + ", not a score file: " + option_name("scores") +
+                                      " takes the JSONL a scoring run wrote to its output");
     }
   }
   return out;
@@ -187,8 +188,9 @@ std::vector<std::pair<std::string, nlohmann::json>> read_metas(const SelectJobOp
     if (mp.empty()) {
       const bool partial = s.size() > 8 && s.compare(s.size() - 8, 8, ".partial") == 0;
       events.warn(s + ": no " + (partial ? s + ".json" : s + ".meta.json") +
-                  " beside it, so its scoring settings are unknown: records are read with prompt_field, "
-                  "response_fields and id_field as given here and cannot be checked to come from one run");
+                  " beside it, so its scoring settings are unknown: records are read with " + option_name("prompt_field") +
+                  ", " + option_name("response_fields") + " and " + option_name("id_field") +
+                  " as given here and cannot be checked to come from one run");
       continue;
     }
     std::ifstream in(mp);
@@ -202,8 +204,9 @@ std::vector<std::pair<std::string, nlohmann::json>> read_metas(const SelectJobOp
     if (d.empty()) continue;
     const std::string msg = metas[i].first + " and " + metas[0].first + " come from different scoring runs (" + d +
                             "): their scores are not comparable";
-    if (!opt.allow_mixed) throw OptionError("allow_mixed", msg + "; pass allow_mixed to select across them anyway");
-    events.warn(msg + " (allow_mixed)");
+    if (!opt.allow_mixed)
+      throw OptionError("allow_mixed", msg + "; pass " + option_name("allow_mixed") + " to select across them anyway");
+    events.warn(msg + " (" + option_name("allow_mixed") + ")");
   }
   return metas;
 }
@@ -230,7 +233,7 @@ Scoring scoring_settings(const SelectJobOptions& opt, JobEvents& events) {
     for (const auto& [layout, n] : m["layouts"].items()) detected += (detected.empty() ? "" : "; ") + layout;
   auto agree = [&](const char* option, const std::string& given, const std::string& scored) {
     if (given.empty() || given == scored) return;
-    throw OptionError(option, std::string(option) + " '" + given + "', but " + metas[0].first + " says the records were scored " +
+    throw OptionError(option, option_name(option) + " '" + given + "', but " + metas[0].first + " says the records were scored " +
                      (scored.empty() ? "with none (their layout detected" + (detected.empty() ? "" : ": " + detected) + ")"
                                      : "with '" + scored + "'") +
                      "; leave it out (select reads the records as scoring did)");
@@ -259,15 +262,21 @@ Scoring scoring_settings(const SelectJobOptions& opt, JobEvents& events) {
 
 void check_select_options(const SelectJobOptions& opt) {
   if ((opt.top_k > 0) == (opt.top_ratio > 0))
-    throw OptionError("top_k", "give exactly one of top_k (> 0) and top_ratio (in (0, 1])");
-  if (opt.top_ratio > 1) throw OptionError("top_ratio", "top_ratio must be in (0, 1]");
-  if (opt.scores.empty()) throw OptionError("scores", "no score file given (scores)");
+    throw OptionError("top_k", "give exactly one of " + option_name("top_k") + " (> 0) and " + option_name("top_ratio") +
+                                   " (in (0, 1])");
+  if (opt.top_ratio > 1) throw OptionError("top_ratio", option_name("top_ratio") + " must be in (0, 1]");
+  if (opt.scores.empty()) throw OptionError("scores", "no score file given (" + option_name("scores") + ")");
   if (is_stream_output(opt.out) && opt.out == opt.weights_out)
-    throw OptionError("weights_out", "out and weights_out are both " + opt.out + ": give weights_out a file");
-  std::vector<NamedPath> inputs{{"corpus (data)", opt.data}};
-  for (const auto& s : opt.scores) inputs.push_back({"scores file (scores)", s});
+    throw OptionError("weights_out", option_name("out") + " and " + option_name("weights_out") + " are both " + opt.out +
+                                         ": give " + option_name("weights_out") + " a file");
+  std::vector<NamedPath> inputs{{"corpus (" + option_name("data") + ")", opt.data}};
+  for (const auto& s : opt.scores) {
+    inputs.push_back({"scores file (" + option_name("scores") + ")", s});
+    const std::string meta = meta_path_of(s);  // read to know how the records were scored
+    if (!meta.empty()) inputs.push_back({"run description of " + s, meta});
+  }
   for (const auto& in : inputs) check_input_file(in);
-  check_outputs({{"output (out)", opt.out}, {"weights output (weights_out)", opt.weights_out}}, inputs);
+  check_outputs({{"output (" + option_name("out") + ")", opt.out}, {"weights output (" + option_name("weights_out") + ")", opt.weights_out}}, inputs);
   check_writable(opt.out);
   check_writable(opt.weights_out);
 }
@@ -307,11 +316,12 @@ Matched match_scores(const SelectJobOptions& opt, const ScoreFiles& scores, cons
                     " (none has the text of a scored record): the scores belong to another corpus, or it changed since");
   if (m.missing && opt.allow_partial)
     events.warn(std::to_string(m.missing) + " of the " + std::to_string(n_lines) + " records of " + opt.data +
-                " have no score and are left out (allow_partial)");
+                " have no score and are left out (" + option_name("allow_partial") + ")");
   if (m.missing && !opt.allow_partial)
     throw DataError(scores_name + " does not cover " + opt.data + ": " + std::to_string(m.missing) + " of its " +
                     std::to_string(n_lines) +
-                    " records have no score (not scored, or changed since); pass allow_partial to select among the rest");
+                    " records have no score (not scored, or changed since); pass " + option_name("allow_partial") +
+                    " to select among the rest");
   if (static_cast<int64_t>(scores.entries.size()) > matched)
     events.info(std::to_string(static_cast<int64_t>(scores.entries.size()) - matched) + " of the " +
                 std::to_string(scores.entries.size()) + " scored records are not in " + opt.data +
@@ -404,7 +414,7 @@ std::vector<ShownRecord> shown_records(const Matched& m, const Scoring& scoring,
 SelectOrder parse_select_order(const std::string& name) {
   if (name == "input") return SelectOrder::kInput;
   if (name == "rank") return SelectOrder::kRank;
-  throw OptionError("order", "order '" + name + "': expected input or rank");
+  throw OptionError("order", option_name("order") + " '" + name + "': expected input or rank");
 }
 
 SelectJobResult run_select_job(const SelectJobOptions& opt, JobEvents& events) {
@@ -417,7 +427,8 @@ SelectJobResult run_select_job(const SelectJobOptions& opt, JobEvents& events) {
   SelectJobResult res;
   res.duplicates = rank(m, scoring, opt.dedupe);
   if (opt.dedupe)
-    events.info("dedupe: " + std::to_string(res.duplicates) + " records repeat a better-ranked response and are left out");
+    events.info(option_name("dedupe") + ": " + std::to_string(res.duplicates) +
+                " records repeat a better-ranked response and are left out");
   const int64_t n = static_cast<int64_t>(m.candidates.size());
   if (n == 0)
     throw DataError(scores_name + ": no record of " + opt.data + " has a score (" + std::to_string(m.errors) +

@@ -13,11 +13,11 @@ struct StepSplitter::Impl {
 };
 
 StepSplitter::StepSplitter(const std::string& delimiter, int64_t min_step_tokens) {
-  if (min_step_tokens < 1) throw OptionError("min_step_tokens", "min_step_tokens must be at least 1");
+  if (min_step_tokens < 1) throw OptionError("min_step_tokens", option_name("min_step_tokens") + " must be at least 1");
   try {
     impl_ = std::make_unique<Impl>(Impl{tok::Regex(delimiter), min_step_tokens});
   } catch (const Error& e) {
-    throw OptionError("step_delimiter", std::string("step_delimiter: ") + e.what());
+    throw OptionError("step_delimiter", option_name("step_delimiter") + ": " + e.what());
   }
 }
 

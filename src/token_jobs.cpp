@@ -43,8 +43,8 @@ std::string format_float(float v) {
 
 int64_t run_tokenize_job(const TokenizeJobOptions& opt, JobEvents& events) {
   (void)events;
-  check_input_file({"input (input)", opt.input});
-  check_outputs({{"output (out)", opt.out}}, {{"input (input)", opt.input}, {"tokenizer (tokenizer)", opt.tokenizer}});
+  check_input_file({"input (" + option_name("input") + ")", opt.input});
+  check_outputs({{"output (" + option_name("out") + ")", opt.out}}, {{"input (" + option_name("input") + ")", opt.input}, {"tokenizer (" + option_name("tokenizer") + ")", opt.tokenizer}});
   const auto tok = load_tokenizer(opt.tokenizer);
   OutputFile out(opt.out);
   int64_t n = 0;
@@ -67,9 +67,9 @@ int64_t run_tokenize_job(const TokenizeJobOptions& opt, JobEvents& events) {
 
 
 int64_t run_loss_job(const LossJobOptions& opt, JobEvents& events) {
-  if (opt.batch_tokens <= 0) throw OptionError("batch_tokens", "batch_tokens must be positive");
-  check_input_file({"input (input)", opt.input});
-  check_outputs({{"output (out)", opt.out}}, {{"input (input)", opt.input}, {"model folder (model)", opt.model}});
+  if (opt.batch_tokens <= 0) throw OptionError("batch_tokens", option_name("batch_tokens") + " must be positive");
+  check_input_file({"input (" + option_name("input") + ")", opt.input});
+  check_outputs({{"output (" + option_name("out") + ")", opt.out}}, {{"input (" + option_name("input") + ")", opt.input}, {"model folder (" + option_name("model") + ")", opt.model}});
   check_writable(opt.out);
   const LoadedModel m = load_model(opt.model, opt.runtime);
   const ModelConfig& c = m.checkpoint.config();

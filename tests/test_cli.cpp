@@ -139,7 +139,7 @@ TEST_F(CliTest, MaxLengthDefaultsToTheModelContext) {
   const fs::path stories = model_dir("stories260K");
   // stories260K's context is 512: the default is 4,096.
   EXPECT_EQ(rendered(stories, {}), (Ids{"mid", "short"}));
-  EXPECT_NE(read_text(out.string() + ".rejects.jsonl").find("more than max_length 4096"), std::string::npos);
+  EXPECT_NE(read_text(out.string() + ".rejects.jsonl").find("more than --max-length 4096"), std::string::npos);
   // The same tokenizer with an 8,192-token context.
   const fs::path wide = tmp_ / "wide";
   fs::create_directories(wide);

@@ -110,7 +110,7 @@ TEST_F(DayOneTest, SelectRefusesScoresOfDifferentRuns) {
   const std::vector<std::string> out = {"--top-k", "3", "--out", (tmp_ / "sel.jsonl").string()};
   EXPECT_EQ(air(select(c, {tmp_ / "s0.jsonl", tmp_ / "s1.jsonl"}, out), &err), 0) << err;
   EXPECT_EQ(air(select(c, {tmp_ / "s0.jsonl", tmp_ / "abs1.jsonl"}, out), &err), 2);
-  EXPECT_NE(err.find("different scoring runs (options.score"), std::string::npos) << err;
+  EXPECT_NE(err.find("different scoring runs (--score"), std::string::npos) << err;
   std::vector<std::string> mixed = out;
   mixed.push_back("--allow-mixed");
   EXPECT_EQ(air(select(c, {tmp_ / "s0.jsonl", tmp_ / "abs1.jsonl"}, mixed), &err), 0) << err;

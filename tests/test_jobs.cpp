@@ -27,6 +27,16 @@ struct Recorder : JobEvents {
 
 class JobTest : public TempDirTest {
  protected:
+  // Messages name options as the library does ("`window`"), whatever an earlier command line
+  // run in this process set.
+  void SetUp() override {
+    TempDirTest::SetUp();
+    set_option_spelling(nullptr);
+  }
+  void TearDown() override {
+    set_option_spelling(nullptr);
+    TempDirTest::TearDown();
+  }
   // The first n records of the GSM8K sample.
   fs::path corpus(size_t n) {
     LineReader in((fs::path(AIR_MODELS_DIR).parent_path() / "data" / "gsm8k-sample.jsonl").string());
@@ -85,13 +95,13 @@ TEST_F(JobTest, ExampleFrontEndWritesWhatAirScoreWrites) {
 TEST_F(JobTest, ScoreJobReportsProgressAndResults) {
   const fs::path c = corpus(20);
   ScoreJobOptions o = score_options(c, tmp_ / "s.jsonl");
-  o.window = 6;
+  o.window = 5;  // the last window fills with the last record: progress then counts it read
   Recorder ev;
   const ScoreJobResult r = run_score_job(o, ev);
   EXPECT_EQ(r.records, 20);
   EXPECT_EQ(r.scored, 20);
   EXPECT_EQ(r.meta["counts"]["scored"], 20);
-  ASSERT_EQ(ev.progress_seen.size(), 4u);  // 6 + 6 + 6 + 2
+  ASSERT_EQ(ev.progress_seen.size(), 4u);
   int64_t before = 0;
   for (const ScoreProgress& p : ev.progress_seen) {
     EXPECT_GT(p.records, before);
@@ -109,17 +119,21 @@ TEST_F(JobTest, ScoreJobReportsProgressAndResults) {
   for (const auto* list : {&ev.infos, &ev.warnings})
     for (const std::string& m : *list) EXPECT_EQ(m.find("--"), std::string::npos) << m;
 
-  // A bad option is an OptionError naming the option; the command line shows it as its flag.
+  // A bad option is an OptionError naming the option, as the library spells it or as a front-end
+  // does (the command line: its flag).
   o.window = 0;
-  try {
-    run_score_job(o, ev);
-    ADD_FAILURE() << "window 0 accepted";
-  } catch (const OptionError& e) {
-    EXPECT_EQ(e.option(), "window");
-    EXPECT_EQ(cli::with_flags(e.what(), e.option()), "--window must be >= 1");
+  for (const bool flags : {false, true}) {
+    if (flags) set_option_spelling(cli::flag_of);
+    try {
+      run_score_job(o, ev);
+      ADD_FAILURE() << "window 0 accepted";
+    } catch (const OptionError& e) {
+      EXPECT_EQ(e.option(), "window");
+      EXPECT_EQ(std::string(e.what()), flags ? "--window must be >= 1" : "`window` must be >= 1");
+    }
   }
-  EXPECT_EQ(cli::with_flags("options.max_length: 4096, now 0; give max_length or (data)"),
-            "options.max_length: 4096, now 0; give --max-length or (--data)");
+  EXPECT_EQ(cli::flag_of("response_fields"), "--response-field");
+  EXPECT_EQ(cli::flag_of("max_length"), "--max-length");
 }
 
 // The probe job returns the whole heads file, settings included, and writes it.
@@ -141,7 +155,7 @@ TEST_F(JobTest, ProbeJobReturnsTheHeadsFileWithItsSettings) {
   EXPECT_EQ(probe_settings_difference(o.probe, read_json(o.out)), "");
   ProbeSettings other = o.probe;
   other.probe.seed = 8;
-  EXPECT_EQ(probe_settings_difference(other, read_json(o.out)), "probe.seed: 7, now 8");
+  EXPECT_EQ(probe_settings_difference(other, read_json(o.out)), "`seed`: 7, now 8");
 }
 
 // The select job ranks, writes, and returns the top records with their steps for people.
@@ -164,6 +178,11 @@ TEST_F(JobTest, SelectJobReturnsTheTopRecords) {
   EXPECT_GE(r.shown[1].score, r.shown[2].score);
   EXPECT_FALSE(r.shown[0].step.empty());
   EXPECT_EQ(lines(o.out).size(), 5u);
+  // The score file's run description is an input too: never written over.
+  const std::string meta = read_text(so.out + ".meta.json");
+  o.out = so.out + ".meta.json";
+  EXPECT_THROW(run_select_job(o, ev), UsageError);
+  EXPECT_EQ(read_text(so.out + ".meta.json"), meta);
   o.top_k = 0;
   EXPECT_THROW(run_select_job(o, ev), OptionError);  // neither top_k nor top_ratio
 }

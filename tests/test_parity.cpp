@@ -33,7 +33,7 @@ struct Case {
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
-  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3"})
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3", "olmo2"})
     cases.push_back({f, fixture_dir(f), fixture_dir(f) / "expected.json"});
   cases.push_back({"stories260K", model_dir("stories260K"),
                    fixture_dir("stories260K-expected.json")});

@@ -8,7 +8,7 @@
 namespace air {
 
 // The model families `air` runs; all are Llama-shaped decoders.
-enum class Architecture { kLlama, kMistral, kQwen2, kQwen3 };
+enum class Architecture { kLlama, kMistral, kQwen2, kQwen3, kOlmo2 };
 
 // HF architecture names accepted in config.json's "architectures".
 const std::vector<std::string>& supported_architectures();
@@ -43,7 +43,10 @@ struct ModelConfig {
   bool qkv_bias = false;             // q/k/v projections carry a bias (Qwen2, attention_bias)
   bool o_bias = false;               // o_proj carries a bias (attention_bias)
   bool mlp_bias = false;             // gate/up/down projections carry a bias
-  bool qk_norm = false;              // per-head RMSNorm on q and k before RoPE (Qwen3)
+  bool qk_norm = false;              // RMSNorm on q and k before RoPE: per head (Qwen3), or ...
+  bool qk_norm_whole = false;        // ... over the whole q and k projections (OLMo 2)
+  bool post_norms = false;           // norms on each sublayer's output before the residual add, none on its input (OLMo 2)
+  bool norm_weight_in_float = false; // norms multiply by their weight in fp32, then cast back (OLMo 2)
   int64_t sliding_window = 0;        // attend to the last N keys only (0 = full causal)
   int64_t max_window_layers = 0;     // Qwen2/3: layers >= this use the sliding window
   std::string torch_dtype;           // "float32", "bfloat16", "float16" or empty

@@ -72,8 +72,8 @@ struct DatasetOptions {
   // layout (warning = false), the first record leaving each longer field unused (warning =
   // true), with the record's line.
   std::function<void(bool warning, int64_t line, const std::string& text)> on_notice;
-  // Told after each record of the shard: the fraction of the input read so far (-1 when its size
-  // is unknown: stdin, a pipe).
+  // Told as each record of the shard is read: the fraction of the input read so far, that record
+  // included (-1 when its size is unknown: stdin, a pipe).
   std::function<void(double fraction)> on_progress;
 };
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -40,9 +41,15 @@ AIR_DEFINE_ERROR(IoError, 5)
 
 #undef AIR_DEFINE_ERROR
 
+// How messages name an option of a job: its name in the options struct, "`max_length`" by
+// default. A front-end sets its own spelling once, before running jobs (the command line:
+// "--max-length"), so that what users read (errors, warnings, reasons in a rejects file) names
+// options as they give them.
+std::string option_name(const std::string& option);
+void set_option_spelling(std::function<std::string(const std::string& option)> spell);
+
 // A bad value of one option of a job. option() is its name in the options struct ("max_length",
-// "shard"), which the message names too, so that a front-end can show its own spelling of it
-// (the command line: --max-length).
+// "shard"); the message names it with option_name().
 class OptionError : public UsageError {
  public:
   OptionError(std::string option, const std::string& message) : UsageError(message), option_(std::move(option)) {}

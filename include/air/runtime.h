@@ -4,6 +4,7 @@
 #include "air/nn/model.h"
 
 #include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
 #include <c10/core/ScalarType.h>
 
 #include <optional>
@@ -72,5 +73,9 @@ struct LoadedModel {
 // Opens DIR and loads it under the runtime options (threads set too). Refuses (UsageError, with
 // the figures) a model whose parameters, built in fp32, would not fit the memory limit.
 LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt);
+
+// What a loaded checkpoint holds (`air inspect --json`): architecture and shapes, parameters,
+// tensor dtypes, files, and tensors the model does not use.
+nlohmann::json describe_model(const LoadedModel& m);
 
 }  // namespace air

@@ -8,9 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cctype>
 #include <map>
-#include <set>
 
 namespace air::cli {
 namespace {
@@ -26,19 +24,10 @@ void setup_logging(const std::string& level) {
 // Library option names whose flag is not "--" + the name with '-' for '_'.
 const std::map<std::string, std::string> kFlagNames = {{"response_fields", "--response-field"},
                                                        {"all_items", "--probe-all-items"},
-                                                       {"probe", "--probe"}};
-// Options that messages name in parentheses after what they are ("corpus (data)").
-const std::set<std::string> kParenthesized = {"model", "data", "out", "heads", "scores", "probe_data",
-                                              "probe_text", "template", "weights_out", "input", "tokenizer"};
-// Every option the library may name in a message.
-const std::set<std::string> kOptions = {
-    "model", "data", "out", "heads", "allow_heads_mismatch", "probe", "probe_text", "probe_data", "num_items",
-    "seed", "span_tokens", "all_items", "delta", "num_heads", "min_score", "format", "prompt_field",
-    "response_fields", "id_field", "template", "separator", "step_delimiter", "min_step_tokens", "max_length",
-    "truncate", "strict", "rejects", "meta", "score", "batch_tokens", "emit_token_scores", "window", "flush_every",
-    "resume", "shard", "device", "dtype", "threads", "max_memory", "top_k", "top_ratio", "order", "annotate",
-    "weights_out", "allow_partial", "allow_mixed", "dedupe", "show", "scores", "input", "tokenizer", "mask_heads",
-    "shape", "repeat"};
+                                                       {"json_out", "--json"},
+                                                       {"long_lengths", "--lengths"}};
+
+}  // namespace
 
 std::string flag_of(const std::string& option) {
   const auto it = kFlagNames.find(option);
@@ -48,37 +37,8 @@ std::string flag_of(const std::string& option) {
   return f;
 }
 
-bool word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
-
-// Replaces whole-word occurrences of `word` in s from `from` on (all, or only the first).
-void replace_word(std::string& s, const std::string& word, const std::string& by, bool all) {
-  for (size_t at = s.find(word); at != std::string::npos; at = s.find(word, at)) {
-    const size_t end = at + word.size();
-    if ((at == 0 || !(word_char(s[at - 1]) || s[at - 1] == '.')) &&  // not a key path (options.dtype)
-         (end == s.size() || !word_char(s[end]))) {
-      s.replace(at, word.size(), by);
-      if (!all) return;
-      at += by.size();
-    } else {
-      at = end;
-    }
-  }
-}
-
-}  // namespace
-
-std::string with_flags(const std::string& message, const std::string& option) {
-  std::string s = message;
-  if (!option.empty() && kOptions.count(option)) replace_word(s, option, flag_of(option), false);
-  for (const std::string& o : kOptions) {
-    if (o.find('_') != std::string::npos) replace_word(s, o, flag_of(o), true);
-    if (kParenthesized.count(o)) replace_word(s, "(" + o + ")", "(" + flag_of(o) + ")", true);
-  }
-  return s;
-}
-
-void LogEvents::info(const std::string& message) { spdlog::info("{}", with_flags(message)); }
-void LogEvents::warn(const std::string& message) { spdlog::warn("{}", with_flags(message)); }
+void LogEvents::info(const std::string& message) { spdlog::info("{}", message); }
+void LogEvents::warn(const std::string& message) { spdlog::warn("{}", message); }
 void LogEvents::progress(const ScoreProgress& p) {
   std::string eta;
   if (p.eta_seconds >= 0) eta = fmt::format("; {:.0f}% of the corpus read, about {:.0f} s left", 100 * p.fraction, p.eta_seconds);
@@ -118,6 +78,7 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
 
 int run(int argc, const char* const* argv) {
   CLI::App app{"air: select reasoning post-training data by Attention Influence (AIR)"};
+  set_option_spelling(flag_of);  // messages name options as the flags that set them
   app.set_version_flag("--version", std::string("air ") + AIR_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // --log-level after the subcommand too
@@ -142,11 +103,8 @@ int run(int argc, const char* const* argv) {
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
-  } catch (const OptionError& e) {
-    spdlog::error("{}", with_flags(e.what(), e.option()));
-    return e.exit_code();
   } catch (const Error& e) {
-    spdlog::error("{}", with_flags(e.what()));
+    spdlog::error("{}", e.what());
     return e.exit_code();
   } catch (const c10::Error& e) {
     spdlog::error("internal error in libtorch: {}", e.what_without_backtrace());

@@ -18,10 +18,8 @@ int run(int argc, const char* const* argv);
 // Same, from an argument list without the program name (for tests).
 int run(const std::vector<std::string>& args);
 
-// A job's messages with the library's option names ("max_length", "(data)") as the command
-// line's flags ("--max-length", "(--data)"); `option`, when given, is the option an OptionError
-// names, shown as its flag where the message first names it.
-std::string with_flags(const std::string& message, const std::string& option = "");
+// The flag that sets a library option ("max_length" -> "--max-length").
+std::string flag_of(const std::string& option);
 
 // A job's events as log lines on stderr, progress included.
 class LogEvents : public JobEvents {

@@ -253,7 +253,8 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const {
   return at::embedding(weight, ids);
 }
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, bool weight_in_float_)
+    : eps(eps_), weight_in_float(weight_in_float_) {
   weight = register_parameter("weight", param({dim}), false);
 }
 
@@ -263,6 +264,10 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) const {
   const at::Tensor xf = x.to(at::kFloat);
   const at::Tensor r = xf.square().mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
   at::Tensor y = xf * r;
+  if (weight_in_float) {
+    y.mul_(weight.to(at::kFloat));
+    return x.scalar_type() != at::kFloat ? y.to(x.scalar_type()) : y;
+  }
   if (x.scalar_type() != at::kFloat) y = y.to(x.scalar_type());
   return y.mul_(weight);
 }
@@ -278,18 +283,26 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer_)
   v_proj = register_module("v_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
   o_proj = register_module("o_proj", Linear(num_heads * head_dim, c.hidden_size, c.o_bias));
   if (c.qk_norm) {
-    q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps));
-    k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps));
+    qk_norm_whole = c.qk_norm_whole;
+    const bool f = c.norm_weight_in_float;
+    q_norm = register_module("q_norm", RMSNorm(qk_norm_whole ? num_heads * head_dim : head_dim, c.rms_norm_eps, f));
+    k_norm = register_module("k_norm", RMSNorm(qk_norm_whole ? num_kv_heads * head_dim : head_dim, c.rms_norm_eps, f));
   }
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
                                   const ForwardOptions& opt) const {
   const int64_t N = x.size(0), B = lay.B, T = lay.T;
-  at::Tensor q = q_proj->forward(x).view({N, num_heads, head_dim});
-  at::Tensor k = k_proj->forward(x).view({N, num_kv_heads, head_dim});
+  at::Tensor q = q_proj->forward(x);
+  at::Tensor k = k_proj->forward(x);
+  if (qk_norm_whole) {  // OLMo 2: over all heads at once, before RoPE
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
+  q = q.view({N, num_heads, head_dim});
+  k = k.view({N, num_kv_heads, head_dim});
   at::Tensor v = v_proj->forward(x).view({N, num_kv_heads, head_dim});
-  if (q_norm) {  // Qwen3: per-head norm before RoPE
+  if (q_norm && !qk_norm_whole) {  // Qwen3: per-head norm before RoPE
     q = q_norm->forward(q);
     k = k_norm->forward(k);
   }
@@ -339,27 +352,37 @@ at::Tensor MLPImpl::forward(const at::Tensor& x) const {
   return down_proj->forward(at::silu_(g).mul_(up_proj->forward(x)));
 }
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) : post_norms(c.post_norms) {
   self_attn = register_module("self_attn", Attention(c, layer));
   mlp = register_module("mlp", MLP(c));
-  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
-  post_attention_layernorm =
-      register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  const bool f = c.norm_weight_in_float;
+  if (!post_norms) input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, f));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, f));
+  if (post_norms)
+    post_feedforward_layernorm =
+        register_module("post_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, f));
 }
-
 at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const Layout& lay,
                                      const ForwardOptions& opt) const {
-  at::Tensor h = self_attn->forward(input_layernorm->forward(x), lay, opt).add_(x);
-  // The MLP is per token: many tokens go through it in blocks, so that its
-  // [tokens, intermediate] activations stay bounded.
+  if (post_norms) {  // OLMo 2
+    const at::Tensor h = post_attention_layernorm->forward(self_attn->forward(x, lay, opt)).add_(x);
+    return mlp_blocks(h, [&](const at::Tensor& hs) { return post_feedforward_layernorm->forward(mlp->forward(hs)); });
+  }
+  const at::Tensor h = self_attn->forward(input_layernorm->forward(x), lay, opt).add_(x);
+  return mlp_blocks(h, [&](const at::Tensor& hs) { return mlp->forward(post_attention_layernorm->forward(hs)); });
+}
+
+// h + f(h), computed in blocks of tokens: the MLP is per token, so that its [tokens,
+// intermediate] activations stay bounded when many tokens go through it.
+at::Tensor DecoderLayerImpl::mlp_blocks(at::Tensor h, const std::function<at::Tensor(const at::Tensor&)>& f) const {
   const int64_t N = h.size(0);
   const int64_t inter = mlp->gate_proj->weight.size(0);
   const int64_t budget = h.is_cpu() ? kMlpBlockBytes : 8 * kMlpBlockBytes;
   const int64_t block = std::max<int64_t>(1, budget / std::max<int64_t>(1, 3 * inter * 4));
-  if (N <= block) return mlp->forward(post_attention_layernorm->forward(h)).add_(h);
+  if (N <= block) return f(h).add_(h);
   for (int64_t s = 0; s < N; s += block) {
     at::Tensor hs = h.narrow(0, s, std::min(block, N - s));
-    hs.add_(mlp->forward(post_attention_layernorm->forward(hs)));
+    hs.add_(f(hs));
   }
   return h;
 }
@@ -372,7 +395,7 @@ LayerListImpl::LayerListImpl(const ModelConfig& c) {
 DecoderImpl::DecoderImpl(const ModelConfig& c) {
   embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size));
   layers = register_module("layers", LayerList(c));
-  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, c.norm_weight_in_float));
 }
 
 at::Tensor rope_inv_freq(const ModelConfig& c) {

@@ -12,6 +12,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <functional>
 #include <vector>
 
 namespace air::nn {
@@ -60,10 +61,12 @@ TORCH_MODULE(Embedding);
 
 // RMSNorm over the last dimension, computed in float32 and cast back (as HF does).
 struct RMSNormImpl : torch::nn::Module {
-  RMSNormImpl(int64_t dim, double eps);
+  // weight_in_float: the weight multiplies in float32 before the cast back (OLMo 2), not after.
+  RMSNormImpl(int64_t dim, double eps, bool weight_in_float = false);
   at::Tensor forward(const at::Tensor& x) const;
   at::Tensor weight;  // [dim]
   double eps;
+  bool weight_in_float;
 };
 TORCH_MODULE(RMSNorm);
 
@@ -91,8 +94,9 @@ struct AttentionImpl : torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const Layout& lay, const ForwardOptions& opt) const;
 
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
-  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 (per head), OLMo 2 (whole projection)
   int64_t layer, num_heads, num_kv_heads, head_dim, window;
+  bool qk_norm_whole = false;
 };
 TORCH_MODULE(Attention);
 
@@ -107,9 +111,14 @@ struct DecoderLayerImpl : torch::nn::Module {
   DecoderLayerImpl(const ModelConfig& c, int64_t layer);
   // x: packed [N, hidden] -> [N, hidden]
   at::Tensor forward(const at::Tensor& x, const Layout& lay, const ForwardOptions& opt) const;
+  at::Tensor mlp_blocks(at::Tensor h, const std::function<at::Tensor(const at::Tensor&)>& f) const;
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
-  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  // Before each sublayer: input_layernorm (attention), post_attention_layernorm (MLP). With
+  // post_norms (OLMo 2), after each sublayer instead: post_attention_layernorm (attention),
+  // post_feedforward_layernorm (MLP).
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr}, post_feedforward_layernorm{nullptr};
+  bool post_norms = false;
 };
 TORCH_MODULE(DecoderLayer);
 
