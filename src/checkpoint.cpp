@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include <fstream>
 #include <set>
@@ -90,6 +91,33 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   return c;
 }
 
+TensorSource source_of(const ModelConfig& c, const std::string& param) {
+  TensorSource s{param};
+  if (!c.fused_projections) return s;
+  auto ends_with = [&](const std::string& tail) {
+    return param.size() > tail.size() && param.compare(param.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  const int64_t I = c.intermediate_size;
+  const struct {
+    const char* tail;
+    const char* fused;
+    int64_t begin, rows, total;
+  } parts[] = {{"self_attn.q_proj.weight", "self_attn.qkv_proj.weight", 0, q, q + 2 * kv},
+               {"self_attn.k_proj.weight", "self_attn.qkv_proj.weight", q, kv, q + 2 * kv},
+               {"self_attn.v_proj.weight", "self_attn.qkv_proj.weight", q + kv, kv, q + 2 * kv},
+               {"mlp.gate_proj.weight", "mlp.gate_up_proj.weight", 0, I, 2 * I},
+               {"mlp.up_proj.weight", "mlp.gate_up_proj.weight", I, I, 2 * I}};
+  for (const auto& p : parts)
+    if (ends_with(p.tail)) {
+      s.tensor = param.substr(0, param.size() - std::strlen(p.tail)) + p.fused;
+      s.row_begin = p.begin;
+      s.rows = p.rows;
+      s.fused_rows = p.total;
+    }
+  return s;
+}
+
 void Checkpoint::check_sizes() const {
   const ModelConfig& c = config_;
   const std::string where = (dir_ / "config.json").string();
@@ -100,11 +128,14 @@ void Checkpoint::check_sizes() const {
   };
   // Tensors whose shapes pin every size the model allocates by.
   std::vector<std::pair<std::string, std::vector<int64_t>>> expect = {
-      {"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}},
-      {"model.layers.0.self_attn.q_proj.weight", {c.num_attention_heads * c.head_dim, c.hidden_size}},
-      {"model.layers.0.self_attn.k_proj.weight", {c.num_key_value_heads * c.head_dim, c.hidden_size}},
-      {"model.layers.0.mlp.gate_proj.weight", {c.intermediate_size, c.hidden_size}},
-  };
+      {"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}}};
+  for (const auto& [param, rows] : std::vector<std::pair<std::string, int64_t>>{
+           {"model.layers.0.self_attn.q_proj.weight", c.num_attention_heads * c.head_dim},
+           {"model.layers.0.self_attn.k_proj.weight", c.num_key_value_heads * c.head_dim},
+           {"model.layers.0.mlp.gate_proj.weight", c.intermediate_size}}) {
+    const TensorSource s = source_of(c, param);  // a fused tensor is checked whole
+    expect.push_back({s.tensor, {s.rows < 0 ? rows : s.fused_rows, c.hidden_size}});
+  }
   if (!c.tie_word_embeddings) expect.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}});
   for (const auto& [name, want] : expect) {
     if (!contains(name))

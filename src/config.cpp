@@ -97,8 +97,51 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
                             j.dump());
     return r;
   }
+  if (type == "longrope") {
+    r.type = RopeScaling::Type::kLongRope;
+    for (const auto& [key, into] : {std::pair{"short_factor", &r.short_factor}, std::pair{"long_factor", &r.long_factor}}) {
+      if (!j.contains(key) || !j[key].is_array())
+        throw CheckpointError(at + ": longrope needs a list '" + key + "'");
+      for (const auto& v : j[key]) {
+        if (!v.is_number() || !(v.get<double>() > 0))
+          throw CheckpointError(at + ": " + key + ": expected positive numbers, got " + v.dump());
+        into->push_back(v.get<double>());
+      }
+    }
+    r.attention_factor = f.number_or("attention_factor", 0.0);  // 0: from the context lengths
+    r.original_max_position_embeddings = f.integer_or("original_max_position_embeddings", 0);
+    return r;
+  }
   throw CheckpointError(at + ": type '" + type +
-                        "' is not supported (supported: none, linear, llama3)");
+                        "' is not supported (supported: none, linear, llama3, longrope)");
+}
+
+// LongRoPE's context lengths come from the config's top level; the factors must cover the rotary
+// dims; the attention factor, unless given, is sqrt(1 + ln(s) / ln(original)) with s = the
+// context over the original one (1 when s <= 1), as HF computes it.
+void finish_longrope(ModelConfig& c, const Fields& f, const std::string& where) {
+  RopeScaling& r = c.rope_scaling;
+  // As HF: the config's own original_max_position_embeddings, when it has one, sets both the
+  // switch to the long factors and the scale; else the context is the original one (scale 1).
+  const int64_t original = f.integer_or("original_max_position_embeddings", 0);
+  double s = 1;
+  if (original > 0) {
+    r.original_max_position_embeddings = original;
+    s = static_cast<double>(c.max_position_embeddings) / static_cast<double>(original);
+  } else if (r.original_max_position_embeddings <= 0) {
+    r.original_max_position_embeddings = c.max_position_embeddings;
+  }
+  if (r.original_max_position_embeddings <= 0)
+    throw CheckpointError(where + ": longrope needs original_max_position_embeddings or max_position_embeddings");
+  const size_t half = static_cast<size_t>(c.rotary_dim / 2);
+  if (r.short_factor.size() != half || r.long_factor.size() != half)
+    throw CheckpointError(where + ": rope_scaling: short_factor and long_factor need " + std::to_string(half) +
+                          " entries (half the rotary dims), got " + std::to_string(r.short_factor.size()) + " and " +
+                          std::to_string(r.long_factor.size()));
+  if (r.attention_factor <= 0) {
+    r.attention_factor =
+        s <= 1 ? 1.0 : std::sqrt(1 + std::log(s) / std::log(static_cast<double>(r.original_max_position_embeddings)));
+  }
 }
 
 }  // namespace
@@ -106,7 +149,7 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
 const std::vector<std::string>& supported_architectures() {
   static const std::vector<std::string> kNames = {"LlamaForCausalLM", "MistralForCausalLM",
                                                   "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                                  "Olmo2ForCausalLM"};
+                                                  "Olmo2ForCausalLM", "Phi3ForCausalLM"};
   return kNames;
 }
 
@@ -145,6 +188,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   else if (c.architecture_name == "Qwen2ForCausalLM") c.architecture = Architecture::kQwen2;
   else if (c.architecture_name == "Qwen3ForCausalLM") c.architecture = Architecture::kQwen3;
   else if (c.architecture_name == "Olmo2ForCausalLM") c.architecture = Architecture::kOlmo2;
+  else if (c.architecture_name == "Phi3ForCausalLM") c.architecture = Architecture::kPhi3;
   else
     throw CheckpointError(where + ": unknown architecture '" + c.architecture_name +
                           "' (supported: " + join(supported_architectures()) + ")");
@@ -208,11 +252,21 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.qk_norm = c.architecture == Architecture::kQwen3 || c.architecture == Architecture::kOlmo2;
   c.qk_norm_whole = c.post_norms = c.norm_weight_in_float = c.architecture == Architecture::kOlmo2;
 
+  const double partial = f.number_or("partial_rotary_factor", 1.0);
+  if (!(partial > 0 && partial <= 1))
+    throw CheckpointError(where + ": partial_rotary_factor must be in (0, 1], got " + std::to_string(partial));
+  c.rotary_dim = static_cast<int64_t>(static_cast<double>(c.head_dim) * partial);
+  if (c.rotary_dim < 2 || c.rotary_dim % 2 != 0)
+    throw CheckpointError(where + ": partial_rotary_factor " + std::to_string(partial) + " x head_dim " +
+                          std::to_string(c.head_dim) + " gives " + std::to_string(c.rotary_dim) +
+                          " rotary dims; expected an even number >= 2");
+  c.fused_projections = c.architecture == Architecture::kPhi3;
   if (j.contains("rope_scaling")) c.rope_scaling = parse_rope_scaling(j["rope_scaling"], where);
+  if (c.rope_scaling.type == RopeScaling::Type::kLongRope) finish_longrope(c, f, where);
 
   const int64_t window = f.integer_or("sliding_window", 0);
   if (window < 0) throw CheckpointError(where + ": sliding_window must be >= 0");
-  if (c.architecture == Architecture::kMistral) {
+  if (c.architecture == Architecture::kMistral || c.architecture == Architecture::kPhi3) {
     c.sliding_window = window;
   } else if (c.architecture == Architecture::kQwen2 || c.architecture == Architecture::kQwen3) {
     if (f.boolean_or("use_sliding_window", false)) c.sliding_window = window;

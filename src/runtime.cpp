@@ -127,14 +127,18 @@ nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& device,
                             at::ScalarType dtype) {
   nn::CausalLM model(ckpt.config());
   for (auto& item : model->named_parameters(/*recurse=*/true)) {
-    const std::string& name = item.key();
     at::Tensor& p = item.value();
+    const TensorSource src = source_of(ckpt.config(), item.key());
+    const std::string& name = src.tensor;
     const SafetensorsFile& file = ckpt.file_of(name);
     const TensorInfo& info = file.info(name);
-    if (c10::IntArrayRef(info.shape) != p.sizes())
-      throw CheckpointError(file.path().string() + ": tensor '" + name + "': expected shape " +
-                            shape_string(p.sizes()) + ", got " + shape_string(info.shape));
+    std::vector<int64_t> want = p.sizes().vec();
+    if (src.rows >= 0) want[0] = src.fused_rows;  // a fused tensor: rows of it
+    if (info.shape != want)
+      throw CheckpointError(file.path().string() + ": tensor '" + name + "': expected shape " + shape_string(want) +
+                            ", got " + shape_string(info.shape));
     at::Tensor t = file.tensor(name);  // throws for non-float dtypes
+    if (src.rows >= 0) t = t.narrow(0, src.row_begin, src.rows);
     const bool converted = t.scalar_type() != dtype;
     if (t.device() != device || converted) t = t.to(device, dtype);
     check_finite(t, file.path().string() + ": tensor '" + name + "'" +
@@ -251,7 +255,7 @@ nlohmann::json describe_model(const LoadedModel& m) {
   std::set<std::string> used;
   for (const auto& p : m.model->named_parameters()) {
     params += p.value().numel();
-    used.insert(p.key());
+    used.insert(source_of(c, p.key()).tensor);
   }
   j["parameters"] = params;
   std::map<std::string, int64_t> dtypes;

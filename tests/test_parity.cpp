@@ -2,6 +2,7 @@
 // heads made uniform) and attention argmaxes, from tests/data/fixtures (computed elsewhere).
 
 #include "air/runtime.h"
+#include "air/error.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
@@ -33,7 +34,7 @@ struct Case {
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
-  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3", "olmo2"})
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3", "olmo2", "phi3", "phi3-longrope"})
     cases.push_back({f, fixture_dir(f), fixture_dir(f) / "expected.json"});
   cases.push_back({"stories260K", model_dir("stories260K"),
                    fixture_dir("stories260K-expected.json")});
@@ -159,6 +160,36 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ParityTest, ::testing::ValuesIn(all_cases()),
                              if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return n;
                          });
+
+// A Phi-3 checkpoint whose fused tensors or LongRoPE factors do not fit its config is refused,
+// naming the tensor or field, expected and got.
+class FusedCheckpointTest : public TempDirTest {};
+
+TEST_F(FusedCheckpointTest, WrongFusedShapesAndFactorsAreNamed) {
+  const fs::path dir = copy_fixture("phi3", "p");
+  nlohmann::json c = read_json(dir / "config.json");
+  c["num_key_value_heads"] = 4;  // qkv_proj then needs (4 + 2 x 4) x 16 rows, the file has (4 + 2 x 2) x 16
+  write_text(dir / "config.json", c.dump());
+  try {
+    load_model(dir.string(), test_runtime());
+    ADD_FAILURE() << "a wrong fused qkv_proj loaded";
+  } catch (const CheckpointError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("model.layers.0.self_attn.qkv_proj.weight"), std::string::npos) << m;
+    EXPECT_NE(m.find("[128, 64]"), std::string::npos) << m;  // what the file holds
+    EXPECT_NE(m.find("[192, 64]"), std::string::npos) << m;  // what the config implies
+  }
+  const fs::path lr = copy_fixture("phi3-longrope", "l");
+  nlohmann::json l = read_json(lr / "config.json");
+  l["rope_scaling"]["long_factor"].erase(0);
+  write_text(lr / "config.json", l.dump());
+  try {
+    load_model(lr.string(), test_runtime());
+    ADD_FAILURE() << "short LongRoPE factors loaded";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("long_factor need 6 entries"), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace
 }  // namespace air::test

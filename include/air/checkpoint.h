@@ -12,6 +12,16 @@
 
 namespace air {
 
+// Where a model parameter's values are in a checkpoint: a tensor of its own, or rows of a fused
+// one (Phi-3's qkv_proj: q, k, v; gate_up_proj: gate, up).
+struct TensorSource {
+  std::string tensor;
+  int64_t row_begin = 0;
+  int64_t rows = -1;        // -1: the whole tensor
+  int64_t fused_rows = -1;  // rows of the fused tensor
+};
+TensorSource source_of(const ModelConfig& c, const std::string& param);
+
 // A HuggingFace model directory: config.json plus its weights, either one model.safetensors or
 // shards listed by model.safetensors.index.json. Opening it validates every file header and the
 // shard index; no tensor data is read until it is used.

@@ -8,19 +8,24 @@
 namespace air {
 
 // The model families `air` runs; all are Llama-shaped decoders.
-enum class Architecture { kLlama, kMistral, kQwen2, kQwen3, kOlmo2 };
+enum class Architecture { kLlama, kMistral, kQwen2, kQwen3, kOlmo2, kPhi3 };
 
 // HF architecture names accepted in config.json's "architectures".
 const std::vector<std::string>& supported_architectures();
 
 // Rotary position embedding frequency scaling (config.json "rope_scaling").
 struct RopeScaling {
-  enum class Type { kNone, kLinear, kLlama3 };
+  enum class Type { kNone, kLinear, kLlama3, kLongRope };
   Type type = Type::kNone;
   double factor = 1.0;                         // linear and llama3
   double low_freq_factor = 1.0;                // llama3
   double high_freq_factor = 4.0;               // llama3
-  int64_t original_max_position_embeddings = 8192;  // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3, longrope
+  // longrope (Phi-3): each rotary frequency divided by short_factor[i] for sequences of at most
+  // original_max_position_embeddings tokens, by long_factor[i] for longer ones, and cos and sin
+  // multiplied by attention_factor.
+  std::vector<double> short_factor, long_factor;
+  double attention_factor = 1.0;
 };
 
 // Everything the model needs from config.json, checked for consistency.
@@ -35,6 +40,7 @@ struct ModelConfig {
   int64_t num_attention_heads = 0;   // query heads per layer
   int64_t num_key_value_heads = 0;   // kv heads per layer (GQA when fewer than query heads)
   int64_t head_dim = 0;              // explicit, or hidden_size / num_attention_heads
+  int64_t rotary_dim = 0;            // leading dims of each head that rotate (partial_rotary_factor), even
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
@@ -47,6 +53,7 @@ struct ModelConfig {
   bool qk_norm_whole = false;        // ... over the whole q and k projections (OLMo 2)
   bool post_norms = false;           // norms on each sublayer's output before the residual add, none on its input (OLMo 2)
   bool norm_weight_in_float = false; // norms multiply by their weight in fp32, then cast back (OLMo 2)
+  bool fused_projections = false;    // qkv_proj and gate_up_proj tensors in the checkpoint (Phi-3)
   int64_t sliding_window = 0;        // attend to the last N keys only (0 = full causal)
   int64_t max_window_layers = 0;     // Qwen2/3: layers >= this use the sliding window
   std::string torch_dtype;           // "float32", "bfloat16", "float16" or empty

@@ -29,7 +29,12 @@ at::Tensor param(const std::vector<int64_t>& shape) {
 // HF's x * cos + rotate_half(x) * sin with rotate_half(x) = [-x2, x1], without building
 // rotate_half(x): the same products and sums, in place on x * cos.
 // x: [N, heads, Dh]; cos/sin: [N, 1, Dh]
+// With partial rotary (Phi-3), only the leading cos.size(-1) dims of each head rotate; the
+// others pass through.
 at::Tensor apply_rope(const at::Tensor& x, const Rope& r) {
+  const int64_t rd = r.cos.size(-1);
+  if (rd < x.size(-1))
+    return at::cat({apply_rope(x.narrow(-1, 0, rd), r), x.narrow(-1, rd, x.size(-1) - rd)}, -1);
   const int64_t half = x.size(-1) / 2;
   at::Tensor out = x * r.cos;
   out.narrow(-1, 0, half).addcmul_(x.narrow(-1, half, half), r.sin.narrow(-1, 0, half), -1);
@@ -398,12 +403,18 @@ DecoderImpl::DecoderImpl(const ModelConfig& c) {
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, c.norm_weight_in_float));
 }
 
-at::Tensor rope_inv_freq(const ModelConfig& c) {
+at::Tensor rope_inv_freq(const ModelConfig& c, bool long_factors) {
   // As HF, in float32 tensor ops: 1 / theta^(2i / d).
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  at::Tensor exponent = at::arange(0, c.head_dim, 2, f32) / static_cast<double>(c.head_dim);
-  at::Tensor inv = 1.0 / at::pow(c.rope_theta, exponent);  // [Dh/2]
+  const int64_t d = c.rotary_dim > 0 ? c.rotary_dim : c.head_dim;
+  at::Tensor exponent = at::arange(0, d, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / static_cast<double>(d);
   const auto& rs = c.rope_scaling;
+  if (rs.type == RopeScaling::Type::kLongRope) {
+    const std::vector<double>& ext = long_factors ? rs.long_factor : rs.short_factor;
+    const at::Tensor factors = at::tensor(std::vector<float>(ext.begin(), ext.end()), f32);
+    return 1.0 / (factors * at::pow(c.rope_theta, exponent));
+  }
+  at::Tensor inv = 1.0 / at::pow(c.rope_theta, exponent);  // [d/2]
   if (rs.type == RopeScaling::Type::kLinear) return inv / rs.factor;
   if (rs.type == RopeScaling::Type::kLlama3) {
     // Llama 3.1: long wavelengths scaled down by factor, short ones kept, the band between
@@ -427,6 +438,7 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& c) : config(c) {
   if (!c.tie_word_embeddings)
     lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false));
   inv_freq = rope_inv_freq(c);
+  if (c.rope_scaling.type == RopeScaling::Type::kLongRope) inv_freq_long = rope_inv_freq(c, true);
 }
 
 const at::Tensor& CausalLMImpl::output_weight() const {
@@ -441,7 +453,8 @@ Layout CausalLMImpl::layout(int64_t B, int64_t T, const std::vector<int64_t>& le
   Layout lay;
   lay.B = B;
   lay.T = T;
-  std::vector<int64_t> flat, pos;
+  const RopeScaling& rs = config.rope_scaling;
+  std::vector<int64_t> flat, pos, long_row;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t len = lengths.empty() ? T : std::clamp<int64_t>(lengths[b], 0, T);
     lay.lengths.push_back(len);
@@ -450,14 +463,24 @@ Layout CausalLMImpl::layout(int64_t B, int64_t T, const std::vector<int64_t>& le
     for (int64_t t = 0; t < len; ++t) {
       flat.push_back(b * T + t);
       pos.push_back(t);
+      long_row.push_back(len > rs.original_max_position_embeddings);
     }
   }
   if (lay.padded()) lay.flat = index_tensor(flat, w.device());
-  // As HF, in float32: angle = position * inv_freq, the table [cos | cos] over the head.
+  // As HF, in float32: angle = position * inv_freq, the table [cos | cos] over the rotary dims.
   at::Tensor p = index_tensor(pos, w.device()).to(at::kFloat);
-  at::Tensor freqs = at::outer(p, inv_freq.to(w.device()));  // [N, Dh/2] float32
-  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [N, 1, Dh]
-  lay.rope = {emb.cos().to(w.scalar_type()), emb.sin().to(w.scalar_type())};
+  at::Tensor freqs = at::outer(p, inv_freq.to(w.device()));  // [N, d/2] float32
+  if (inv_freq_long.defined()) {  // LongRoPE: a sequence longer than the original context, long factors throughout
+    const at::Tensor is_long = index_tensor(long_row, w.device()).to(at::kBool).unsqueeze(1);
+    freqs = at::where(is_long, at::outer(p, inv_freq_long.to(w.device())), freqs);
+  }
+  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [N, 1, d]
+  at::Tensor cos = emb.cos(), sin = emb.sin();
+  if (rs.type == RopeScaling::Type::kLongRope) {
+    cos = cos * rs.attention_factor;
+    sin = sin * rs.attention_factor;
+  }
+  lay.rope = {cos.to(w.scalar_type()), sin.to(w.scalar_type())};
   return lay;
 }
 

@@ -72,8 +72,8 @@ TORCH_MODULE(RMSNorm);
 
 // Rotary tables, one row per token.
 struct Rope {
-  at::Tensor cos;  // [N, 1, head_dim], model dtype
-  at::Tensor sin;  // [N, 1, head_dim], model dtype
+  at::Tensor cos;  // [N, 1, rotary_dim], model dtype
+  at::Tensor sin;  // [N, 1, rotary_dim], model dtype
 };
 
 // Where the real tokens of a right-padded [B, T] batch are. Everything but attention runs on
@@ -178,11 +178,13 @@ struct CausalLMImpl : torch::nn::Module {
   ModelConfig config;
   Decoder model{nullptr};
   Linear lm_head{nullptr};  // null when tie_word_embeddings
-  at::Tensor inv_freq;      // [head_dim / 2] float32 (buffer, not a checkpoint tensor)
+  at::Tensor inv_freq;      // [rotary_dim / 2] float32 (buffer, not a checkpoint tensor)
+  at::Tensor inv_freq_long; // LongRoPE's, for sequences longer than the original context (else undefined)
 };
 TORCH_MODULE(CausalLM);
 
-// RoPE inverse frequencies for the config, scaling applied: [head_dim / 2] float32.
-at::Tensor rope_inv_freq(const ModelConfig& c);
+// RoPE inverse frequencies for the config, scaling applied: [rotary_dim / 2] float32;
+// `long_factors` picks LongRoPE's long factors.
+at::Tensor rope_inv_freq(const ModelConfig& c, bool long_factors = false);
 
 }  // namespace air::nn
