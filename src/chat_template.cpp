@@ -13,8 +13,19 @@
 namespace air {
 namespace {
 
-// Reasoning markers of the reasoning models' templates (Qwen3, QwQ, DeepSeek-R1 distills).
+// Reasoning markers of the reasoning models' templates (Qwen3, QwQ, DeepSeek-R1 and its
+// distills, Phi-4-reasoning).
 const ChatTemplate::Role kThink = {"<think>\n", "\n</think>\n\n"};
+
+// DeepSeek's markers: <｜name｜> with U+FF5C FULLWIDTH VERTICAL LINE for the bars and U+2581
+// LOWER ONE EIGHTH BLOCK (▁) for the spaces of the name: deepseek_marker("end of sentence") is
+// <｜end▁of▁sentence｜>.
+const std::string kDeepSeekBar = "\xEF\xBD\x9C";
+std::string deepseek_marker(const std::string& name) {
+  std::string out = "<" + kDeepSeekBar;
+  for (char c : name) out += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
+  return out + kDeepSeekBar + ">";
+}
 
 ChatTemplate chatml() {
   ChatTemplate t;
@@ -61,6 +72,87 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
     t.add_special_tokens = false;  // BOS is written in the text
     return t;
   }
+  // The presets below render what the model's own tokenizer_config.json chat_template renders
+  // (tests/data/templates/ holds those templates). Their BOS, where there is one, is written in
+  // the text, and HuggingFace's apply_chat_template tokenizes the text without special tokens:
+  // add_special_tokens is false. Tool results are user turns where the template has no tool
+  // role (Gemma, Phi-3, Phi-4 and OLMo 2 leave them out or refuse them).
+  if (name == "gemma") {
+    // Gemma 2 and 3 instruct: {{ bos_token }}, then '<start_of_turn>' + role + '\n' + content +
+    // '<end_of_turn>\n', the assistant's role written "model". No system role: Gemma 3 writes
+    // the system message + '\n\n' at the start of the first user turn (Gemma 2 refuses one).
+    ChatTemplate t;
+    t.name = name;
+    t.begin = "<bos>";
+    t.user = {"<start_of_turn>user\n", "<end_of_turn>\n"};
+    t.assistant = {"<start_of_turn>model\n", "<end_of_turn>\n"};
+    t.tool = t.user;
+    t.reasoning = kThink;
+    t.system_in_user = true;
+    t.add_special_tokens = false;
+    return t;
+  }
+  if (name == "phi3") {
+    // Phi-3 and Phi-3.5 mini: '<|' + role + '|>\n' + content + '<|end|>\n', no BOS.
+    ChatTemplate t;
+    t.name = name;
+    t.system = {"<|system|>\n", "<|end|>\n"};
+    t.user = {"<|user|>\n", "<|end|>\n"};
+    t.assistant = {"<|assistant|>\n", "<|end|>\n"};
+    t.tool = t.user;
+    t.reasoning = kThink;
+    t.add_special_tokens = false;
+    return t;
+  }
+  if (name == "phi4") {
+    // Phi-4: '<|im_start|>' + role + '<|im_sep|>' + content + '<|im_end|>', no newlines, no BOS.
+    ChatTemplate t;
+    t.name = name;
+    t.system = {"<|im_start|>system<|im_sep|>", "<|im_end|>"};
+    t.user = {"<|im_start|>user<|im_sep|>", "<|im_end|>"};
+    t.assistant = {"<|im_start|>assistant<|im_sep|>", "<|im_end|>"};
+    t.tool = t.user;
+    t.reasoning = kThink;
+    t.add_special_tokens = false;
+    return t;
+  }
+  if (name == "olmo2") {
+    // OLMo 2 instruct: {{ bos_token }} (<|endoftext|>), '<|' + role + '|>\n' + content + '\n' for
+    // system and user, '<|assistant|>\n' + content + eos_token (<|endoftext|>) + '\n' for the
+    // assistant (no '\n' after the last one). Its <|user|> and the like are text, not tokens.
+    ChatTemplate t;
+    t.name = name;
+    t.begin = "<|endoftext|>";
+    t.system = {"<|system|>\n", "\n"};
+    t.user = {"<|user|>\n", "\n"};
+    t.assistant = {"<|assistant|>\n", "<|endoftext|>\n"};
+    t.tool = t.user;
+    t.reasoning = kThink;
+    t.add_special_tokens = false;
+    return t;
+  }
+  if (name == "deepseek") {
+    // DeepSeek-V3, DeepSeek-R1 and the R1 distills: {{ bos_token }} + the system message, then
+    // '<｜User｜>' + content and '<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'. R1's
+    // templates differ from V3's in two things only: the generation prompt also opens
+    // '<think>\n', which is where the response's reasoning starts here (in kThink), and an
+    // assistant content is cut to what follows '</think>' (render() keeps reasoning apart from
+    // contents, and writes only the response's). Tool results and calls take DeepSeek's tool
+    // markers; the templates' exact layout of several results or calls (and of the assistant
+    // turn after a tool result) is not kept.
+    ChatTemplate t;
+    t.name = name;
+    t.begin = deepseek_marker("begin of sentence");
+    t.user = {deepseek_marker("User"), ""};
+    t.assistant = {deepseek_marker("Assistant"), deepseek_marker("end of sentence")};
+    t.tool = {deepseek_marker("tool outputs begin") + deepseek_marker("tool output begin"),
+              deepseek_marker("tool output end") + deepseek_marker("tool outputs end")};
+    t.reasoning = kThink;
+    t.tool_call = {deepseek_marker("tool calls begin") + deepseek_marker("tool call begin"),
+                   deepseek_marker("tool call end") + deepseek_marker("tool calls end")};
+    t.add_special_tokens = false;
+    return t;
+  }
   if (name == "plain") {
     ChatTemplate t;
     t.name = name;
@@ -81,9 +173,37 @@ std::string read(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// The model's tokenizer_config.json (null when there is none).
+nlohmann::json tokenizer_config(const std::filesystem::path& model_dir) {
+  const auto cfg = model_dir / "tokenizer_config.json";
+  if (!std::filesystem::exists(cfg)) return nullptr;
+  try {
+    return nlohmann::json::parse(read(cfg));
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(cfg.string() + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
+// Its chat_template ("" when there is none, or when it is not one string).
+std::string chat_template_text(const nlohmann::json& cfg) {
+  if (!cfg.is_object() || !cfg.contains("chat_template") || !cfg["chat_template"].is_string()) return "";
+  return cfg["chat_template"].get<std::string>();
+}
+
+// A special token as tokenizer_config.json writes it: a string or {"content": ...} ("" if neither).
+std::string special_token(const nlohmann::json& cfg, const char* key) {
+  if (!cfg.is_object() || !cfg.contains(key)) return "";
+  const nlohmann::json& v = cfg[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  return "";
+}
+
 }  // namespace
 
-std::vector<std::string> builtin_templates() { return {"chatml", "qwen2.5", "llama3", "mistral", "plain"}; }
+std::vector<std::string> builtin_templates() {
+  return {"chatml", "qwen2.5", "llama3", "mistral", "gemma", "phi3", "phi4", "olmo2", "deepseek", "plain"};
+}
 
 ChatTemplate load_chat_template(const std::string& name, const std::string& separator) {
   for (const auto& b : builtin_templates())
@@ -170,20 +290,33 @@ ChatTemplate template_from_json(const nlohmann::json& j) {
 
 std::string detect_template(const std::filesystem::path& model_dir, bool* unrecognised) {
   if (unrecognised) *unrecognised = false;
-  const auto cfg = model_dir / "tokenizer_config.json";
-  if (!std::filesystem::exists(cfg)) return "plain";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read(cfg));
-  } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(cfg.string() + ": not valid JSON (" + e.what() + ")");
+  const nlohmann::json cfg = tokenizer_config(model_dir);
+  if (!cfg.is_object() || !cfg.contains("chat_template") || !cfg["chat_template"].is_string()) return "plain";
+  const std::string s = cfg["chat_template"].get<std::string>();
+  auto has = [&](const std::string& text) { return s.find(text) != std::string::npos; };
+  if (has("<|im_sep|>")) {
+    // Phi-4 writes ChatML's markers with <|im_sep|> after the role (tested before ChatML).
+    // Phi-4-reasoning's template also writes its own long system message, which no preset does.
+    if (!has("You are Phi, a language model trained by Microsoft")) return "phi4";
+  } else {
+    if (has("You are Qwen, created by Alibaba Cloud")) return "qwen2.5";
+    if (has("<|im_start|>")) return "chatml";
+    if (has("<|start_header_id|>")) return "llama3";
+    if (has("[INST]")) return "mistral";
+    if (has("<start_of_turn>")) return "gemma";
+    // Phi-3 ends each turn with <|end|>; Zephyr and OLMo with the EOS token.
+    if (has("<|user|>") && has("<|end|>")) return "phi3";
+    // OLMo 2 opens with {{ bos_token }}, and both its BOS and EOS are <|endoftext|> (OLMo 1's
+    // template opens with the EOS token; the same template on other tokens is not OLMo 2's).
+    if (has("<|user|>") && has("<|assistant|>") && has("bos_token") &&
+        special_token(cfg, "bos_token") == "<|endoftext|>" && special_token(cfg, "eos_token") == "<|endoftext|>")
+      return "olmo2";
+    // DeepSeek-V3.1 writes '</think>' (or '<think>') after <｜Assistant｜> in every assistant
+    // turn: not the preset's rendering.
+    if (has(deepseek_marker("User")) && has(deepseek_marker("Assistant")) && !has("</think>'}}") &&
+        !has("<think>'}}"))
+      return "deepseek";
   }
-  if (!j.contains("chat_template") || !j["chat_template"].is_string()) return "plain";
-  const std::string s = j["chat_template"].get<std::string>();
-  if (s.find("You are Qwen, created by Alibaba Cloud") != std::string::npos) return "qwen2.5";
-  if (s.find("<|im_start|>") != std::string::npos) return "chatml";
-  if (s.find("<|start_header_id|>") != std::string::npos) return "llama3";
-  if (s.find("[INST]") != std::string::npos) return "mistral";
   if (unrecognised) *unrecognised = true;
   return "plain";
 }
@@ -192,17 +325,29 @@ std::vector<std::string> template_warnings(const ChatTemplate& t, const Tokenize
                                            const std::filesystem::path& model_dir) {
   std::vector<std::string> out;
   // Markers that are special tokens wherever they are used: <|...|>, <s>, </s>, <start_of_turn>,
-  // <end_of_turn>. ([INST] is ordinary text to some Mistral tokenizers, a token to others.)
+  // <end_of_turn>, DeepSeek's <｜...｜>. ([INST] is ordinary text to some Mistral tokenizers, a
+  // token to others.)
   static const std::regex kMarker(R"(<\|[^<>|\s]{1,40}\|>|</?s>|<(start|end)_of_turn>)");
+  const std::string ds_open = "<" + kDeepSeekBar, ds_close = kDeepSeekBar + ">";
   std::set<std::string> markers;
   for (const std::string* piece :
        {&t.begin, &t.system.prefix, &t.system.suffix, &t.user.prefix, &t.user.suffix, &t.assistant.prefix,
-        &t.assistant.suffix, &t.tool.prefix, &t.tool.suffix})
+        &t.assistant.suffix, &t.tool.prefix, &t.tool.suffix}) {
     for (std::sregex_iterator it(piece->begin(), piece->end(), kMarker), end; it != end; ++it)
       markers.insert(it->str());
+    for (size_t b = piece->find(ds_open); b != std::string::npos; b = piece->find(ds_open, b + ds_open.size())) {
+      const size_t e = piece->find(ds_close, b + ds_open.size());
+      if (e == std::string::npos) break;
+      if (e - b <= 80) markers.insert(piece->substr(b, e + ds_close.size() - b));
+    }
+  }
+  // A marker that the model's own chat template writes is the model's format even where its
+  // tokenizer reads it as several tokens (OLMo 2's <|user|>).
+  const std::string own_template = chat_template_text(tokenizer_config(model_dir));
   std::string unknown;
   for (const auto& m : markers)
-    if (tok.encode(m, false).ids.size() != 1) unknown += (unknown.empty() ? "" : ", ") + m;
+    if (own_template.find(m) == std::string::npos && tok.encode(m, false).ids.size() != 1)
+      unknown += (unknown.empty() ? "" : ", ") + m;
   if (!unknown.empty())
     out.push_back("template " + t.name + " writes " + unknown +
                   ", which this tokenizer does not read as one token: they are scored as ordinary text "

@@ -129,10 +129,23 @@ void Checkpoint::check_sizes() const {
   // Tensors whose shapes pin every size the model allocates by.
   std::vector<std::pair<std::string, std::vector<int64_t>>> expect = {
       {"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}}};
-  for (const auto& [param, rows] : std::vector<std::pair<std::string, int64_t>>{
-           {"model.layers.0.self_attn.q_proj.weight", c.num_attention_heads * c.head_dim},
-           {"model.layers.0.self_attn.k_proj.weight", c.num_key_value_heads * c.head_dim},
-           {"model.layers.0.mlp.gate_proj.weight", c.intermediate_size}}) {
+  std::vector<std::pair<std::string, int64_t>> rows_of = {
+      {"model.layers.0.self_attn.q_proj.weight", c.num_attention_heads * c.head_dim},
+      {"model.layers.0.self_attn.k_proj.weight", c.num_key_value_heads * c.head_dim}};
+  // The first dense MLP, and the first sparse layer's router and first expert.
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    if (!c.sparse_layer(l)) {
+      rows_of.push_back({"model.layers." + std::to_string(l) + ".mlp.gate_proj.weight", c.intermediate_size});
+      break;
+    }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    if (c.sparse_layer(l)) {
+      const std::string moe = "model.layers." + std::to_string(l) + (c.mixtral_names() ? ".block_sparse_moe." : ".mlp.");
+      rows_of.push_back({moe + "gate.weight", c.num_experts});
+      rows_of.push_back({moe + "experts.0." + (c.mixtral_names() ? "w1" : "gate_proj") + ".weight", c.moe_intermediate_size});
+      break;
+    }
+  for (const auto& [param, rows] : rows_of) {
     const TensorSource s = source_of(c, param);  // a fused tensor is checked whole
     expect.push_back({s.tensor, {s.rows < 0 ? rows : s.fused_rows, c.hidden_size}});
   }

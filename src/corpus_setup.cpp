@@ -59,10 +59,14 @@ CorpusSetup make_corpus_setup(const CorpusSettings& f, const std::string& tokeni
     bool unrecognised = false;
     name = detect_template(dir, &unrecognised);
     s.template_origin = "detected from " + (dir / "tokenizer_config.json").string();
-    if (unrecognised)
-      s.warnings.push_back((dir / "tokenizer_config.json").string() +
-                           ": its chat_template matches no preset (chatml, qwen2.5, llama3, mistral): records are "
-                           "rendered with the plain template; name a preset or a template file that matches the model");
+    if (unrecognised) {
+      std::string presets;
+      for (const auto& t : builtin_templates())
+        if (t != "plain") presets += (presets.empty() ? "" : ", ") + t;
+      s.warnings.push_back((dir / "tokenizer_config.json").string() + ": its chat_template matches no preset (" +
+                           presets + "): records are rendered with the plain template; name a preset or a "
+                           "template file that matches the model");
+    }
   } else {
     s.template_origin = std::filesystem::is_regular_file(name) ? name : "given";
   }

@@ -34,6 +34,7 @@ std::string rope_string(const RopeScaling& r) {
     case RopeScaling::Type::kNone: return "none";
     case RopeScaling::Type::kLinear: return "linear";
     case RopeScaling::Type::kLlama3: return "llama3";
+    case RopeScaling::Type::kLongRope: return "longrope";
   }
   return "?";
 }
@@ -248,7 +249,34 @@ nlohmann::json describe_model(const LoadedModel& m) {
   j["qkv_bias"] = c.qkv_bias;
   j["qk_norm"] = c.qk_norm;
   if (c.qk_norm) j["qk_norm_over"] = c.qk_norm_whole ? "whole projection" : "each head";
-  j["sublayer_norms"] = c.post_norms ? "on the output, before the residual add" : "on the input";
+  j["sublayer_norms"] = c.sandwich_norms ? "on the input, and on the output before the residual add"
+                       : c.post_norms   ? "on the output, before the residual add"
+                                        : "on the input";
+  if (c.norm_unit_offset) j["norm_scale"] = "1 + weight";
+  j["activation"] = c.activation == Activation::kSilu ? "silu" : c.activation == Activation::kGeluTanh ? "gelu_tanh" : "gelu";
+  if (c.rotary_dim != c.head_dim) j["rotary_dim"] = c.rotary_dim;
+  if (!c.sliding_layers.empty() || c.max_window_layers > 0) {
+    nlohmann::json windowed = nlohmann::json::array();
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      if (c.window_for_layer(l) > 0) windowed.push_back(l);
+    j["window_layers"] = windowed;
+  }
+  if (c.attention_scale > 0) j["attention_scale"] = c.attention_scale;
+  if (c.attn_softcap > 0) j["attn_logit_softcap"] = c.attn_softcap;
+  if (c.final_softcap > 0) j["final_logit_softcap"] = c.final_softcap;
+  if (c.embed_scale) j["embedding_scale"] = "sqrt(hidden_size)";
+  if (c.rope_local_theta > 0) j["rope_local_theta"] = c.rope_local_theta;
+  if (c.num_experts > 0) {
+    nlohmann::json sparse = nlohmann::json::array();
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      if (c.sparse_layer(l)) sparse.push_back(l);
+    j["experts"] = {{"count", c.num_experts},
+                    {"per_token", c.experts_per_token},
+                    {"intermediate_size", c.moe_intermediate_size},
+                    {"renormalised", c.norm_topk_prob},
+                    {"shared_expert_intermediate_size", c.shared_expert_intermediate_size},
+                    {"sparse_layers", sparse}};
+  }
   j["torch_dtype"] = c.torch_dtype;
 
   int64_t params = 0;

@@ -24,7 +24,8 @@ std::string error_of(const nlohmann::json& j) {
 }
 
 TEST(ConfigTest, ReadsEveryFixture) {
-  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3"}) {
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3", "gemma2", "gemma3", "mixtral",
+                        "qwen2-moe", "qwen3-moe"}) {
     const ModelConfig c = load_model_config(fixture_dir(f));
     EXPECT_EQ(c.num_attention_heads, 4) << f;
     EXPECT_EQ(c.num_key_value_heads, 2) << f;
@@ -74,8 +75,8 @@ TEST(ConfigTest, MalformedJsonAndBadFields) {
   j["num_key_value_heads"] = 3;
   EXPECT_NE(error_of(j).find("not a multiple"), std::string::npos);
   j = base_config();
-  j["hidden_act"] = "gelu";
-  EXPECT_NE(error_of(j).find("hidden_act 'gelu'"), std::string::npos);
+  j["hidden_act"] = "relu";
+  EXPECT_NE(error_of(j).find("hidden_act 'relu'"), std::string::npos);
 }
 
 TEST(ConfigTest, RopeScalingKinds) {
@@ -138,6 +139,79 @@ TEST(ConfigTest, SlidingWindowPerFamily) {
   q["max_window_layers"] = 2;
   EXPECT_EQ(parse(q).window_for_layer(1), 0);
   EXPECT_EQ(parse(q).window_for_layer(2), 16);
+}
+
+// Gemma: which layers slide (Gemma 2 even layers; Gemma 3 by sliding_window_pattern or by
+// layer_types), the local RoPE base, HF's defaults for absent fields, and null soft-caps.
+TEST(ConfigTest, GemmaLayersCapsAndDefaults) {
+  auto g2 = read_json(fixture_dir("gemma2") / "config.json");
+  ModelConfig c = parse(g2);
+  EXPECT_TRUE(c.norm_unit_offset && c.sandwich_norms && c.embed_scale);
+  EXPECT_EQ(c.activation, Activation::kGeluTanh);
+  EXPECT_DOUBLE_EQ(c.attention_scale, 1.0 / std::sqrt(24.0));
+  EXPECT_DOUBLE_EQ(c.attn_softcap, 5.0);
+  EXPECT_DOUBLE_EQ(c.final_softcap, 3.0);
+  EXPECT_FALSE(c.tie_word_embeddings);  // said so
+  for (int64_t l = 0; l < 4; ++l) EXPECT_EQ(c.window_for_layer(l), l % 2 == 0 ? 16 : 0) << l;
+  g2["attn_logit_softcapping"] = nullptr;
+  g2.erase("final_logit_softcapping");
+  g2.erase("tie_word_embeddings");
+  g2.erase("query_pre_attn_scalar");
+  c = parse(g2);
+  EXPECT_EQ(c.attn_softcap, 0);          // null: none
+  EXPECT_DOUBLE_EQ(c.final_softcap, 30); // absent: Gemma 2's default
+  EXPECT_TRUE(c.tie_word_embeddings);    // absent: tied
+  EXPECT_DOUBLE_EQ(c.attention_scale, 1.0 / 16);  // 256^-0.5
+
+  auto g3 = read_json(fixture_dir("gemma3") / "config.json");
+  c = parse(g3);
+  EXPECT_TRUE(c.qk_norm && !c.qk_norm_whole && c.tie_word_embeddings);
+  EXPECT_EQ(c.attn_softcap, 0);
+  for (int64_t l = 0; l < 6; ++l) {
+    EXPECT_EQ(c.window_for_layer(l), (l + 1) % 3 == 0 ? 0 : 16) << l;
+    EXPECT_EQ(c.local_rope_layer(l), (l + 1) % 3 != 0) << l;
+  }
+  EXPECT_DOUBLE_EQ(c.rope_local_theta, 10000);
+  g3["layer_types"] = {"full_attention", "sliding_attention", "full_attention",
+                       "sliding_attention", "sliding_attention", "full_attention"};
+  c = parse(g3);
+  for (int64_t l = 0; l < 6; ++l) EXPECT_EQ(c.window_for_layer(l) > 0, l == 1 || l == 3 || l == 4) << l;
+  g3["layer_types"] = {"full_attention"};
+  EXPECT_NE(error_of(g3).find("layer_types"), std::string::npos);
+  g3.erase("layer_types");
+  g3["final_logit_softcapping"] = -1;
+  EXPECT_NE(error_of(g3).find("final_logit_softcapping"), std::string::npos);
+}
+
+// MoE: experts, top-k, renormalisation, and which layers are sparse.
+TEST(ConfigTest, MoeFieldsAndSparseLayers) {
+  ModelConfig c = load_model_config(fixture_dir("mixtral"));
+  EXPECT_EQ(c.num_experts, 8);
+  EXPECT_EQ(c.experts_per_token, 2);
+  EXPECT_TRUE(c.norm_topk_prob);
+  EXPECT_EQ(c.moe_intermediate_size, c.intermediate_size);
+  EXPECT_TRUE(c.mixtral_names());
+  c = load_model_config(fixture_dir("qwen2-moe"));
+  EXPECT_FALSE(c.norm_topk_prob);
+  EXPECT_EQ(c.shared_expert_intermediate_size, 96);
+  EXPECT_TRUE(c.qkv_bias);
+  c = load_model_config(fixture_dir("qwen3-moe"));
+  EXPECT_TRUE(c.qk_norm && c.norm_topk_prob);
+  EXPECT_FALSE(c.sparse_layer(0));  // mlp_only_layers [0]
+  EXPECT_TRUE(c.sparse_layer(1));
+  auto j = read_json(fixture_dir("qwen3-moe") / "config.json");
+  j["decoder_sparse_step"] = 2;
+  j["mlp_only_layers"] = {3};
+  c = parse(j);
+  for (int64_t l = 0; l < 4; ++l) EXPECT_EQ(c.sparse_layer(l), l == 1) << l;
+  j["mlp_only_layers"] = "0";
+  EXPECT_NE(error_of(j).find("mlp_only_layers"), std::string::npos);
+  j.erase("mlp_only_layers");
+  j["decoder_sparse_step"] = 0;
+  EXPECT_NE(error_of(j).find("decoder_sparse_step"), std::string::npos);
+  // A bigger model costs more: the experts count.
+  const ModelConfig dense = load_model_config(fixture_dir("qwen3"));
+  EXPECT_GT(load_model_config(fixture_dir("qwen3-moe")).parameter_count(), dense.parameter_count());
 }
 
 }  // namespace

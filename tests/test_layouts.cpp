@@ -244,7 +244,7 @@ TEST_F(LayoutFileTest, TemplateFilesNeedUserAndAssistantAndRoundTripThroughJson)
   write_text(tmp_ / "t.json", R"({"user": {"prefix": "U: ", "suffix": "\n"}, "assistant": {"prefix": "A: "}})");
   EXPECT_EQ(render(load_chat_template((tmp_ / "t.json").string()), {{"system", "S"}, {"user", "Q"}, {"assistant", "R"}}).text,
             "U: S\n\nQ\nA: R");
-  for (const std::string name : {"chatml", "qwen2.5", "llama3", "mistral", "plain"}) {
+  for (const std::string& name : builtin_templates()) {
     const ChatTemplate t = load_chat_template(name, "\n### ");
     const ChatTemplate back = template_from_json(json::parse(template_to_json(t).dump()));
     const std::vector<Message> conv = {{"system", "S"}, {"user", "U"}, {"assistant", "A", "R", {"{}"}}};
@@ -266,6 +266,236 @@ TEST(TemplateWarningsTest, AnotherFamilysMarkersAreFound) {
   EXPECT_FALSE(template_warnings(load_chat_template("chatml"), *llama, tok_dir("llama3_2")).empty());
   const auto mistral = load_tokenizer(tok_dir("mistral"));
   EXPECT_TRUE(template_warnings(load_chat_template("mistral"), *mistral, tok_dir("mistral")).empty());
+}
+
+// DeepSeek's markers spelled out: U+FF5C FULLWIDTH VERTICAL LINE (EF BD 9C in UTF-8) for the
+// bars, U+2581 LOWER ONE EIGHTH BLOCK (E2 96 81) for the spaces: <｜begin▁of▁sentence｜>.
+const std::string kDsBos = "<\xEF\xBD\x9C" "begin\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>";
+const std::string kDsEos = "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>";
+const std::string kDsUser = "<\xEF\xBD\x9C" "User\xEF\xBD\x9C>";
+const std::string kDsAssistant = "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>";
+
+// The models' own chat templates (tokenizer_config.json files, see tests/data/templates/README.md).
+fs::path templates_dir() { return fs::path(AIR_TEST_DATA_DIR) / "templates"; }
+
+// Each family's preset writes what the family's HuggingFace chat template writes. `hf` is what
+// apply_chat_template(conv, tokenize=False) returns for the template in tests/data/templates/
+// named in the comment (worked out from the Jinja, and rendered with jinja2 as transformers
+// does: trim_blocks, lstrip_blocks); the template goes on after the response with `closing`
+// (end of turn, EOS), which render() leaves out: the response is the last thing rendered.
+TEST(PresetTest, RendersWhatTheModelsOwnTemplateRenders) {
+  const std::vector<Message> one = {{"system", "Be brief."}, {"user", "Hi?"}, {"assistant", "Hello."}};
+  const std::vector<Message> two = {
+      {"system", "S"}, {"user", "Q1"}, {"assistant", "A1"}, {"user", "Q2"}, {"assistant", "A2"}};
+  const std::vector<Message> one_nosys(one.begin() + 1, one.end());
+  const std::vector<Message> two_nosys(two.begin() + 1, two.end());
+  struct Case {
+    std::string preset;
+    std::vector<Message> conv;
+    std::string hf;
+    std::string closing;
+  };
+  const std::vector<Case> cases = {
+      // gemma-3-it: the system message and "\n\n" open the first user turn.
+      {"gemma", one,
+       "<bos><start_of_turn>user\nBe brief.\n\nHi?<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n",
+       "<end_of_turn>\n"},
+      {"gemma", two,
+       "<bos><start_of_turn>user\nS\n\nQ1<end_of_turn>\n<start_of_turn>model\nA1<end_of_turn>\n"
+       "<start_of_turn>user\nQ2<end_of_turn>\n<start_of_turn>model\nA2<end_of_turn>\n",
+       "<end_of_turn>\n"},
+      // gemma-2-2b-it (which refuses a system message).
+      {"gemma", one_nosys, "<bos><start_of_turn>user\nHi?<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n",
+       "<end_of_turn>\n"},
+      // Phi-3-mini-4k-instruct and Phi-3.5-mini-instruct: no BOS; EOS after the last turn.
+      {"phi3", one, "<|system|>\nBe brief.<|end|>\n<|user|>\nHi?<|end|>\n<|assistant|>\nHello.<|end|>\n<|endoftext|>",
+       "<|end|>\n<|endoftext|>"},
+      {"phi3", two,
+       "<|system|>\nS<|end|>\n<|user|>\nQ1<|end|>\n<|assistant|>\nA1<|end|>\n<|user|>\nQ2<|end|>\n"
+       "<|assistant|>\nA2<|end|>\n<|endoftext|>",
+       "<|end|>\n<|endoftext|>"},
+      // phi-4: no newlines, no BOS.
+      {"phi4", one,
+       "<|im_start|>system<|im_sep|>Be brief.<|im_end|><|im_start|>user<|im_sep|>Hi?<|im_end|>"
+       "<|im_start|>assistant<|im_sep|>Hello.<|im_end|>",
+       "<|im_end|>"},
+      {"phi4", two_nosys,
+       "<|im_start|>user<|im_sep|>Q1<|im_end|><|im_start|>assistant<|im_sep|>A1<|im_end|>"
+       "<|im_start|>user<|im_sep|>Q2<|im_end|><|im_start|>assistant<|im_sep|>A2<|im_end|>",
+       "<|im_end|>"},
+      // OLMo-2-1124-13B-Instruct: BOS and EOS are <|endoftext|>; no "\n" after the last EOS.
+      {"olmo2", one, "<|endoftext|><|system|>\nBe brief.\n<|user|>\nHi?\n<|assistant|>\nHello.<|endoftext|>",
+       "<|endoftext|>"},
+      {"olmo2", two,
+       "<|endoftext|><|system|>\nS\n<|user|>\nQ1\n<|assistant|>\nA1<|endoftext|>\n<|user|>\nQ2\n"
+       "<|assistant|>\nA2<|endoftext|>",
+       "<|endoftext|>"},
+      // DeepSeek-R1, DeepSeek-R1-Distill-Qwen-32B and DeepSeek-V3 alike: the system message
+      // right after BOS, unmarked.
+      {"deepseek", one, kDsBos + "Be brief." + kDsUser + "Hi?" + kDsAssistant + "Hello." + kDsEos, kDsEos},
+      {"deepseek", two,
+       kDsBos + "S" + kDsUser + "Q1" + kDsAssistant + "A1" + kDsEos + kDsUser + "Q2" + kDsAssistant + "A2" + kDsEos,
+       kDsEos},
+      {"deepseek", one_nosys, kDsBos + kDsUser + "Hi?" + kDsAssistant + "Hello." + kDsEos, kDsEos},
+  };
+  for (const Case& c : cases) {
+    const ChatTemplate t = load_chat_template(c.preset);
+    EXPECT_EQ(t.name, c.preset);
+    EXPECT_FALSE(t.add_special_tokens) << c.preset << ": the text holds the BOS, or the template writes none";
+    const Rendered r = render(t, c.conv);
+    EXPECT_EQ(r.text + c.closing, c.hf) << c.preset;
+    EXPECT_EQ(r.text.substr(r.response_begin), c.conv.back().content) << c.preset;
+    EXPECT_EQ(r.response_end, r.text.size()) << c.preset;
+  }
+  // R1's generation prompt ends "<｜Assistant｜><think>\n" (the template's own
+  // add_generation_prompt=True rendering of one user turn): where the response's reasoning
+  // starts, so the prompt and the reasoning's first token are what R1 saw.
+  const Rendered r1 = render(load_chat_template("deepseek"), {{"user", "Q"}, {"assistant", "A", "R"}});
+  EXPECT_EQ(r1.text, kDsBos + kDsUser + "Q" + kDsAssistant + "<think>\nR\n</think>\n\nA");
+  EXPECT_EQ(r1.text.substr(0, r1.response_begin) + "<think>\n", kDsBos + kDsUser + "Q" + kDsAssistant + "<think>\n");
+}
+
+// Each model's own tokenizer_config.json picks its family's preset; a template that no preset
+// renders alike picks none (plain, and says so).
+TEST(PresetTest, DetectsEachFamilyFromItsOwnTemplate) {
+  for (const auto& [model, preset] : std::vector<std::pair<std::string, std::string>>{
+           {"gemma-2-2b-it", "gemma"},
+           {"gemma-3-it", "gemma"},
+           {"Phi-3-mini-4k-instruct", "phi3"},
+           {"Phi-3.5-mini-instruct", "phi3"},
+           {"phi-4", "phi4"},
+           {"OLMo-2-1124-13B-Instruct", "olmo2"},
+           {"DeepSeek-R1", "deepseek"},
+           {"DeepSeek-R1-Distill-Qwen-32B", "deepseek"},
+           {"DeepSeek-V3", "deepseek"}}) {
+    bool unrecognised = true;
+    EXPECT_EQ(detect_template(templates_dir() / model, &unrecognised), preset) << model;
+    EXPECT_FALSE(unrecognised) << model;
+  }
+  // Zephyr's <|user|> turns end with the EOS token </s>: neither Phi-3's nor OLMo 2's.
+  bool unrecognised = false;
+  EXPECT_EQ(detect_template(templates_dir() / "zephyr-7b-beta", &unrecognised), "plain");
+  EXPECT_TRUE(unrecognised);
+}
+
+class PresetFileTest : public TempDirTest {
+ protected:
+  // detect_template for a model whose tokenizer_config.json is `config`.
+  std::string detect(const json& config, bool* unrecognised) {
+    fs::create_directories(tmp_ / "m");
+    write_text(tmp_ / "m" / "tokenizer_config.json", config.dump());
+    return detect_template(tmp_ / "m", unrecognised);
+  }
+};
+
+TEST_F(PresetFileTest, TemplatesThatNoPresetRendersAlikePickNone) {
+  bool unrecognised = false;
+  // ChatML stays ChatML (Phi-4's test for <|im_sep|> comes first).
+  EXPECT_EQ(detect({{"chat_template",
+                     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                     "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+                     "{% endif %}"}},
+                   &unrecognised),
+            "chatml");
+  EXPECT_FALSE(unrecognised);
+  // DeepSeek-V3.1 writes </think> (or <think>) after <｜Assistant｜> in each assistant turn
+  // (an excerpt of its template, from llama.cpp's models/templates/deepseek-ai-DeepSeek-V3.1.jinja).
+  const std::string v31 =
+      "{{ bos_token }}{{ ns.system_prompt }}{%- for message in messages -%}{%- if message['role'] == 'user' -%}"
+      "{%- set ns.is_last_user = true -%}{{'" + kDsUser + "' + message['content']}}{%- endif -%}"
+      "{%- if message['role'] == 'assistant' -%}{%- if ns.is_last_user -%}{{'" + kDsAssistant + "'}}"
+      "{%- if message['prefix'] is defined and message['prefix'] and thinking -%}{{'<think>'}}"
+      "{%- else -%}{{'</think>'}}{%- endif -%}{%- endif -%}{%- set ns.is_last_user = false -%}"
+      "{{message['content'] + '" + kDsEos + "'}}{%- endif -%}{%- endfor -%}";
+  EXPECT_EQ(detect({{"chat_template", v31}}, &unrecognised), "plain");
+  EXPECT_TRUE(unrecognised);
+  // Phi-4-reasoning's template also writes its own long system message (an excerpt).
+  EXPECT_EQ(detect({{"chat_template",
+                     "{{'<|im_start|>system<|im_sep|>You are Phi, a language model trained by Microsoft to help "
+                     "users. Your role as an assistant involves thoroughly exploring questions through a systematic "
+                     "thinking process before providing the final precise and accurate solutions.<|im_end|>'}}"
+                     "{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|im_start|>user<|im_sep|>' + "
+                     "message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}"}},
+                   &unrecognised),
+            "plain");
+  EXPECT_TRUE(unrecognised);
+  // OLMo 2's template with other BOS and EOS tokens (Llama 3's) is not OLMo 2's rendering.
+  json olmo = read_json(templates_dir() / "OLMo-2-1124-13B-Instruct" / "tokenizer_config.json");
+  EXPECT_EQ(detect(olmo, &unrecognised), "olmo2");
+  olmo["bos_token"] = "<|begin_of_text|>";
+  olmo["eos_token"] = "<|end_of_text|>";
+  EXPECT_EQ(detect(olmo, &unrecognised), "plain");
+  EXPECT_TRUE(unrecognised);
+  // BOS and EOS written as {"content": ...}, as DeepSeek does, are read too.
+  olmo["bos_token"] = {{"__type", "AddedToken"}, {"content", "<|endoftext|>"}};
+  olmo["eos_token"] = {{"__type", "AddedToken"}, {"content", "<|endoftext|>"}};
+  EXPECT_EQ(detect(olmo, &unrecognised), "olmo2");
+  EXPECT_FALSE(unrecognised);
+}
+
+// The presets' markers against the real tokenizers (those that scripts/fetch-tokenizers.sh has
+// fetched): one token each for the model's own family; several, and a warning, for another's;
+// none for text markers that the model's own template writes (OLMo 2's <|user|>).
+TEST(PresetTest, MarkersAreCheckedAgainstTheTokenizer) {
+  std::string absent;
+  if (fs::exists(tok_dir("qwen3"))) {
+    // DeepSeek's fullwidth markers are found like the ASCII ones.
+    const auto qwen = load_tokenizer(tok_dir("qwen3"));
+    const auto w = template_warnings(load_chat_template("deepseek"), *qwen, tok_dir("qwen3"));
+    ASSERT_EQ(w.size(), 2u);
+    EXPECT_NE(w[0].find(kDsUser), std::string::npos) << w[0];
+    EXPECT_NE(w[0].find(kDsBos), std::string::npos) << w[0];
+    EXPECT_NE(w[1].find("is chatml"), std::string::npos) << w[1];
+  } else {
+    absent += " qwen3";
+  }
+  if (fs::exists(tok_dir("deepseek_v3"))) {
+    const auto ds = load_tokenizer(tok_dir("deepseek_v3"));
+    EXPECT_EQ(detect_template(tok_dir("deepseek_v3")), "deepseek");
+    EXPECT_TRUE(template_warnings(load_chat_template("deepseek"), *ds, tok_dir("deepseek_v3")).empty());
+    EXPECT_TRUE(template_warnings(load_chat_template("deepseek"), *ds, templates_dir() / "DeepSeek-R1").empty());
+    const auto w = template_warnings(load_chat_template("chatml"), *ds, tok_dir("deepseek_v3"));
+    ASSERT_FALSE(w.empty());
+    EXPECT_NE(w.back().find("is deepseek"), std::string::npos) << w.back();
+    // Each marker one token; the response (from R1's opening <think>) starts after <｜Assistant｜>.
+    Record rec;
+    rec.messages = {{"user", "Q"}, {"assistant", "A", "R"}};
+    const Sample s = prepare_sample(rec, load_chat_template("deepseek"), *ds, StepSplitter(), {});
+    ASSERT_GE(s.prompt_tokens, 4);
+    EXPECT_EQ(s.ids[0], 0);                             // <｜begin▁of▁sentence｜>, once
+    EXPECT_EQ(s.ids[1], 128803);                        // <｜User｜>
+    EXPECT_EQ(s.ids[s.prompt_tokens - 1], 128804);      // <｜Assistant｜>
+    EXPECT_EQ(s.offsets[s.prompt_tokens].first, s.rendered.response_begin);
+  } else {
+    absent += " deepseek_v3";
+  }
+  if (fs::exists(tok_dir("gemma3"))) {
+    const auto gemma = load_tokenizer(tok_dir("gemma3"));
+    const ChatTemplate t = load_chat_template("gemma");
+    EXPECT_EQ(detect_template(tok_dir("gemma3")), "gemma");
+    EXPECT_TRUE(template_warnings(t, *gemma, tok_dir("gemma3")).empty());
+    // One BOS: the one in the text (the tokenizer's post-processor would add a second).
+    Record rec;
+    rec.messages = {{"user", "Hi?"}, {"assistant", "Hello."}};
+    const Sample s = prepare_sample(rec, t, *gemma, StepSplitter(), {});
+    ASSERT_GE(s.ids.size(), 3u);
+    EXPECT_EQ(s.ids[0], 2);    // <bos>
+    EXPECT_EQ(s.ids[1], 105);  // <start_of_turn>
+  } else {
+    absent += " gemma3";
+  }
+  if (fs::exists(tok_dir("cl100k"))) {
+    // cl100k_base, which OLMo 2's tokenizer extends: <|endoftext|> is one token, <|user|> text.
+    const auto cl = load_tokenizer(tok_dir("cl100k"));
+    EXPECT_TRUE(template_warnings(load_chat_template("olmo2"), *cl, templates_dir() / "OLMo-2-1124-13B-Instruct").empty());
+    const auto w = template_warnings(load_chat_template("olmo2"), *cl, tok_dir("cl100k"));
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_NE(w[0].find("<|user|>"), std::string::npos) << w[0];
+    EXPECT_EQ(w[0].find("<|endoftext|>"), std::string::npos) << w[0];
+  } else {
+    absent += " cl100k";
+  }
+  if (!absent.empty()) GTEST_SKIP() << "checked the tokenizers present; absent:" << absent << " (scripts/fetch-tokenizers.sh)";
 }
 
 void write_gzip(const fs::path& p, const std::string& text, size_t keep = std::string::npos) {

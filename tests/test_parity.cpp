@@ -34,7 +34,8 @@ struct Case {
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
-  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3", "olmo2", "phi3", "phi3-longrope"})
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen2-tied", "qwen3", "olmo2", "phi3", "phi3-longrope", "gemma2",
+                        "gemma3", "mixtral", "qwen2-moe", "qwen3-moe"})
     cases.push_back({f, fixture_dir(f), fixture_dir(f) / "expected.json"});
   cases.push_back({"stories260K", model_dir("stories260K"),
                    fixture_dir("stories260K-expected.json")});
@@ -140,11 +141,22 @@ TEST_P(ParityTest, Bf16StaysCloseToFp32) {
   const LoadedModel bf16 = load_model(c.model, rt);
   ASSERT_EQ(bf16.model->output_weight().scalar_type(), at::kBFloat16);
   const auto expected = read_json(c.expected);
+  const bool moe = fp32.checkpoint.config().num_experts > 0;
   for (const auto& ex : expected["cases"]) {
     const auto ids = ex["ids"].get<std::vector<int64_t>>();
     const at::Tensor a = losses_of(fp32, ids), b = losses_of(bf16, ids);
     EXPECT_EQ(b.scalar_type(), at::kFloat);
     EXPECT_TRUE(b.isfinite().all().item<bool>());
+    if (moe) {
+      // bf16 hidden states flip routes whose top-k probabilities nearly tie (the router itself
+      // runs in fp32), which moves single losses by tenths: the deviation is measured and
+      // reported, with only a bound on the mean.
+      std::printf("[ bf16 MoE ] %s T=%zu: mean |bf16 - fp32| %.4f, max %.4f, mean loss %.4f vs %.4f\n",
+                  c.name.c_str(), ids.size(), (a - b).abs().mean().item<double>(), max_abs_diff(a, b),
+                  b.mean().item<double>(), a.mean().item<double>());
+      EXPECT_LT((a - b).abs().mean().item<double>(), 0.25) << c.name;
+      continue;
+    }
     // bf16 rounds logits of magnitude ~10 to steps of 1/16, so single tokens can move by more;
     // the sequence's mean loss and the typical token must stay within 5e-2.
     EXPECT_LT(std::abs(a.mean().item<double>() - b.mean().item<double>()), 5e-2) << c.name;
@@ -188,6 +200,73 @@ TEST_F(FusedCheckpointTest, WrongFusedShapesAndFactorsAreNamed) {
     ADD_FAILURE() << "short LongRoPE factors loaded";
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("long_factor need 6 entries"), std::string::npos) << e.what();
+  }
+}
+
+// Broken Gemma and MoE checkpoints are refused, naming the tensor or field, expected and got.
+TEST_F(FusedCheckpointTest, BrokenGemmaAndMoeCheckpointsAreNamed) {
+  auto refused = [&](const fs::path& dir, std::vector<std::string> parts) {
+    try {
+      load_model(dir.string(), test_runtime());
+      ADD_FAILURE() << dir << " loaded";
+    } catch (const CheckpointError& e) {
+      for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  };
+  // A soft-cap of the wrong type.
+  const fs::path g = copy_fixture("gemma2", "g");
+  nlohmann::json gc = read_json(g / "config.json");
+  gc["attn_logit_softcapping"] = "5.0";
+  write_text(g / "config.json", gc.dump());
+  refused(g, {"attn_logit_softcapping", "expected a number", "\"5.0\""});
+  // A missing expert tensor (the file is rewritten without it).
+  const fs::path m = copy_fixture("mixtral", "m");
+  const std::string gone = "model.layers.2.block_sparse_moe.experts.5.w3.weight";
+  std::vector<RawTensor> kept;
+  for (auto& t : read_raw_tensors(m / "model.safetensors"))
+    if (t.name != gone) kept.push_back(std::move(t));
+  write_safetensors(m / "model.safetensors", kept);
+  refused(m, {gone, "missing"});
+  // More experts per token than experts.
+  const fs::path q = copy_fixture("qwen3-moe", "q");
+  nlohmann::json qc = read_json(q / "config.json");
+  qc["num_experts_per_tok"] = 9;
+  write_text(q / "config.json", qc.dump());
+  refused(q, {"num_experts_per_tok", "[1, 8]", "9"});
+  // A router with the wrong number of experts.
+  const fs::path r = copy_fixture("qwen2-moe", "r");
+  nlohmann::json rc = read_json(r / "config.json");
+  rc["num_experts"] = 6;
+  write_text(r / "config.json", rc.dump());
+  refused(r, {"model.layers.0.mlp.gate.weight", "[4, 64]", "[6, 64]"});
+}
+
+// The grouped experts compute what a plain loop over tokens and their top-k experts computes,
+// and the routing follows the config (top-k, renormalised or not).
+TEST(MoeTest, GroupedExpertsEqualThePerTokenLoop) {
+  for (const char* name : {"mixtral", "qwen2-moe", "qwen3-moe"}) {
+    c10::InferenceMode guard;
+    const LoadedModel m = load_model(fixture_dir(name), test_runtime());
+    const ModelConfig& c = m.checkpoint.config();
+    int64_t layer = 0;
+    while (!c.sparse_layer(layer)) ++layer;
+    const auto& moe = m.model->model->layers->items[layer]->moe;
+    ASSERT_TRUE(moe) << name;
+    const at::Tensor x = at::randn({37, c.hidden_size}, at::TensorOptions().dtype(at::kFloat));
+    const at::Tensor route = moe->routing(x);  // [N, E]
+    EXPECT_EQ((route > 0).sum(1).eq(c.experts_per_token).all().item<bool>(), true) << name;
+    const at::Tensor sums = route.sum(1);
+    if (c.norm_topk_prob) EXPECT_LT((sums - 1).abs().max().item<double>(), 1e-6) << name;
+    else EXPECT_LT(sums.max().item<double>(), 1.0 - 1e-6) << name;  // un-renormalised top-k of a softmax
+    at::Tensor want = at::zeros_like(x);
+    for (int64_t t = 0; t < x.size(0); ++t)
+      for (int64_t e = 0; e < c.num_experts; ++e) {
+        const double w = route[t][e].item<double>();
+        if (w > 0) want[t] += moe->experts->items[e]->forward(x[t].unsqueeze(0))[0] * w;
+      }
+    if (moe->shared_expert)
+      want += at::sigmoid(moe->shared_expert_gate->forward(x)) * moe->shared_expert->forward(x);
+    EXPECT_LT((moe->forward(x) - want).abs().max().item<double>(), 1e-5) << name;
   }
 }
 

@@ -29,7 +29,9 @@ struct ChatTemplate {
 };
 
 // Built-in presets: "chatml" (Qwen2/Qwen3), "qwen2.5" (ChatML with Qwen2.5's default system
-// message), "llama3", "mistral", "plain" (prompt, separator, response).
+// message), "llama3", "mistral", "gemma" (Gemma 2 and 3), "phi3" (Phi-3, Phi-3.5), "phi4",
+// "olmo2", "deepseek" (DeepSeek-V3, DeepSeek-R1 and its distills), "plain" (prompt, separator,
+// response).
 std::vector<std::string> builtin_templates();
 // A preset by name, or a JSON template file (see configs/templates/). `separator` is the
 // plain template's separator. Throws UsageError for an unknown name or a malformed file.
@@ -42,13 +44,15 @@ ChatTemplate template_from_json(const nlohmann::json& j);  // throws UsageError
 
 // The preset matching a model's tokenizer_config.json chat_template ("plain" when there is none
 // or it matches no preset; *unrecognised, when given, tells the latter: the model has a chat
-// template that `plain` does not reproduce).
+// template that `plain` does not reproduce). Templates that a family's preset does not render
+// alike (DeepSeek-V3.1's, Phi-4-reasoning's with its own system message) match none.
 std::string detect_template(const std::filesystem::path& model_dir, bool* unrecognised = nullptr);
 
 // What may be wrong with using `t` for the model in model_dir and its tokenizer: markers of the
 // template (<|im_start|>, [INST], ...) that the tokenizer does not read as one token (they would
-// be scored as ordinary text: a template of another model family), and a preset that differs
-// from the one the model's own chat_template matches. Empty when nothing is.
+// be scored as ordinary text: a template of another model family) unless the model's own
+// chat_template writes them too (OLMo 2's <|user|> is text), and a preset that differs from the
+// one the model's own chat_template matches. Empty when nothing is.
 std::vector<std::string> template_warnings(const ChatTemplate& t, const Tokenizer& tok,
                                            const std::filesystem::path& model_dir);
 

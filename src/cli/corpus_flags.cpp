@@ -1,5 +1,7 @@
 #include "cli/corpus_flags.h"
 
+#include "air/chat_template.h"
+
 #include <CLI/CLI.hpp>
 
 namespace air::cli {
@@ -19,8 +21,9 @@ void add_corpus_flags(CLI::App& cmd, CorpusSettings& f, std::string* rejects) {
   cmd.add_option("--id-field", f.id_field, "field holding the record id (default: line number)")
       ->capture_default_str()
       ->group(input);
-  cmd.add_option("--template", f.tmpl,
-                 "chat template: auto, chatml, qwen2.5, llama3, mistral, plain, or a JSON file")
+  std::string presets;
+  for (const auto& t : builtin_templates()) presets += t + ", ";
+  cmd.add_option("--template", f.tmpl, "chat template: auto, " + presets + "or a JSON file")
       ->capture_default_str()
       ->group(tmpl);
   cmd.add_option("--separator", f.separator, "separator of the plain template")

@@ -66,14 +66,23 @@ at::Tensor index_tensor(const std::vector<int64_t>& i, const at::Device& dev) {
   return at::tensor(i, at::TensorOptions().dtype(at::kLong)).to(dev);
 }
 
+// A layer's attention: which layer, its window, the scale on q k^T and the logit soft-cap.
+struct AttendSpec {
+  int64_t layer = 0;
+  int64_t window = 0;   // 0 = all causal keys
+  double scale = 1.0;
+  double softcap = 0;   // 0 = none
+};
+
 // Attention with explicit probabilities, in query blocks so that no [B, H, T, T] tensor
-// exists for long T. Matches HF eager: scores in the model dtype, softmax in float32.
+// exists for long T. Matches HF eager: scores in the model dtype (soft-capped before the mask),
+// softmax in float32.
 // q: [B, H, T, Dh]; k, v: [B, Hkv, T, Dh] -> [B, H, T, Dh]
 at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                           int64_t layer, int64_t window, const ForwardOptions& opt) {
+                           const AttendSpec& spec, const ForwardOptions& opt) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
   const int64_t Hkv = k.size(1), rep = H / Hkv;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+  const int64_t window = spec.window;
   const int64_t chunk = std::min(query_block(opt, B, H, T), T);
 
   at::Tensor out = at::empty_like(q);  // [B, H, T, Dh]
@@ -90,10 +99,16 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
             .masked_fill_(visible_mask(s, c, e, window, q.device()).logical_not(),
                           -std::numeric_limits<float>::infinity())
             .repeat({rep, 1});
-    // scale * q k^T + mask in one GEMM: [B*Hkv, rep*c, e]
-    const at::Tensor scores = at::baddbmm(bias, qc, k3.narrow(1, 0, e).transpose(1, 2), 1.0, scale);
+    const at::Tensor kt = k3.narrow(1, 0, e).transpose(1, 2);
+    at::Tensor scores;  // [B*Hkv, rep*c, e]
+    if (spec.softcap > 0) {
+      scores = at::bmm(qc, kt).mul_(spec.scale);
+      softcap_(scores, spec.softcap).add_(bias);
+    } else {
+      scores = at::baddbmm(bias, qc, kt, 1.0, spec.scale);  // scale * q k^T + mask in one GEMM
+    }
     const at::Tensor probs = scores.to(at::kFloat).softmax(-1).view({B, H, c, e});  // rows sum to 1
-    if (opt.observer) opt.observer->observe(layer, s, probs);
+    if (opt.observer) opt.observer->observe(spec.layer, s, probs);
     const at::Tensor oc = at::bmm(probs.to(q.scalar_type()).view({B * Hkv, rep * c, e}),
                                   v3.narrow(1, 0, e));  // [B*Hkv, rep*c, Dh]
     out.narrow(2, s, c).copy_(oc.view({B, H, c, Dh}));
@@ -103,19 +118,31 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
 
 // Attention of query heads [B, H, T, Dh] over kv heads [B, Hkv, T, Dh], query head h reading
 // kv head h / (H / Hkv): the fused kernel on libtorch 2.x when nothing observes the
-// probabilities and the layer has no window, the explicit blocked path otherwise.
-at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t layer,
-                  int64_t window, const ForwardOptions& opt) {
+// probabilities and the layer has no window and no soft-cap (and, before 2.1, which has no
+// scale argument, the default scale), the explicit blocked path otherwise.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttendSpec& spec,
+                  const ForwardOptions& opt) {
 #if TORCH_VERSION_MAJOR >= 2
-  if (!opt.observer && window == 0) {
-    const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3), Hkv = k.size(1);
+  const int64_t Dh = q.size(3);
+  const bool default_scale = std::abs(spec.scale * std::sqrt(static_cast<double>(Dh)) - 1) < 1e-12;
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1
+  const bool scale_ok = true;
+#else
+  const bool scale_ok = default_scale;
+#endif
+  if (!opt.observer && spec.window == 0 && spec.softcap == 0 && scale_ok) {
+    const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Hkv = k.size(1);
     auto expand = [&](const at::Tensor& t) {
       return t.unsqueeze(2).expand({B, Hkv, H / Hkv, T, Dh}).reshape({B, H, T, Dh});
     };
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1
+    if (!default_scale)
+      return at::scaled_dot_product_attention(q, expand(k), expand(v), {}, 0.0, /*is_causal=*/true, spec.scale);
+#endif
     return at::scaled_dot_product_attention(q, expand(k), expand(v), {}, 0.0, /*is_causal=*/true);
   }
 #endif
-  return attend_explicit(q, k, v, layer, window, opt);
+  return attend_explicit(q, k, v, spec, opt);
 }
 
 // Uniform attention over the visible keys, computed without scores: query t's output is the
@@ -136,8 +163,8 @@ at::Tensor running_mean(const at::Tensor& v, int64_t window) {
 // attend as usual; each uniform head's output is the running mean of its kv group's visible
 // values.
 at::Tensor attend_partitioned(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                              const std::vector<int64_t>& uniform, int64_t num_kv_heads, int64_t layer,
-                              int64_t window, const ForwardOptions& opt) {
+                              const std::vector<int64_t>& uniform, int64_t num_kv_heads, const AttendSpec& spec,
+                              const ForwardOptions& opt) {
   const int64_t B = q.size(0), num_heads = q.size(1), T = q.size(2);
   at::Tensor o = at::empty_like(q);
   const int64_t rep = num_heads / num_kv_heads;
@@ -158,14 +185,12 @@ at::Tensor attend_partitioned(const at::Tensor& q, const at::Tensor& k, const at
       whole_kv.push_back(g);
     } else if (!kept.empty()) {
       const at::Tensor idx = index_tensor(kept, q.device());
-      o.index_copy_(1, idx, attend(q.index_select(1, idx), k.narrow(1, g, 1), v.narrow(1, g, 1),
-                                   layer, window, part));
+      o.index_copy_(1, idx, attend(q.index_select(1, idx), k.narrow(1, g, 1), v.narrow(1, g, 1), spec, part));
     }
   }
   if (!whole_q.empty()) {
     const at::Tensor qi = index_tensor(whole_q, q.device()), kvi = index_tensor(whole_kv, q.device());
-    o.index_copy_(1, qi, attend(q.index_select(1, qi), k.index_select(1, kvi), v.index_select(1, kvi),
-                                layer, window, part));
+    o.index_copy_(1, qi, attend(q.index_select(1, qi), k.index_select(1, kvi), v.index_select(1, kvi), spec, part));
   }
   // Critical heads: one running mean per kv group they read.
   int64_t done_group = -1;
@@ -173,7 +198,7 @@ at::Tensor attend_partitioned(const at::Tensor& q, const at::Tensor& k, const at
   for (int64_t h : uniform) {  // ascending, so heads of one group are adjacent
     if (h / rep != done_group) {
       done_group = h / rep;
-      mean = running_mean(v.narrow(1, done_group, 1), window);
+      mean = running_mean(v.narrow(1, done_group, 1), spec.window);
     }
     o.narrow(1, h, 1).copy_(mean);
   }
@@ -183,7 +208,7 @@ at::Tensor attend_partitioned(const at::Tensor& q, const at::Tensor& k, const at
 // log p(target) of each row of hs [N, D] under the output weight w [V, D] into lp [N] (and the
 // predictive entropy into ent), on the CPU.
 void row_stats_blocked(const at::Tensor& hs, const at::Tensor& w, const at::Tensor& target_ids,
-                       const LossHeadTuning& tune, bool entropy, at::Tensor& lp, at::Tensor& ent) {
+                       const LossHeadTuning& tune, bool entropy, double cap, at::Tensor& lp, at::Tensor& ent) {
   const int64_t N = hs.size(0);
   // Rows in blocks, the vocabulary in column chunks: each [rows, cols] chunk of logits is
   // reduced (online logsumexp and entropy) while it is still in cache, so the logits of a
@@ -208,6 +233,7 @@ void row_stats_blocked(const at::Tensor& hs, const at::Tensor& w, const at::Tens
       } else {
         z = at::linear(hb, w.narrow(0, c0, cols)).to(at::kFloat).contiguous();
       }
+      softcap_(z, cap);
       st.add(z.data_ptr<float>(), c0, cols);
     }
     st.finish(lp.data_ptr<float>() + s, entropy ? ent.data_ptr<float>() + s : nullptr);
@@ -216,7 +242,7 @@ void row_stats_blocked(const at::Tensor& hs, const at::Tensor& w, const at::Tens
 
 // The same with whole-vocabulary logits of a block of rows at a time (GPUs, and the ATen path).
 void row_stats_dense(const at::Tensor& hs, const at::Tensor& w, const at::Tensor& target_ids, bool entropy,
-                     at::Tensor& lp, at::Tensor& ent) {
+                     double cap, at::Tensor& lp, at::Tensor& ent) {
   const int64_t N = hs.size(0);
   const int64_t block =
       std::max<int64_t>(64, kLogitBlockBytesGpu / (4 * std::max<int64_t>(1, w.size(0))));
@@ -224,7 +250,8 @@ void row_stats_dense(const at::Tensor& hs, const at::Tensor& w, const at::Tensor
     const int64_t n = std::min(block, N - s);
     // [n, vocab] float32 logits of this block only; log p(target) = z_target - logsumexp(z),
     // so no [n, vocab] log-softmax is written.
-    const at::Tensor z = at::linear(hs.narrow(0, s, n), w).to(at::kFloat);
+    at::Tensor z = at::linear(hs.narrow(0, s, n), w).to(at::kFloat);
+    softcap_(z, cap);
     const at::Tensor zt = z.gather(1, target_ids.narrow(0, s, n).unsqueeze(1)).squeeze(1);
     if (!entropy) {
       lp.narrow(0, s, n).copy_(zt - at::logsumexp(z, -1));
@@ -241,7 +268,36 @@ void row_stats_dense(const at::Tensor& hs, const at::Tensor& w, const at::Tensor
   }
 }
 
+RMSNorm norm_of(const ModelConfig& c, int64_t dim) {
+  return RMSNorm(dim, c.rms_norm_eps, c.norm_weight_in_float, c.norm_unit_offset);
+}
+
+at::Tensor activate_(at::Tensor x, Activation a) {
+  switch (a) {
+    case Activation::kSilu: return at::silu_(x);
+    case Activation::kGeluTanh: return at::gelu(x, "tanh");
+    case Activation::kGelu: return at::gelu(x);
+  }
+  return x;
+}
+
+// Each token's top-k experts from the router: softmax over all experts in float32 (whatever the
+// model dtype: near-tied routes would flip in bf16), the k largest, renormalised to sum 1 when
+// `renormalise`. x: [N, D], gate: [E, D] -> weights [N, k] float32, experts [N, k].
+std::pair<at::Tensor, at::Tensor> top_routes(const at::Tensor& x, const at::Tensor& gate, int64_t k,
+                                             bool renormalise) {
+  const at::Tensor probs = at::linear(x.to(at::kFloat), gate.to(at::kFloat)).softmax(-1);
+  auto [w, idx] = probs.topk(k, -1);
+  if (renormalise) w = w / w.sum(-1, /*keepdim=*/true);
+  return {w, idx};
+}
+
 }  // namespace
+
+at::Tensor& softcap_(at::Tensor& z, double cap) {
+  if (cap > 0) z.div_(cap).tanh_().mul_(cap);
+  return z;
+}
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
   weight = register_parameter("weight", param({out, in}), /*requires_grad=*/false);
@@ -258,8 +314,8 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const {
   return at::embedding(weight, ids);
 }
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, bool weight_in_float_)
-    : eps(eps_), weight_in_float(weight_in_float_) {
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, bool weight_in_float_, bool unit_offset_)
+    : eps(eps_), weight_in_float(weight_in_float_), unit_offset(unit_offset_) {
   weight = register_parameter("weight", param({dim}), false);
 }
 
@@ -269,6 +325,10 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) const {
   const at::Tensor xf = x.to(at::kFloat);
   const at::Tensor r = xf.square().mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
   at::Tensor y = xf * r;
+  if (unit_offset) {  // Gemma: x * (1 + w), all in float32
+    y.mul_(weight.to(at::kFloat) + 1.0);
+    return x.scalar_type() != at::kFloat ? y.to(x.scalar_type()) : y;
+  }
   if (weight_in_float) {
     y.mul_(weight.to(at::kFloat));
     return x.scalar_type() != at::kFloat ? y.to(x.scalar_type()) : y;
@@ -282,16 +342,18 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer_)
       num_heads(c.num_attention_heads),
       num_kv_heads(c.num_key_value_heads),
       head_dim(c.head_dim),
-      window(c.window_for_layer(layer_)) {
+      window(c.window_for_layer(layer_)),
+      scale(c.attention_scale > 0 ? c.attention_scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim))),
+      softcap(c.attn_softcap),
+      local_rope(c.local_rope_layer(layer_)) {
   q_proj = register_module("q_proj", Linear(c.hidden_size, num_heads * head_dim, c.qkv_bias));
   k_proj = register_module("k_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
   v_proj = register_module("v_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
   o_proj = register_module("o_proj", Linear(num_heads * head_dim, c.hidden_size, c.o_bias));
   if (c.qk_norm) {
     qk_norm_whole = c.qk_norm_whole;
-    const bool f = c.norm_weight_in_float;
-    q_norm = register_module("q_norm", RMSNorm(qk_norm_whole ? num_heads * head_dim : head_dim, c.rms_norm_eps, f));
-    k_norm = register_module("k_norm", RMSNorm(qk_norm_whole ? num_kv_heads * head_dim : head_dim, c.rms_norm_eps, f));
+    q_norm = register_module("q_norm", norm_of(c, qk_norm_whole ? num_heads * head_dim : head_dim));
+    k_norm = register_module("k_norm", norm_of(c, qk_norm_whole ? num_kv_heads * head_dim : head_dim));
   }
 }
 
@@ -311,8 +373,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
     q = q_norm->forward(q);
     k = k_norm->forward(k);
   }
-  q = apply_rope(q, lay.rope);
-  k = apply_rope(k, lay.rope);
+  const Rope& rope = local_rope ? lay.rope_local : lay.rope;
+  q = apply_rope(q, rope);
+  k = apply_rope(k, rope);
 
   // The reference model's critical heads in this layer. With an observer they go through the
   // softmax with their query zeroed (every score equal: uniform over the visible keys), so the
@@ -339,49 +402,116 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Layout& lay,
   v = to_batch(v);
 
   // [B, H, T, Dh]
-  at::Tensor o = uniform.empty() ? attend(q, k, v, layer, window, opt)
-                                 : attend_partitioned(q, k, v, uniform, num_kv_heads, layer, window, opt);
+  const AttendSpec spec{layer, window, scale, softcap};
+  at::Tensor o = uniform.empty() ? attend(q, k, v, spec, opt)
+                                 : attend_partitioned(q, k, v, uniform, num_kv_heads, spec, opt);
   o = o.transpose(1, 2).reshape({B * T, num_heads * head_dim});
   if (lay.padded()) o = o.index_select(0, lay.flat);
   return o_proj->forward(o);
 }
 
-MLPImpl::MLPImpl(const ModelConfig& c) {
-  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, c.mlp_bias));
+MLPImpl::MLPImpl(const ModelConfig& c, int64_t inter, bool mixtral_names) : activation(c.activation) {
+  const int64_t D = c.hidden_size;
+  gate_proj = register_module(mixtral_names ? "w1" : "gate_proj", Linear(D, inter, c.mlp_bias));
+  up_proj = register_module(mixtral_names ? "w3" : "up_proj", Linear(D, inter, c.mlp_bias));
+  down_proj = register_module(mixtral_names ? "w2" : "down_proj", Linear(inter, D, c.mlp_bias));
 }
 
 at::Tensor MLPImpl::forward(const at::Tensor& x) const {
-  at::Tensor g = gate_proj->forward(x);
-  return down_proj->forward(at::silu_(g).mul_(up_proj->forward(x)));
+  return down_proj->forward(activate_(gate_proj->forward(x), activation).mul_(up_proj->forward(x)));
 }
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) : post_norms(c.post_norms) {
-  self_attn = register_module("self_attn", Attention(c, layer));
-  mlp = register_module("mlp", MLP(c));
-  const bool f = c.norm_weight_in_float;
-  if (!post_norms) input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, f));
-  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, f));
-  if (post_norms)
-    post_feedforward_layernorm =
-        register_module("post_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, f));
+ExpertListImpl::ExpertListImpl(const ModelConfig& c) {
+  for (int64_t e = 0; e < c.num_experts; ++e)
+    items.push_back(register_module(std::to_string(e), MLP(c, c.moe_intermediate_size, c.mixtral_names())));
 }
+
+SparseMoeImpl::SparseMoeImpl(const ModelConfig& c) : top_k(c.experts_per_token), norm_topk(c.norm_topk_prob) {
+  gate = register_module("gate", Linear(c.hidden_size, c.num_experts, false));
+  experts = register_module("experts", ExpertList(c));
+  if (c.shared_expert_intermediate_size > 0) {
+    shared_expert = register_module("shared_expert", MLP(c, c.shared_expert_intermediate_size));
+    shared_expert_gate = register_module("shared_expert_gate", Linear(c.hidden_size, 1, false));
+  }
+}
+
+at::Tensor SparseMoeImpl::routing(const at::Tensor& x) const {
+  auto [w, idx] = top_routes(x, gate->weight, top_k, norm_topk);
+  return at::zeros({x.size(0), gate->weight.size(0)}, w.options()).scatter_(1, idx, w);
+}
+
+at::Tensor SparseMoeImpl::forward(const at::Tensor& x) const {
+  const int64_t E = static_cast<int64_t>(experts->items.size());
+  auto [w, idx] = top_routes(x, gate->weight, top_k, norm_topk);  // [N, k]
+  w = w.to(x.scalar_type());
+  // Group the N * k (token, expert) pairs by expert, in token order within each expert.
+  const at::Tensor flat_expert = idx.reshape({-1});
+  const at::Tensor order = std::get<1>(flat_expert.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  const at::Tensor token = order.div(top_k, "floor");
+  const at::Tensor weight = w.reshape({-1}).index_select(0, order).unsqueeze(1);
+  const at::Tensor counts = at::bincount(flat_expert, {}, E).to(at::kLong).cpu().contiguous();
+  const int64_t* count = counts.data_ptr<int64_t>();
+  at::Tensor out = at::zeros_like(x);
+  int64_t start = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = count[e];
+    if (n == 0) continue;
+    const at::Tensor rows = token.narrow(0, start, n);
+    // Experts in ascending order, each adding its weighted output: HF's order of the sums.
+    out.index_add_(0, rows, experts->items[e]->forward(x.index_select(0, rows)).mul_(weight.narrow(0, start, n)));
+    start += n;
+  }
+  if (shared_expert) {
+    const at::Tensor g = at::sigmoid(shared_expert_gate->forward(x));
+    out.add_(g * shared_expert->forward(x));
+  }
+  return out;
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer) {
+  self_attn = register_module("self_attn", Attention(c, layer));
+  if (c.sparse_layer(layer)) {
+    moe = register_module(c.mixtral_names() ? "block_sparse_moe" : "mlp", SparseMoe(c));
+    ffn_width = c.experts_per_token * c.moe_intermediate_size + c.shared_expert_intermediate_size;
+  } else {
+    mlp = register_module("mlp", MLP(c, c.intermediate_size));
+    ffn_width = c.intermediate_size;
+  }
+  const int64_t D = c.hidden_size;
+  if (c.sandwich_norms) {
+    attn_in = register_module("input_layernorm", norm_of(c, D));
+    attn_out = register_module("post_attention_layernorm", norm_of(c, D));
+    mlp_in = register_module("pre_feedforward_layernorm", norm_of(c, D));
+    mlp_out = register_module("post_feedforward_layernorm", norm_of(c, D));
+  } else if (c.post_norms) {
+    attn_out = register_module("post_attention_layernorm", norm_of(c, D));
+    mlp_out = register_module("post_feedforward_layernorm", norm_of(c, D));
+  } else {
+    attn_in = register_module("input_layernorm", norm_of(c, D));
+    mlp_in = register_module("post_attention_layernorm", norm_of(c, D));
+  }
+}
+
+at::Tensor DecoderLayerImpl::feed_forward(const at::Tensor& x) const {
+  return moe ? moe->forward(x) : mlp->forward(x);
+}
+
 at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const Layout& lay,
                                      const ForwardOptions& opt) const {
-  if (post_norms) {  // OLMo 2
-    const at::Tensor h = post_attention_layernorm->forward(self_attn->forward(x, lay, opt)).add_(x);
-    return mlp_blocks(h, [&](const at::Tensor& hs) { return post_feedforward_layernorm->forward(mlp->forward(hs)); });
-  }
-  const at::Tensor h = self_attn->forward(input_layernorm->forward(x), lay, opt).add_(x);
-  return mlp_blocks(h, [&](const at::Tensor& hs) { return mlp->forward(post_attention_layernorm->forward(hs)); });
+  at::Tensor a = self_attn->forward(attn_in ? attn_in->forward(x) : x, lay, opt);
+  if (attn_out) a = attn_out->forward(a);
+  const at::Tensor h = a.add_(x);
+  return mlp_blocks(h, [&](const at::Tensor& hs) {
+    at::Tensor f = feed_forward(mlp_in ? mlp_in->forward(hs) : hs);
+    return mlp_out ? mlp_out->forward(f) : f;
+  });
 }
 
 // h + f(h), computed in blocks of tokens: the MLP is per token, so that its [tokens,
 // intermediate] activations stay bounded when many tokens go through it.
 at::Tensor DecoderLayerImpl::mlp_blocks(at::Tensor h, const std::function<at::Tensor(const at::Tensor&)>& f) const {
   const int64_t N = h.size(0);
-  const int64_t inter = mlp->gate_proj->weight.size(0);
+  const int64_t inter = ffn_width;
   const int64_t budget = h.is_cpu() ? kMlpBlockBytes : 8 * kMlpBlockBytes;
   const int64_t block = std::max<int64_t>(1, budget / std::max<int64_t>(1, 3 * inter * 4));
   if (N <= block) return f(h).add_(h);
@@ -400,11 +530,16 @@ LayerListImpl::LayerListImpl(const ModelConfig& c) {
 DecoderImpl::DecoderImpl(const ModelConfig& c) {
   embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size));
   layers = register_module("layers", LayerList(c));
-  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, c.norm_weight_in_float));
+  norm = register_module("norm", norm_of(c, c.hidden_size));
+}
+
+at::Tensor plain_inv_freq(double theta, int64_t d) {
+  // As HF, in float32 tensor ops: 1 / theta^(2i / d).
+  const at::Tensor exponent = at::arange(0, d, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / static_cast<double>(d);
+  return 1.0 / at::pow(theta, exponent);
 }
 
 at::Tensor rope_inv_freq(const ModelConfig& c, bool long_factors) {
-  // As HF, in float32 tensor ops: 1 / theta^(2i / d).
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   const int64_t d = c.rotary_dim > 0 ? c.rotary_dim : c.head_dim;
   at::Tensor exponent = at::arange(0, d, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / static_cast<double>(d);
@@ -414,7 +549,7 @@ at::Tensor rope_inv_freq(const ModelConfig& c, bool long_factors) {
     const at::Tensor factors = at::tensor(std::vector<float>(ext.begin(), ext.end()), f32);
     return 1.0 / (factors * at::pow(c.rope_theta, exponent));
   }
-  at::Tensor inv = 1.0 / at::pow(c.rope_theta, exponent);  // [d/2]
+  at::Tensor inv = plain_inv_freq(c.rope_theta, d);  // [d/2]
   if (rs.type == RopeScaling::Type::kLinear) return inv / rs.factor;
   if (rs.type == RopeScaling::Type::kLlama3) {
     // Llama 3.1: long wavelengths scaled down by factor, short ones kept, the band between
@@ -439,6 +574,7 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& c) : config(c) {
     lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false));
   inv_freq = rope_inv_freq(c);
   if (c.rope_scaling.type == RopeScaling::Type::kLongRope) inv_freq_long = rope_inv_freq(c, true);
+  if (c.rope_local_theta > 0) inv_freq_local = plain_inv_freq(c.rope_local_theta, c.rotary_dim);
 }
 
 const at::Tensor& CausalLMImpl::output_weight() const {
@@ -468,19 +604,23 @@ Layout CausalLMImpl::layout(int64_t B, int64_t T, const std::vector<int64_t>& le
   }
   if (lay.padded()) lay.flat = index_tensor(flat, w.device());
   // As HF, in float32: angle = position * inv_freq, the table [cos | cos] over the rotary dims.
-  at::Tensor p = index_tensor(pos, w.device()).to(at::kFloat);
-  at::Tensor freqs = at::outer(p, inv_freq.to(w.device()));  // [N, d/2] float32
-  if (inv_freq_long.defined()) {  // LongRoPE: a sequence longer than the original context, long factors throughout
-    const at::Tensor is_long = index_tensor(long_row, w.device()).to(at::kBool).unsqueeze(1);
-    freqs = at::where(is_long, at::outer(p, inv_freq_long.to(w.device())), freqs);
-  }
-  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [N, 1, d]
-  at::Tensor cos = emb.cos(), sin = emb.sin();
-  if (rs.type == RopeScaling::Type::kLongRope) {
-    cos = cos * rs.attention_factor;
-    sin = sin * rs.attention_factor;
-  }
-  lay.rope = {cos.to(w.scalar_type()), sin.to(w.scalar_type())};
+  const at::Tensor p = index_tensor(pos, w.device()).to(at::kFloat);
+  auto table = [&](const at::Tensor& inv, double factor) {
+    at::Tensor freqs = at::outer(p, inv.to(w.device()));  // [N, d/2] float32
+    if (inv_freq_long.defined() && &inv == &inv_freq) {  // LongRoPE: long factors throughout a long sequence
+      const at::Tensor is_long = index_tensor(long_row, w.device()).to(at::kBool).unsqueeze(1);
+      freqs = at::where(is_long, at::outer(p, inv_freq_long.to(w.device())), freqs);
+    }
+    const at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [N, 1, d]
+    at::Tensor cos = emb.cos(), sin = emb.sin();
+    if (factor != 1.0) {
+      cos = cos * factor;
+      sin = sin * factor;
+    }
+    return Rope{cos.to(w.scalar_type()), sin.to(w.scalar_type())};
+  };
+  lay.rope = table(inv_freq, rs.type == RopeScaling::Type::kLongRope ? rs.attention_factor : 1.0);
+  if (inv_freq_local.defined()) lay.rope_local = table(inv_freq_local, 1.0);
   return lay;
 }
 
@@ -494,7 +634,14 @@ at::Tensor CausalLMImpl::embed(const at::Tensor& ids, const Layout& lay) const {
     throw UsageError("ids must be [" + std::to_string(lay.B) + ", " + std::to_string(lay.T) + "]");
   at::Tensor flat = ids.to(output_weight().device()).reshape({lay.B * lay.T});
   if (lay.padded()) flat = flat.index_select(0, lay.flat);
-  return model->embed_tokens->forward(flat);
+  at::Tensor h = model->embed_tokens->forward(flat);
+  if (config.embed_scale) {
+    // Gemma: times sqrt(hidden_size), the factor rounded to the weights' dtype first (as HF).
+    const at::Tensor s = at::scalar_tensor(std::sqrt(static_cast<double>(config.hidden_size)),
+                                           at::TensorOptions().dtype(at::kFloat)).to(h.scalar_type());
+    h = h * s.item();
+  }
+  return h;
 }
 
 at::Tensor CausalLMImpl::run_layers(at::Tensor h, int64_t begin, int64_t end, const Layout& lay,
@@ -510,7 +657,8 @@ at::Tensor CausalLMImpl::hidden_states(const at::Tensor& ids, const ForwardOptio
 }
 
 at::Tensor CausalLMImpl::logits(const at::Tensor& ids, const ForwardOptions& opt) const {
-  return at::linear(hidden_states(ids, opt), output_weight()).to(at::kFloat);
+  at::Tensor z = at::linear(hidden_states(ids, opt), output_weight()).to(at::kFloat);
+  return softcap_(z, config.final_softcap);
 }
 
 std::vector<NextTokenStats> CausalLMImpl::next_token_stats(const at::Tensor& ids,
@@ -555,8 +703,9 @@ std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& la
     const at::Tensor hs = h.index_select(0, index_tensor(rows, dev));  // [N, D]
     const at::Tensor& w = output_weight();
     const LossHeadTuning& tune = loss_head_tuning();
-    if (dev.is_cpu() && !tune.aten) row_stats_blocked(hs, w, target_ids, tune, entropy, lp, ent);
-    else row_stats_dense(hs, w, target_ids, entropy, lp, ent);
+    const double cap = config.final_softcap;
+    if (dev.is_cpu() && !tune.aten) row_stats_blocked(hs, w, target_ids, tune, entropy, cap, lp, ent);
+    else row_stats_dense(hs, w, target_ids, entropy, cap, lp, ent);
   }
   lp = lp.cpu();
   if (entropy) ent = ent.cpu();

@@ -64,6 +64,39 @@ bool byte_level_decode(std::string_view token, std::string& bytes) {
   return true;
 }
 
+void FlatMap64::reserve(size_t n) {
+  size_t slots = 16;
+  while (slots < 2 * n) slots *= 2;
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(slots, Slot{kEmpty, {0, 0}});
+  mask_ = slots - 1;
+  size_ = 0;
+  for (const Slot& s : old)
+    if (s.key != kEmpty) insert(s.key, s.value);
+}
+
+void FlatMap64::insert(uint64_t key, Value v) {
+  if (2 * (size_ + 1) > slots_.size()) reserve(size_ + 1 > 8 ? 2 * (size_ + 1) : 16);
+  for (uint64_t i = slot_of(key);; i = (i + 1) & mask_) {
+    Slot& s = slots_[i];
+    if (s.key == key) return;
+    if (s.key == kEmpty) {
+      s = {key, v};
+      ++size_;
+      return;
+    }
+  }
+}
+
+namespace {
+// Up to 4 bytes (one UTF-8 character) packed into a key, its length in the top byte.
+uint64_t char_key(std::string_view c) {
+  uint64_t k = static_cast<uint64_t>(c.size()) << 32;
+  for (size_t i = 0; i < c.size(); ++i) k |= static_cast<uint64_t>(static_cast<unsigned char>(c[i])) << (8 * i);
+  return k;
+}
+}  // namespace
+
 int32_t token_id_value(const nlohmann::json& v, const std::string& what) {
   if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
       (v.is_number_unsigned() && v.get<uint64_t>() >= static_cast<uint64_t>(kMaxTokenId)) ||
@@ -113,6 +146,11 @@ Bpe::Bpe(const nlohmann::json& m, bool byte_level) : byte_level_(byte_level) {
 
   if (!m.contains("merges") || !m["merges"].is_array())
     throw CheckpointError("tokenizer.json: model.merges must be an array");
+  // Written token -> id, to resolve the merges' strings.
+  std::unordered_map<std::string_view, int32_t> written;
+  written.reserve(m["vocab"].size());
+  for (const auto& [tok, idj] : m["vocab"].items()) written.emplace(tok, idj.get<int32_t>());
+  merges_.reserve(m["merges"].size());
   int32_t rank = 0;
   std::string a, b, ab;
   for (const auto& e : m["merges"]) {
@@ -130,15 +168,19 @@ Bpe::Bpe(const nlohmann::json& m, bool byte_level) : byte_level_(byte_level) {
       throw CheckpointError("tokenizer.json: malformed merge " + e.dump());
     }
     auto find = [&](const std::string& t) -> int32_t {
-      auto it = m["vocab"].find(t);
-      return it == m["vocab"].end() ? -1 : token_id_value(*it, "model.vocab['" + t + "']");
+      auto it = written.find(t);
+      return it == written.end() ? -1 : it->second;
     };
     const int32_t ia = find(a), ib = find(b), iab = find(a + b);
     if (ia < 0 || ib < 0 || iab < 0)
       throw CheckpointError("tokenizer.json: merge '" + a + " " + b + "' uses a token missing "
                             "from the vocabulary");
-    merges_.emplace(key(ia, ib), Merge{rank++, iab});
+    merges_.insert(key(ia, ib), {rank++, iab});
   }
+  if (!byte_level_)
+    for (const auto& [tok, id] : vocab_)
+      if (!tok.empty() && tok.size() <= 4 && utf8_len(static_cast<unsigned char>(tok[0])) == tok.size())
+        chars_.insert(char_key(tok), {id, 0});
 }
 
 void Bpe::encode(std::string_view piece, std::vector<PieceToken>& out) const {
@@ -189,9 +231,8 @@ void Bpe::encode_uncached(std::string_view piece, std::vector<PieceToken>& out) 
       continue;
     }
     const size_t n = std::min(utf8_len(static_cast<unsigned char>(piece[i])), piece.size() - i);
-    auto it = vocab_.find(std::string(piece.substr(i, n)));
-    if (it != vocab_.end()) {
-      push(it->second, i, i + n);
+    if (const FlatMap64::Value* v = chars_.find(char_key(piece.substr(i, n)))) {
+      push(v->first, i, i + n);
     } else if (byte_fallback_ && has_byte_tokens(piece.substr(i, n))) {
       for (size_t k = 0; k < n; ++k) push(byte_ids_[static_cast<unsigned char>(piece[i + k])], i + k, i + k + 1);
     } else if (unk_id_ >= 0) {
@@ -215,8 +256,8 @@ void Bpe::encode_uncached(std::string_view piece, std::vector<PieceToken>& out) 
     if (l < 0) return;
     const int32_t r = syms[l].next;
     if (r < 0) return;
-    auto it = merges_.find(key(syms[l].id, syms[r].id));
-    if (it != merges_.end()) heap.push({it->second.rank, l, r, it->second.id, syms[l].id, syms[r].id});
+    if (const FlatMap64::Value* mg = merges_.find(key(syms[l].id, syms[r].id)))
+      heap.push({mg->first, l, r, mg->second, syms[l].id, syms[r].id});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) consider(i);
   while (!heap.empty()) {

@@ -28,6 +28,39 @@ constexpr int64_t kMaxTokenId = int64_t{1} << 22;
 // "tokenizer.json: <what>: ..." for a negative, fractional, huge or non-numeric value.
 int32_t token_id_value(const nlohmann::json& v, const std::string& what);
 
+// A map from 64-bit keys (never ~0) to a pair of int32s, open addressing with linear probing
+// over a power-of-two table: a lookup touches one cache line, where a node-based map chases
+// pointers (the BPE's hot path looks up a merge for every adjacent pair).
+class FlatMap64 {
+ public:
+  struct Value {
+    int32_t first, second;
+  };
+  void reserve(size_t n);
+  // Keeps the first value given for a key.
+  void insert(uint64_t key, Value v);
+  const Value* find(uint64_t key) const {
+    if (slots_.empty()) return nullptr;
+    for (uint64_t i = slot_of(key);; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.key == key) return &s.value;
+      if (s.key == kEmpty) return nullptr;
+    }
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  struct Slot {
+    uint64_t key;
+    Value value;
+  };
+  uint64_t slot_of(uint64_t key) const { return ((key ^ (key >> 29)) * 0x9E3779B97F4A7C15ull >> 17) & mask_; }
+  std::vector<Slot> slots_;
+  uint64_t mask_ = 0;
+  size_t size_ = 0;
+};
+
 class Bpe {
  public:
   // `byte_level`: vocabulary strings are in GPT-2's alphabet and symbols are raw bytes.
@@ -49,10 +82,6 @@ class Bpe {
     return true;
   }
 
-  struct Merge {
-    int32_t rank;
-    int32_t id;
-  };
   void encode_uncached(std::string_view piece, std::vector<PieceToken>& out) const;
   static uint64_t key(int32_t a, int32_t b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
@@ -65,7 +94,8 @@ class Bpe {
   int32_t unk_id_ = -1;
   std::unordered_map<std::string, int32_t> vocab_;  // raw bytes (byte-level) or text -> id
   std::vector<std::string> id_to_token_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  FlatMap64 merges_;  // key(left id, right id) -> {rank, merged id}
+  FlatMap64 chars_;   // SentencePiece-style: one UTF-8 character's bytes, packed -> {id, 0}
   int32_t byte_ids_[256];  // byte-level: id of each byte; byte fallback: id of <0xXX>
   mutable std::unordered_map<std::string, std::vector<PieceToken>> cache_;
 };

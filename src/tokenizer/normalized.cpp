@@ -30,8 +30,10 @@ Normalized Normalized::slice(size_t b, size_t e) const {
 
 void Normalized::make_explicit() {
   if (!align.empty() || text.empty()) return;
-  align.resize(text.size());
-  for (size_t i = 0; i < text.size(); ++i) align[i] = origin(i);
+  // Built aside: origin() reads align once it is non-empty.
+  std::vector<Span> spans(text.size());
+  for (size_t i = 0; i < text.size(); ++i) spans[i] = origin(i);
+  align = std::move(spans);
 }
 
 void NormalizedBuilder::copy(const Normalized& src, size_t b, size_t e) {

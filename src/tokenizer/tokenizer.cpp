@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <sstream>
 
@@ -83,12 +84,20 @@ class AddedTokens {
  public:
   void add(AddedToken t) {
     if (t.content.empty()) return;
-    by_first_[static_cast<unsigned char>(t.content[0])].push_back(tokens_.size());
+    // Into the trie of contents: one node per prefix, the token at the node of its last byte.
+    int32_t node = 0;
+    for (unsigned char ch : t.content) {
+      int32_t next = child(node, ch);
+      if (next < 0) {
+        next = static_cast<int32_t>(nodes_.size());
+        if (node == 0) root_[ch] = next;
+        else nodes_[node].children.emplace_back(ch, next);
+        nodes_.emplace_back();
+      }
+      node = next;
+    }
+    if (nodes_[node].token < 0) nodes_[node].token = static_cast<int32_t>(tokens_.size());
     tokens_.push_back(std::move(t));
-    for (auto& v : by_first_)
-      std::sort(v.begin(), v.end(), [&](size_t a, size_t b) {
-        return tokens_[a].content.size() > tokens_[b].content.size();
-      });
   }
   bool empty() const { return tokens_.empty(); }
 
@@ -115,11 +124,15 @@ class AddedTokens {
   std::vector<Segment> split(std::string_view text) const {
     std::vector<Segment> out;
     size_t text_start = 0;
+    std::vector<int32_t> matches;  // tokens whose content starts at i, shortest first
     for (size_t i = 0; i < text.size(); ++i) {
-      const auto& cands = by_first_[static_cast<unsigned char>(text[i])];
-      for (size_t k : cands) {
-        const AddedToken& t = tokens_[k];
-        if (text.compare(i, t.content.size(), t.content) != 0) continue;
+      matches.clear();
+      for (int32_t node = child(0, static_cast<unsigned char>(text[i])), j = static_cast<int32_t>(i) + 1; node >= 0;
+           node = j < static_cast<int32_t>(text.size()) ? child(node, static_cast<unsigned char>(text[j++])) : -1)
+        if (nodes_[node].token >= 0) matches.push_back(nodes_[node].token);
+      // The longest match first.
+      for (auto k = matches.rbegin(); k != matches.rend(); ++k) {
+        const AddedToken& t = tokens_[*k];
         size_t b = i, e = i + t.content.size();
         if (t.single_word && ((b > 0 && !is_space(text[b - 1])) || (e < text.size() && !is_space(text[e]))))
           continue;
@@ -140,7 +153,22 @@ class AddedTokens {
 
  private:
   std::vector<AddedToken> tokens_;
-  std::vector<size_t> by_first_[256];
+  struct Node {
+    std::vector<std::pair<unsigned char, int32_t>> children;
+    int32_t token = -1;
+  };
+  int32_t child(int32_t node, unsigned char ch) const {
+    if (node == 0) return root_[ch];
+    for (const auto& [c, n] : nodes_[node].children)
+      if (c == ch) return n;
+    return -1;
+  }
+  std::vector<Node> nodes_ = std::vector<Node>(1);  // nodes_[0] is the root, its children in root_
+  std::array<int32_t, 256> root_ = [] {
+    std::array<int32_t, 256> r;
+    r.fill(-1);
+    return r;
+  }();
 };
 
 // HuggingFace tokenizer.json with a BPE model.

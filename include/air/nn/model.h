@@ -1,6 +1,7 @@
 #pragma once
 
-// Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) as libtorch modules. Submodules and
+// Llama-shaped decoders (Llama, Mistral, Qwen2/3, OLMo 2, Phi-3, Gemma 2/3, and the sparse
+// mixture-of-experts Mixtral, Qwen2-MoE and Qwen3-MoE) as libtorch modules. Submodules and
 // parameters carry HuggingFace's names, so named_parameters() keys are checkpoint keys
 // (model.layers.3.self_attn.q_proj.weight). The forward is a pure function of its inputs and
 // ForwardOptions: no module holds "masking enabled" state.
@@ -62,11 +63,13 @@ TORCH_MODULE(Embedding);
 // RMSNorm over the last dimension, computed in float32 and cast back (as HF does).
 struct RMSNormImpl : torch::nn::Module {
   // weight_in_float: the weight multiplies in float32 before the cast back (OLMo 2), not after.
-  RMSNormImpl(int64_t dim, double eps, bool weight_in_float = false);
+  // unit_offset: the scale is 1 + weight, in float32 (Gemma).
+  RMSNormImpl(int64_t dim, double eps, bool weight_in_float = false, bool unit_offset = false);
   at::Tensor forward(const at::Tensor& x) const;
   at::Tensor weight;  // [dim]
   double eps;
   bool weight_in_float;
+  bool unit_offset;
 };
 TORCH_MODULE(RMSNorm);
 
@@ -85,6 +88,7 @@ struct Layout {
   std::vector<int64_t> offsets;  // packed index of token (b, 0)
   at::Tensor flat;               // [N] int64 on the model's device: b * T + t; undefined unless padded
   Rope rope;                     // rotary tables of the packed tokens' positions
+  Rope rope_local;               // Gemma 3's sliding layers' tables (else undefined)
   bool padded() const { return N != B * T; }
 };
 
@@ -94,31 +98,65 @@ struct AttentionImpl : torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const Layout& lay, const ForwardOptions& opt) const;
 
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
-  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 (per head), OLMo 2 (whole projection)
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3, Gemma 3 (per head), OLMo 2 (whole projection)
   int64_t layer, num_heads, num_kv_heads, head_dim, window;
+  double scale;    // on q k^T
+  double softcap;  // attention logits cap * tanh(s / cap) before the mask (0 = none)
   bool qk_norm_whole = false;
+  bool local_rope = false;  // Layout::rope_local, not Layout::rope
 };
 TORCH_MODULE(Attention);
 
+// down(act(gate x) * up x). Mixtral's experts name gate, up and down w1, w3 and w2.
 struct MLPImpl : torch::nn::Module {
-  MLPImpl(const ModelConfig& c);
+  MLPImpl(const ModelConfig& c, int64_t intermediate, bool mixtral_names = false);
   at::Tensor forward(const at::Tensor& x) const;
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Activation activation;
 };
 TORCH_MODULE(MLP);
+
+// Experts registered as "0", "1", ... (HF's experts.N).
+struct ExpertListImpl : torch::nn::Module {
+  ExpertListImpl(const ModelConfig& c);
+  std::vector<MLP> items;
+};
+TORCH_MODULE(ExpertList);
+
+// A sparse mixture-of-experts block: the router's logits and softmax in float32, each token to
+// its top-k experts (weights renormalised when norm_topk_prob), the experts run grouped: the
+// tokens sorted by expert, one matmul per expert. Qwen2-MoE adds a shared expert scaled by
+// sigmoid(shared_expert_gate x).
+struct SparseMoeImpl : torch::nn::Module {
+  SparseMoeImpl(const ModelConfig& c);
+  at::Tensor forward(const at::Tensor& x) const;  // [N, hidden] -> [N, hidden]
+  // [N, num_experts] routing weights (0 off the top-k), in float32: for tests and inspection.
+  at::Tensor routing(const at::Tensor& x) const;
+  Linear gate{nullptr};
+  ExpertList experts{nullptr};
+  MLP shared_expert{nullptr};
+  Linear shared_expert_gate{nullptr};
+  int64_t top_k;
+  bool norm_topk;
+};
+TORCH_MODULE(SparseMoe);
 
 struct DecoderLayerImpl : torch::nn::Module {
   DecoderLayerImpl(const ModelConfig& c, int64_t layer);
   // x: packed [N, hidden] -> [N, hidden]
   at::Tensor forward(const at::Tensor& x, const Layout& lay, const ForwardOptions& opt) const;
   at::Tensor mlp_blocks(at::Tensor h, const std::function<at::Tensor(const at::Tensor&)>& f) const;
+  at::Tensor feed_forward(const at::Tensor& x) const;  // the MLP or the experts
   Attention self_attn{nullptr};
-  MLP mlp{nullptr};
-  // Before each sublayer: input_layernorm (attention), post_attention_layernorm (MLP). With
-  // post_norms (OLMo 2), after each sublayer instead: post_attention_layernorm (attention),
-  // post_feedforward_layernorm (MLP).
-  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr}, post_feedforward_layernorm{nullptr};
-  bool post_norms = false;
+  MLP mlp{nullptr};        // dense layers
+  SparseMoe moe{nullptr};  // sparse layers (HF's mlp, or Mixtral's block_sparse_moe)
+  // Norms around each sublayer (null = none), under HF's names by family:
+  //   Llama & co: attn_in input_layernorm, mlp_in post_attention_layernorm;
+  //   OLMo 2:     attn_out post_attention_layernorm, mlp_out post_feedforward_layernorm;
+  //   Gemma:      all four (input_layernorm, post_attention_layernorm, pre_feedforward_layernorm,
+  //               post_feedforward_layernorm). An output norm acts before the residual add.
+  RMSNorm attn_in{nullptr}, attn_out{nullptr}, mlp_in{nullptr}, mlp_out{nullptr};
+  int64_t ffn_width = 0;  // intermediate activations per token, for blocking
 };
 TORCH_MODULE(DecoderLayer);
 
@@ -180,11 +218,17 @@ struct CausalLMImpl : torch::nn::Module {
   Linear lm_head{nullptr};  // null when tie_word_embeddings
   at::Tensor inv_freq;      // [rotary_dim / 2] float32 (buffer, not a checkpoint tensor)
   at::Tensor inv_freq_long; // LongRoPE's, for sequences longer than the original context (else undefined)
+  at::Tensor inv_freq_local; // Gemma 3's sliding layers' (else undefined)
 };
+
+// cap * tanh(z / cap) in place when cap > 0 (Gemma's soft-capping); returns z.
+at::Tensor& softcap_(at::Tensor& z, double cap);
 TORCH_MODULE(CausalLM);
 
 // RoPE inverse frequencies for the config, scaling applied: [rotary_dim / 2] float32;
 // `long_factors` picks LongRoPE's long factors.
 at::Tensor rope_inv_freq(const ModelConfig& c, bool long_factors = false);
+// Plain inverse frequencies 1 / theta^(2i / d) over `dim` rotary dims.
+at::Tensor plain_inv_freq(double theta, int64_t dim);
 
 }  // namespace air::nn
