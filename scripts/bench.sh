@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the scoring benchmarks of docs/PERFORMANCE.md and prints their tables.
-# Usage: scripts/bench.sh [quick|cpu|memory|gpu] [extra air bench score flags...]
+# Usage: scripts/bench.sh [quick|cpu|moe|memory|gpu] [extra air bench score flags...]
 #   quick: the small shape only (a minute); cpu: the CPU table (about half an hour on 2 cores);
-#   memory: one 32k-token sample on the 0.5B shape, air only (peak RSS); gpu: bf16 on cuda.
+#   memory: one 32k-token sample on the 0.5B shape, air only (peak RSS); moe: the Qwen3-MoE-like
+#   shape (8 experts, top-2); gpu: bf16 on cuda.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-quick}
@@ -23,6 +24,10 @@ case "$mode" in
     run --shape qwen2.5-0.5b --samples 256 --lengths-from "$lengths" --json "$out/05b-short.json" "$@"
     run --shape qwen2.5-0.5b --workload long --lengths 4096 --json "$out/05b-4k.json" "$@"
     ;;
+  moe)
+    run --shape qwen3-moe-small --samples 256 --lengths-from "$lengths" --json "$out/moe-short.json" "$@"
+    run --shape qwen3-moe-small --workload long --lengths 4096 --json "$out/moe-4k.json" "$@"
+    ;;
   memory)
     run --shape qwen2.5-0.5b --workload long --lengths 32768 --no-baseline --rounds 1 --json "$out/05b-32k.json" "$@"
     ;;
@@ -31,5 +36,5 @@ case "$mode" in
     run --shape qwen2.5-0.5b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-05b-4k.json" "$@"
     run --shape qwen2.5-1.5b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-15b-4k.json" "$@"
     ;;
-  *) echo "usage: scripts/bench.sh [quick|cpu|memory|gpu]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [quick|cpu|moe|memory|gpu]" >&2; exit 2 ;;
 esac

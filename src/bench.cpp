@@ -46,10 +46,23 @@ ModelConfig shape_config(const std::string& name) {
     c.vocab_size = 151936, c.hidden_size = 1536, c.intermediate_size = 8960;
     c.num_hidden_layers = 28, c.num_attention_heads = 12, c.num_key_value_heads = 2;
     c.tie_word_embeddings = true;
+  } else if (name == "qwen3-moe-small") {
+    // Qwen3-MoE-like: 8 experts, top-2 renormalised, per-head q/k norms, every layer sparse.
+    c.architecture = Architecture::kQwen3Moe;
+    c.architecture_name = "Qwen3MoeForCausalLM";
+    c.model_type = "qwen3_moe";
+    c.qkv_bias = false;
+    c.qk_norm = true;
+    c.vocab_size = 32000, c.hidden_size = 512, c.intermediate_size = 1408;
+    c.num_hidden_layers = 6, c.num_attention_heads = 8, c.num_key_value_heads = 2;
+    c.num_experts = 8, c.experts_per_token = 2, c.moe_intermediate_size = 704, c.norm_topk_prob = true;
+    c.tie_word_embeddings = true;
   } else {
-    throw OptionError("shape", option_name("shape") + " '" + name + "': expected small, qwen2.5-0.5b or qwen2.5-1.5b");
+    throw OptionError("shape", option_name("shape") + " '" + name +
+                                   "': expected small, qwen2.5-0.5b, qwen2.5-1.5b or qwen3-moe-small");
   }
   c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.rotary_dim = c.head_dim;
   return c;
 }
 
@@ -77,9 +90,18 @@ int64_t param_bytes(const nn::CausalLM& m) {
 
 // FLOPs of one decoder layer over a sequence of T tokens: weight matmuls and causal attention.
 double layer_flops(const ModelConfig& c, int64_t T) {
-  const double d = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads,
-               Dh = c.head_dim, I = c.intermediate_size;
-  const double per_token = 2 * d * (H * Dh + 2 * Hkv * Dh) + 2 * H * Dh * d + 2 * 3 * d * I;
+  const double d = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads, Dh = c.head_dim;
+  // The MLP's width a token goes through, on average over the layers: a sparse layer runs its
+  // top-k experts (and the shared one) and the router.
+  double I = 0, router = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const bool sparse = c.sparse_layer(l);
+    I += sparse ? c.experts_per_token * c.moe_intermediate_size + c.shared_expert_intermediate_size : c.intermediate_size;
+    router += sparse ? 2.0 * d * c.num_experts : 0;
+  }
+  I /= static_cast<double>(c.num_hidden_layers);
+  router /= static_cast<double>(c.num_hidden_layers);
+  const double per_token = 2 * d * (H * Dh + 2 * Hkv * Dh) + 2 * H * Dh * d + 2 * 3 * d * I + router;
   const double attn = 2.0 * 2.0 * H * Dh * (static_cast<double>(T) * (T + 1) / 2.0);  // QK and PV, causal
   return per_token * T + attn;
 }
@@ -259,6 +281,51 @@ HeadSet bench_heads(const ModelConfig& c, uint64_t seed) {
   return HeadSet(hv);
 }
 
+// Seconds of `f` after one warm-up call.
+template <class F>
+double timed(const c10::Device& dev, F&& f) {
+  f();
+  sync(dev);
+  const auto t0 = Clock::now();
+  f();
+  sync(dev);
+  return seconds_since(t0);
+}
+
+// A MoE model's time split (nothing for a dense one): the layer stack over `tokens` tokens
+// against its sparse blocks alone (router, grouping, experts) and the experts' own matmuls
+// alone, on the same hidden states.
+void moe_share(const nn::CausalLM& m, const c10::Device& dev, int64_t tokens, ScoreBenchSetup& s) {
+  const ModelConfig& c = m->config;
+  if (c.num_experts == 0) return;
+  const at::Tensor ids = at::randint(c.vocab_size, {1, tokens}, at::TensorOptions().dtype(at::kLong).device(dev));
+  const nn::Layout lay = m->layout_of(ids);
+  const at::Tensor h = m->embed(ids, lay);
+  const double whole = timed(dev, [&] { m->run_layers(h.clone(), 0, c.num_hidden_layers, lay, {}); });
+  std::vector<const nn::SparseMoeImpl*> blocks;
+  for (const auto& layer : m->model->layers->items)
+    if (layer->moe) blocks.push_back(layer->moe.get());
+  const double moe = timed(dev, [&] {
+    for (const auto* b : blocks) b->forward(h);
+  });
+  // The experts' matmuls on the rows each is routed.
+  std::vector<std::vector<std::pair<int64_t, at::Tensor>>> groups(blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const at::Tensor route = blocks[i]->routing(h);  // [N, E]
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      const at::Tensor rows = route.select(1, e).gt(0).nonzero().squeeze(1);
+      if (rows.numel() > 0) groups[i].push_back({e, h.index_select(0, rows)});
+    }
+  }
+  const double experts = timed(dev, [&] {
+    for (size_t i = 0; i < blocks.size(); ++i)
+      for (const auto& [e, x] : groups[i]) blocks[i]->experts->items[e]->forward(x);
+  });
+  s.moe_block_share = moe / whole;
+  s.expert_matmul_share = experts / whole;
+  s.moe_tokens = tokens;
+}
+
 struct Bench {
   const ScoreBenchOptions& opt;
   ModelConfig c;
@@ -415,6 +482,7 @@ nlohmann::json run_score_bench(const ScoreBenchOptions& opt, ScoreBenchEvents& e
   ScoreBenchSetup s{opt.shape, dev.str(), dtype_name(dtype), at::get_num_threads(), static_cast<int64_t>(b.heads.size()),
                     opt.rounds, param_bytes(b.m), MatmulRate::kRows, c.hidden_size, c.intermediate_size,
                     rate.measure(), b.chip_gflops};
+  moe_share(b.m, dev, opt.batch_tokens, s);
   events.started(s);
   std::vector<std::vector<int64_t>> workloads;
   if (opt.workload == "short") workloads.push_back(corpus_lengths(opt));
@@ -422,8 +490,10 @@ nlohmann::json run_score_bench(const ScoreBenchOptions& opt, ScoreBenchEvents& e
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& lengths : workloads)
     for (const ScoreBenchRow& r : run_workload(b, lengths, events)) rows.push_back(row_json(r));
-  const nlohmann::json report{{"shape", opt.shape}, {"device", s.device}, {"dtype", s.dtype}, {"threads", s.threads},
+  nlohmann::json report{{"shape", opt.shape}, {"device", s.device}, {"dtype", s.dtype}, {"threads", s.threads},
                               {"rounds", opt.rounds}, {"weights_bytes", s.weights_bytes}, {"rows", rows}};
+  if (s.moe_block_share >= 0)
+    report["moe"] = {{"tokens", s.moe_tokens}, {"block_share", s.moe_block_share}, {"expert_matmul_share", s.expert_matmul_share}};
   if (!opt.json_out.empty()) {
     OutputFile f(opt.json_out);
     f.stream() << report.dump(2) << "\n";

@@ -291,8 +291,8 @@ ChatTemplate template_from_json(const nlohmann::json& j) {
 std::string detect_template(const std::filesystem::path& model_dir, bool* unrecognised) {
   if (unrecognised) *unrecognised = false;
   const nlohmann::json cfg = tokenizer_config(model_dir);
-  if (!cfg.is_object() || !cfg.contains("chat_template") || !cfg["chat_template"].is_string()) return "plain";
-  const std::string s = cfg["chat_template"].get<std::string>();
+  const std::string s = chat_template_text(cfg);
+  if (s.empty()) return "plain";
   auto has = [&](const std::string& text) { return s.find(text) != std::string::npos; };
   if (has("<|im_sep|>")) {
     // Phi-4 writes ChatML's markers with <|im_sep|> after the role (tested before ChatML).

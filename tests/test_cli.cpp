@@ -200,6 +200,27 @@ TEST_F(CliTest, InspectDescribesAndRejects) {
             fs::file_size(fixture_dir("qwen3") / "model.safetensors"));
   EXPECT_TRUE(j["unused_tensors"].empty());
 
+  // Each family's specifics: Gemma 2's windowed layers, soft-caps and scaling; the experts.
+  testing::internal::CaptureStdout();
+  ASSERT_EQ(cli::run({"inspect", "--model", fixture_dir("gemma2").string(), "--json"}), 0);
+  const auto g = nlohmann::json::parse(testing::internal::GetCapturedStdout());
+  EXPECT_EQ(g["window_layers"], nlohmann::json({0, 2}));
+  EXPECT_EQ(g["attn_logit_softcap"], 5.0);
+  EXPECT_EQ(g["final_logit_softcap"], 3.0);
+  EXPECT_EQ(g["norm_scale"], "1 + weight");
+  EXPECT_TRUE(g["unused_tensors"].empty());  // all four norms a layer are read
+  testing::internal::CaptureStdout();
+  ASSERT_EQ(cli::run({"inspect", "--model", fixture_dir("qwen3-moe").string()}), 0);
+  const std::string text = testing::internal::GetCapturedStdout();
+  EXPECT_NE(text.find("experts:         8 of width 48, top-2 renormalised; sparse layers 1 2 3"), std::string::npos)
+      << text;
+  testing::internal::CaptureStdout();
+  ASSERT_EQ(cli::run({"inspect", "--model", fixture_dir("qwen2-moe").string(), "--json"}), 0);
+  const auto q = nlohmann::json::parse(testing::internal::GetCapturedStdout());
+  EXPECT_EQ(q["experts"]["shared_expert_intermediate_size"], 96);
+  EXPECT_FALSE(q["experts"]["renormalised"].get<bool>());
+  EXPECT_TRUE(q["unused_tensors"].empty());
+
   const fs::path dir = copy_fixture("llama", "broken");
   const std::string bytes = read_text(dir / "model.safetensors");
   write_text(dir / "model.safetensors", bytes.substr(0, bytes.size() / 2));

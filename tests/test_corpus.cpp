@@ -153,6 +153,35 @@ TEST(SampleTest, ResponseSpanIsTokenExact) {
   if (!absent.empty()) GTEST_SKIP() << "checked the tokenizers present; absent:" << absent << " (scripts/fetch-tokenizers.sh)";
 }
 
+// The same for the presets of the other families on their tokenizers: the sample's ids are the
+// rendered text's (no second BOS), and the response starts exactly where the prompt ends.
+TEST(SampleTest, PresetResponseStartIsTokenExact) {
+  const StepSplitter steps;
+  std::string absent;
+  for (const auto& [preset, name] : std::vector<std::pair<std::string, std::string>>{
+           {"gemma", "gemma3"}, {"phi3", "mistral"}, {"phi4", "cl100k"}, {"olmo2", "cl100k"},
+           {"deepseek", "deepseek_v3"}, {"llama3", "llama3_2"}, {"chatml", "qwen3"}}) {
+    if (!fs::exists(tok_dir(name))) {
+      absent += " " + name;
+      continue;
+    }
+    const auto tok = load_tokenizer(tok_dir(name));
+    const ChatTemplate t = load_chat_template(preset);
+    Record rec;
+    rec.messages = {{"system", "Be brief."}, {"user", "Lily has 3 apples."}, {"assistant", "She gives 1 away.\n\nSo 2 are left."}};
+    const Sample s = prepare_sample(rec, t, *tok, steps, {});
+    const Encoding whole = tok->encode(s.rendered.text, t.add_special_tokens);
+    ASSERT_GE(whole.ids.size(), s.ids.size()) << preset;
+    EXPECT_TRUE(std::equal(s.ids.begin(), s.ids.end(), whole.ids.begin())) << preset;
+    const size_t rb = s.rendered.response_begin;
+    for (int64_t k = 0; k < s.prompt_tokens; ++k) EXPECT_LE(s.offsets[k].second, rb) << preset;
+    EXPECT_EQ(s.offsets[s.prompt_tokens].first, rb) << preset;  // these templates end the prompt on a marker or newline
+    EXPECT_EQ(s.offsets.back().second, s.rendered.response_end) << preset;
+    EXPECT_EQ(s.rendered.text.substr(rb, s.rendered.response_end - rb), "She gives 1 away.\n\nSo 2 are left.") << preset;
+  }
+  if (!absent.empty()) GTEST_SKIP() << "checked the tokenizers present; absent:" << absent << " (scripts/fetch-tokenizers.sh)";
+}
+
 std::vector<size_t> starts_every(size_t n, size_t step) {
   std::vector<size_t> v;
   for (size_t i = 0; i < n; i += step) v.push_back(i);

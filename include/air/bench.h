@@ -19,7 +19,7 @@
 namespace air {
 
 struct ScoreBenchOptions {
-  std::string shape = "small";          // small | qwen2.5-0.5b | qwen2.5-1.5b
+  std::string shape = "small";          // small | qwen2.5-0.5b | qwen2.5-1.5b | qwen3-moe-small
   std::string workload = "short";       // short | long
   int64_t samples = 256;                // short workload: samples
   std::string lengths_from;             // JSONL corpus whose token lengths the short workload uses
@@ -41,6 +41,10 @@ struct ScoreBenchSetup {
   int64_t matmul_rows = 0, hidden = 0, intermediate = 0;  // the plain matmul [rows x hidden] x [hidden x intermediate]
   double matmul_gflops = 0;
   double chip_gflops = 0;  // a GPU's large square matmul (0 on the CPU)
+  // MoE shapes: shares of a forward over moe_tokens tokens spent in the sparse blocks (router,
+  // grouping and experts) and in the experts' matmuls alone (-1: a dense shape).
+  double moe_block_share = -1, expert_matmul_share = -1;
+  int64_t moe_tokens = 0;
 };
 
 // One method on one workload.

@@ -23,6 +23,9 @@ class BenchTable : public ScoreBenchEvents {
                 static_cast<long long>(s.hidden), static_cast<long long>(s.hidden),
                 static_cast<long long>(s.intermediate), s.matmul_gflops);
     if (s.chip_gflops > 0) std::printf("chip matmul [8192 x 8192] x [8192 x 8192]: %.1f GFLOP/s\n", s.chip_gflops);
+    if (s.moe_block_share >= 0)
+      std::printf("a forward over %lld tokens: %.0f%% in the MoE blocks, %.0f%% in the experts' matmuls\n",
+                  static_cast<long long>(s.moe_tokens), 100 * s.moe_block_share, 100 * s.expert_matmul_share);
     std::printf("%-18s %-15s %10s %9s %10s %9s %10s %8s %12s %9s\n", "workload", "method", "tokens", "seconds",
                 "tokens/s", "GFLOP/s", "of matmul", "executed", "peak RSS MB", "max |d|");
   }
@@ -46,7 +49,7 @@ class BenchTable : public ScoreBenchEvents {
 void register_score_bench(CLI::App& bench) {
   auto opt = std::make_shared<ScoreBenchOptions>();
   CLI::App* b = bench.add_subcommand("score", "air score's path against the straightforward method");
-  b->add_option("--shape", opt->shape, "small, qwen2.5-0.5b or qwen2.5-1.5b")->capture_default_str();
+  b->add_option("--shape", opt->shape, "small, qwen2.5-0.5b, qwen2.5-1.5b or qwen3-moe-small")->capture_default_str();
   b->add_option("--workload", opt->workload, "short (many 100-400 token samples) or long")->capture_default_str();
   b->add_option("--samples", opt->samples, "short workload: samples")->capture_default_str();
   b->add_option("--lengths-from", opt->lengths_from, "short workload: take token lengths from this JSONL corpus");

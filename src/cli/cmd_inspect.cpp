@@ -17,6 +17,39 @@ struct InspectOptions {
   RuntimeOptions runtime;  // only --threads matters: inspect loads on the CPU in fp32
 };
 
+// What sets a family apart, where the checkpoint has it: windowed layers, Gemma's scaling and
+// soft-caps, Gemma 3's local RoPE base, the experts.
+void print_specifics(const nlohmann::json& j) {
+  auto& o = std::cout;
+  if (j["sliding_window"].get<int64_t>() > 0) {
+    o << "sliding window:  " << j["sliding_window"];
+    if (j.contains("window_layers")) {
+      o << " on layers";
+      for (const auto& l : j["window_layers"]) o << " " << l;
+    } else {
+      o << " on every layer";
+    }
+    o << "\n";
+  }
+  if (j.contains("attention_scale")) o << "attention scale: " << j["attention_scale"] << "\n";
+  if (j.contains("attn_logit_softcap") || j.contains("final_logit_softcap"))
+    o << "soft-caps:       attention " << j.value("attn_logit_softcap", nlohmann::json("none")) << ", final "
+      << j.value("final_logit_softcap", nlohmann::json("none")) << "\n";
+  if (j.contains("embedding_scale")) o << "embeddings:      times " << j["embedding_scale"].get<std::string>() << "\n";
+  if (j.contains("rope_local_theta")) o << "local rope:      theta " << j["rope_local_theta"] << " on the windowed layers\n";
+  if (j.contains("rotary_dim")) o << "rotary dims:     " << j["rotary_dim"] << " of each head\n";
+  if (j.contains("experts")) {
+    const auto& e = j["experts"];
+    o << "experts:         " << e["count"] << " of width " << e["intermediate_size"] << ", top-" << e["per_token"]
+      << (e["renormalised"].get<bool>() ? " renormalised" : " not renormalised");
+    if (e["shared_expert_intermediate_size"].get<int64_t>() > 0)
+      o << ", shared expert of width " << e["shared_expert_intermediate_size"];
+    o << "; sparse layers";
+    for (const auto& l : e["sparse_layers"]) o << " " << l;
+    o << "\n";
+  }
+}
+
 void print_text(const nlohmann::json& j) {
   auto& o = std::cout;
   o << "path:            " << j["path"].get<std::string>() << "\n"
@@ -30,7 +63,12 @@ void print_text(const nlohmann::json& j) {
     << "positions:       " << j["max_position_embeddings"] << " (rope theta " << j["rope_theta"]
     << ", scaling " << j["rope_scaling"].get<std::string>() << ")\n"
     << "tied embeddings: " << (j["tie_word_embeddings"].get<bool>() ? "yes" : "no") << "\n"
-    << "parameters:      " << j["parameters"] << "\n"
+    << "norms:           " << j["sublayer_norms"].get<std::string>()
+    << (j.contains("norm_scale") ? ", scale " + j["norm_scale"].get<std::string>() : std::string())
+    << (j["qk_norm"].get<bool>() ? "; q/k norms over " + j["qk_norm_over"].get<std::string>() : std::string()) << "\n"
+    << "activation:      " << j["activation"].get<std::string>() << "\n";
+  print_specifics(j);
+  o << "parameters:      " << j["parameters"] << "\n"
     << "tensor dtypes:  ";
   for (const auto& [k, v] : j["tensor_dtypes"].items()) o << " " << k << " x" << v;
   o << "\nfiles:\n";

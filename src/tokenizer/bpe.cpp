@@ -256,8 +256,8 @@ void Bpe::encode_uncached(std::string_view piece, std::vector<PieceToken>& out) 
     if (l < 0) return;
     const int32_t r = syms[l].next;
     if (r < 0) return;
-    if (const FlatMap64::Value* mg = merges_.find(key(syms[l].id, syms[r].id)))
-      heap.push({mg->first, l, r, mg->second, syms[l].id, syms[r].id});
+    const FlatMap64::Value mg = merge_of(syms[l].id, syms[r].id);
+    if (mg.first >= 0) heap.push({mg.first, l, r, mg.second, syms[l].id, syms[r].id});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) consider(i);
   while (!heap.empty()) {

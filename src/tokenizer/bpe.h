@@ -95,6 +95,24 @@ class Bpe {
   std::unordered_map<std::string, int32_t> vocab_;  // raw bytes (byte-level) or text -> id
   std::vector<std::string> id_to_token_;
   FlatMap64 merges_;  // key(left id, right id) -> {rank, merged id}
+  // The merge of a pair (rank -1: none), through a small direct-mapped cache in front of
+  // merges_: text repeats its pairs, and the cache stays in L2 where merges_ (megabytes for the
+  // 256k vocabularies) misses it on nearly every lookup.
+  FlatMap64::Value merge_of(int32_t a, int32_t b) const {
+    const uint64_t k = key(a, b);
+    PairSlot& slot = pair_cache_[(k * 0x9E3779B97F4A7C15ull) >> (64 - kPairCacheBits)];
+    if (slot.key != k) {
+      const FlatMap64::Value* v = merges_.find(k);
+      slot = {k, v ? *v : FlatMap64::Value{-1, -1}};
+    }
+    return slot.value;
+  }
+  static constexpr int kPairCacheBits = 16;
+  struct PairSlot {
+    uint64_t key;
+    FlatMap64::Value value;
+  };
+  mutable std::vector<PairSlot> pair_cache_ = std::vector<PairSlot>(size_t{1} << kPairCacheBits, PairSlot{~uint64_t{0}, {-1, -1}});
   FlatMap64 chars_;   // SentencePiece-style: one UTF-8 character's bytes, packed -> {id, 0}
   int32_t byte_ids_[256];  // byte-level: id of each byte; byte fallback: id of <0xXX>
   mutable std::unordered_map<std::string, std::vector<PieceToken>> cache_;
