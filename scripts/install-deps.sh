@@ -17,6 +17,7 @@ packages=(
   libspdlog-dev
   libgtest-dev
   clang libclang-rt-14-dev
+  slurm-wlm munge
 )
 
 missing=()

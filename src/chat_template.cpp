@@ -57,6 +57,7 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
     t.tool = {"<|start_header_id|>ipython<|end_header_id|>\n\n", "<|eot_id|>"};
     t.reasoning = kThink;
     t.add_special_tokens = false;  // BOS is written in the text
+    t.trim = true;                 // message['content'] | trim
     return t;
   }
   if (name == "mistral") {
@@ -90,6 +91,7 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
     t.reasoning = kThink;
     t.system_in_user = true;
     t.add_special_tokens = false;
+    t.trim = true;  // message['content'] | trim (the system message before it is kept as it is)
     return t;
   }
   if (name == "phi3") {
@@ -166,6 +168,14 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
   throw UsageError("");
 }
 
+// Jinja's `| trim`: leading and trailing whitespace removed.
+std::string trimmed(const std::string& s) {
+  const char* ws = " \t\n\r\f\v";
+  const size_t b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
 std::string read(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -240,18 +250,19 @@ nlohmann::ordered_json template_to_json(const ChatTemplate& t) {
   j["default_system"] = t.default_system;
   j["system_in_user"] = t.system_in_user;
   j["add_special_tokens"] = t.add_special_tokens;
+  if (t.trim) j["trim"] = true;  // written only when set, so earlier runs' templates read the same
   return j;
 }
 
 ChatTemplate template_from_json(const nlohmann::json& j) {
   static const std::set<std::string> kKeys = {"name", "begin", "system", "user", "assistant", "tool", "reasoning",
-                                              "tool_call", "default_system", "system_in_user", "add_special_tokens",
+                                              "tool_call", "default_system", "system_in_user", "add_special_tokens", "trim",
                                               "origin"};
   if (!j.is_object()) throw UsageError("a template is a JSON object, got " + std::string(j.type_name()));
   for (const auto& [key, value] : j.items())
     if (!kKeys.count(key))
       throw UsageError("unknown template entry \"" + key + "\" (known: name, begin, system, user, assistant, tool, "
-                       "reasoning, tool_call, default_system, system_in_user, add_special_tokens)");
+                       "reasoning, tool_call, default_system, system_in_user, add_special_tokens, trim)");
   auto text = [&](const nlohmann::json& obj, const std::string& key, const std::string& at) {
     if (!obj.contains(key)) return std::string();
     if (!obj[key].is_string())
@@ -285,6 +296,7 @@ ChatTemplate template_from_json(const nlohmann::json& j) {
   t.default_system = text(j, "default_system", "default_system");
   t.system_in_user = flag("system_in_user", !j.contains("system"));
   t.add_special_tokens = flag("add_special_tokens", true);
+  t.trim = flag("trim", false);
   return t;
 }
 
@@ -369,7 +381,7 @@ Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
   bool has_system = false;
   for (const auto& m : messages) has_system |= m.role == "system";
   std::vector<Message> msgs;
-  if (!has_system && !t.default_system.empty()) msgs.push_back({"system", t.default_system});
+  if (!has_system && !t.default_system.empty()) msgs.push_back({"system", t.default_system, "", {}});
   msgs.insert(msgs.end(), messages.begin(), messages.end());
 
   for (size_t i = 0; i < msgs.size(); ++i) {
@@ -386,7 +398,7 @@ Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
     r.text += role.prefix;
     std::string content;
     if (last && !m.reasoning.empty()) content = t.reasoning.prefix + m.reasoning + t.reasoning.suffix;
-    content += m.content;
+    content += t.trim ? trimmed(m.content) : m.content;
     if (m.role == "user" && !pending_system.empty()) {
       content = pending_system + "\n\n" + content;
       pending_system.clear();

@@ -131,11 +131,11 @@ bool qwen_windows(Architecture a) {
          a == Architecture::kQwen3Moe;
 }
 
-// A positive number or null/absent (0 = none); anything else names the field.
+// A positive number, or the fallback when absent or null; anything else names the field.
 double optional_positive(const Fields& f, const char* key, double fallback, const std::string& where) {
   const double v = f.number_or(key, fallback);
-  if (!(v >= 0) || !std::isfinite(v))
-    throw CheckpointError(where + ": field '" + key + "' must be a positive number or null, got " + std::to_string(v));
+  if (!(v > 0) || !std::isfinite(v))
+    throw CheckpointError(where + ": field '" + key + "' must be a positive number or null, got " + json(v).dump());
   return v;
 }
 
@@ -149,7 +149,8 @@ void parse_gemma(ModelConfig& c, const Fields& f, const json& j, const std::stri
   c.attention_scale = 1.0 / std::sqrt(scalar);
   // An explicit null means no soft-capping; absent means the family's default.
   auto cap = [&](const char* key, double fallback) {
-    if (j.contains(key) && j[key].is_null()) return 0.0;
+    if (!j.contains(key)) return fallback;
+    if (j[key].is_null()) return 0.0;
     return optional_positive(f, key, fallback, where);
   };
   c.attn_softcap = cap("attn_logit_softcapping", g3 ? 0.0 : 50.0);
@@ -159,6 +160,12 @@ void parse_gemma(ModelConfig& c, const Fields& f, const json& j, const std::stri
   if (c.sliding_window < 0) throw CheckpointError(where + ": sliding_window must be >= 0");
   if (g3) c.rope_local_theta = optional_positive(f, "rope_local_base_freq", 10000.0, where);
   c.sliding_layers.assign(static_cast<size_t>(c.num_hidden_layers), false);
+  // Sliding layers need a window (HF would mask every key of them).
+  auto check_window = [&] {
+    if (c.sliding_window <= 0 && std::find(c.sliding_layers.begin(), c.sliding_layers.end(), true) != c.sliding_layers.end())
+      throw CheckpointError(where + ": field 'sliding_window' must be >= 1: this config has sliding-window layers, got " +
+                            (j.contains("sliding_window") ? j["sliding_window"].dump() : std::string("none")));
+  };
   if (f.has("layer_types")) {  // newer configs list each layer's kind
     const json& types = j["layer_types"];
     if (!types.is_array() || static_cast<int64_t>(types.size()) != c.num_hidden_layers)
@@ -171,12 +178,14 @@ void parse_gemma(ModelConfig& c, const Fields& f, const json& j, const std::stri
                               "]: expected \"sliding_attention\" or \"full_attention\", got " + types[i].dump());
       c.sliding_layers[i] = t == "sliding_attention";
     }
+    check_window();
     return;
   }
   const int64_t pattern = g3 ? f.integer_or("sliding_window_pattern", 6) : 2;
   if (pattern <= 0) throw CheckpointError(where + ": field 'sliding_window_pattern' must be >= 1, got " + std::to_string(pattern));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l)
     c.sliding_layers[l] = g3 ? (l + 1) % pattern != 0 : l % 2 == 0;
+  check_window();
 }
 
 // Sparse mixture-of-experts fields (HF's MixtralConfig, Qwen2MoeConfig and Qwen3MoeConfig defaults).
@@ -200,8 +209,9 @@ void parse_moe(ModelConfig& c, const Fields& f, const json& j, const std::string
       const json& layers = j["mlp_only_layers"];
       if (!layers.is_array()) throw CheckpointError(where + ": field 'mlp_only_layers': expected a list of layer indices, got " + layers.dump());
       for (const auto& v : layers) {
-        if (!v.is_number_integer())
-          throw CheckpointError(where + ": field 'mlp_only_layers': expected layer indices, got " + v.dump());
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.num_hidden_layers)
+          throw CheckpointError(where + ": field 'mlp_only_layers': expected layer indices in [0, " +
+                                std::to_string(c.num_hidden_layers) + ") (num_hidden_layers), got " + v.dump());
         c.mlp_only_layers.push_back(v.get<int64_t>());
       }
     }

@@ -8,6 +8,7 @@
 #include "air/score_record.h"
 #include "air/scorer.h"
 
+#include <ATen/Parallel.h>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -385,13 +386,25 @@ CorpusStats score_corpus(const ScoreJobOptions& opt, const CorpusSetup& corpus, 
   if (!cursor.empty())
     dopt.skip = [&](const Record& r) { return !cursor.next_is_rejected() && cursor.take(r.line, r.id, r.hash, counts); };
   dopt.on_progress = [&](double fraction) { window.read_to(fraction); };
+  // On a stop request: the records held are scored and written, OUT.partial is kept.
+  auto stop_if_asked = [&] {
+    if (!opt.stop || opt.stop->load() == 0) return;
+    window.flush();
+    const int sig = opt.stop->load();
+    throw Interrupted("stopped on request (signal " + std::to_string(sig) + ") after writing " +
+                          std::to_string(window.written() + static_cast<int64_t>(done.lines.size())) +
+                          " records; the same command with " + option_name("resume") + " continues",
+                      128 + sig);
+  };
   const CorpusStats st = read_corpus(
       opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.splitter, dopt,
       [&](Sample&& s) {
         if (!cursor.take(s.record.line, s.record.id, s.record.hash, counts)) window.add(std::move(s));
+        stop_if_asked();
       },
       [&](const Reject& r) {
         if (!cursor.take(r.line, r.id, line_hash(r.raw), counts)) window.add(r);
+        stop_if_asked();
       });
   cursor.check_all_taken();
   window.flush();
@@ -465,7 +478,10 @@ ScoreJobResult run_score_job(const ScoreJobOptions& given, JobEvents& events) {
   else if (!res.paths.stream && fs::exists(ScoreWriter::partial_path(opt.out)))
     events.warn(ScoreWriter::partial_path(opt.out) + " from an earlier run is replaced (" + option_name("resume") + " would continue it)");
   events.info("scoring " + opt.data + " with " + c.architecture_name + " on " + m.device.str() + " in " +
-              dtype_name(m.dtype) + ", heads " + heads.set.to_string() + ", template " + corpus.tmpl.name);
+              dtype_name(m.dtype) + ", heads " + heads.set.to_string() + ", template " + corpus.tmpl.name +
+              (m.device.is_cpu() ? ", " + std::to_string(at::get_num_threads()) + " threads (" +
+                                       std::to_string(available_cpus()) + " CPUs in this process's affinity)"
+                                 : ""));
   Counts counts;
   const CorpusStats st = score_corpus(opt, corpus, scorer, run, done, counts, events, t0);
 

@@ -181,6 +181,11 @@ TEST(ConfigTest, GemmaLayersCapsAndDefaults) {
   g3.erase("layer_types");
   g3["final_logit_softcapping"] = -1;
   EXPECT_NE(error_of(g3).find("final_logit_softcapping"), std::string::npos);
+  g3["final_logit_softcapping"] = 0;  // HF would divide by it
+  EXPECT_NE(error_of(g3).find("final_logit_softcapping"), std::string::npos);
+  g3.erase("final_logit_softcapping");
+  g3["sliding_window"] = 0;  // sliding layers without a window
+  EXPECT_NE(error_of(g3).find("sliding_window"), std::string::npos) << error_of(g3);
 }
 
 // MoE: experts, top-k, renormalisation, and which layers are sparse.
@@ -204,6 +209,8 @@ TEST(ConfigTest, MoeFieldsAndSparseLayers) {
   j["mlp_only_layers"] = {3};
   c = parse(j);
   for (int64_t l = 0; l < 4; ++l) EXPECT_EQ(c.sparse_layer(l), l == 1) << l;
+  j["mlp_only_layers"] = {7};  // a 4-layer model
+  EXPECT_NE(error_of(j).find("[0, 4)"), std::string::npos) << error_of(j);
   j["mlp_only_layers"] = "0";
   EXPECT_NE(error_of(j).find("mlp_only_layers"), std::string::npos);
   j.erase("mlp_only_layers");

@@ -100,6 +100,17 @@ TEST(TemplateTest, RendersEachPresetWithTheResponseLast) {
   r = render(load_chat_template("mistral"), conv);
   EXPECT_EQ(r.text, "<s>[INST] Be brief.\n\nHi? [/INST]Hello.");
 
+  // Gemma's and Llama 3's templates trim each message's content (Jinja's | trim); Gemma 3 keeps
+  // the system message it puts before the first user message as it is.
+  r = render(load_chat_template("gemma"), {{"system", "Sys "}, {"user", "  spaced  \n"}, {"assistant", "\n answer \n"}});
+  EXPECT_EQ(r.text, "<bos><start_of_turn>user\nSys \n\nspaced<end_of_turn>\n<start_of_turn>model\nanswer");
+  EXPECT_EQ(r.text.substr(r.response_begin), "answer");
+  r = render(load_chat_template("llama3"), {{"user", " Hi? "}, {"assistant", "Hello.\n"}});
+  EXPECT_EQ(r.text, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>"
+                    "<|start_header_id|>assistant<|end_header_id|>\n\nHello.");
+  EXPECT_EQ(render(load_chat_template("chatml"), {{"user", " Q "}, {"assistant", "A\n"}}).text,
+            "<|im_start|>user\n Q <|im_end|>\n<|im_start|>assistant\nA\n");  // ChatML keeps it
+
   r = render(load_chat_template("plain", "\n### "), {{"user", "Q"}, {"assistant", "A"}});
   EXPECT_EQ(r.text, "Q\n### A");
   EXPECT_EQ(r.response_begin, 6u);

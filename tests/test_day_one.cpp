@@ -322,6 +322,11 @@ TEST(HelpTest, EveryFlagIsDocumentedAndEveryDocumentedFlagExists) {
   const fs::path root = fs::path(AIR_MODELS_DIR) / "..";
   const std::string docs = read_text(root / "README.md") + read_text(root / "docs" / "OUTPUTS.md");
   std::set<std::string> known = flags_in(help_of({"--help"}));
+  // The Slurm scripts' flags (scripts/slurm/submit.sh and the sbatch options it sets) are theirs.
+  for (const char* script : {"submit.sh", "air-score.sbatch"}) {
+    const auto f = flags_in(read_text(root / "scripts" / "slurm" / script));
+    known.insert(f.begin(), f.end());
+  }
   for (const char* cmd : {"probe", "score", "select", "render", "tokenize", "loss", "inspect", "bench"}) {
     const std::string help = help_of({cmd, "--help"});
     const auto flags = flags_in(help);

@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "test_util.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -134,6 +135,54 @@ TEST_F(JobTest, ScoreJobReportsProgressAndResults) {
   }
   EXPECT_EQ(cli::flag_of("response_fields"), "--response-field");
   EXPECT_EQ(cli::flag_of("max_length"), "--max-length");
+}
+
+// A stop request (what a signal handler sets) ends the job after the records in flight: they are
+// written, OUT.partial and its sidecar are kept, Interrupted carries 128 + the signal; resumed,
+// the job writes exactly what an uninterrupted one writes.
+struct StopAfterFirstWindow : Recorder {
+  std::atomic<int> stop{0};
+  void progress(const ScoreProgress& p) override {
+    Recorder::progress(p);
+    stop.store(15);
+  }
+};
+
+TEST_F(JobTest, StopRequestKeepsWhatWasScoredForResume) {
+  const fs::path c = corpus(20);
+  const fs::path whole = tmp_ / "whole.jsonl", cut = tmp_ / "cut.jsonl";
+  ScoreJobOptions o = score_options(c, whole);
+  o.heads = (tmp_ / "h.json").string();
+  ProbeJobOptions po;
+  po.model = o.model;
+  po.out = o.heads;
+  po.probe.selection.num_heads = 3;
+  po.runtime.threads = 1;
+  Recorder quiet;
+  run_probe_job(po, quiet);
+  o.window = 4;
+  run_score_job(o, quiet);
+
+  o.out = cut.string();
+  StopAfterFirstWindow ev;
+  o.stop = &ev.stop;
+  try {
+    run_score_job(o, ev);
+    ADD_FAILURE() << "the job did not stop";
+  } catch (const Interrupted& e) {
+    EXPECT_EQ(e.exit_code(), 128 + 15);
+    EXPECT_NE(std::string(e.what()).find("`resume`"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(cut));
+  const auto kept = lines(cut.string() + ".partial");
+  EXPECT_EQ(kept.size(), 4u);  // the window in flight, and nothing after it
+  EXPECT_TRUE(fs::exists(cut.string() + ".partial.json"));
+
+  o.stop = nullptr;
+  o.resume = true;
+  const ScoreJobResult r = run_score_job(o, quiet);
+  EXPECT_EQ(r.resumed, 4);
+  EXPECT_EQ(lines(cut), lines(whole));
 }
 
 // The probe job returns the whole heads file, settings included, and writes it.

@@ -26,6 +26,7 @@ struct ChatTemplate {
   std::string default_system;  // system message used when a record has none (empty = none)
   bool system_in_user = false; // fold the system message into the first user message
   bool add_special_tokens = true;  // also add the tokenizer post-processor's tokens (BOS)
+  bool trim = false;               // each message's content without leading and trailing whitespace (Jinja's | trim)
 };
 
 // Built-in presets: "chatml" (Qwen2/Qwen3), "qwen2.5" (ChatML with Qwen2.5's default system

@@ -41,6 +41,20 @@ AIR_DEFINE_ERROR(IoError, 5)
 
 #undef AIR_DEFINE_ERROR
 
+// A job stopped on request (a signal) after finishing and writing the records in flight; what it
+// wrote is kept for resuming. The exit code is the front-end's (128 + the signal number).
+class Interrupted : public Error {
+ public:
+  Interrupted(const std::string& message, int code) : Error(message), code_(code) {}
+  int exit_code() const override { return code_; }
+  [[noreturn]] void rethrow_with(const std::string& context) const override {
+    throw Interrupted(context + ": " + what(), code_);
+  }
+
+ private:
+  int code_;
+};
+
 // How messages name an option of a job: its name in the options struct, "`max_length`" by
 // default. A front-end sets its own spelling once, before running jobs (the command line:
 // "--max-length"), so that what users read (errors, warnings, reasons in a rejects file) names

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <atomic>
 #include <string>
 
 namespace air {
@@ -40,6 +41,10 @@ struct ScoreJobOptions {
   bool resume = false;
   Shard shard;
   RuntimeOptions runtime;
+  // Set to a signal number (nonzero) from anywhere, e.g. a signal handler: the job reads no more
+  // records, scores and writes the ones it holds, keeps OUT.partial (and its meta) for --resume,
+  // and throws Interrupted with exit code 128 + that number. Null: never stops early.
+  const std::atomic<int>* stop = nullptr;
 };
 
 // Where a job writes: OUT and the files beside it.

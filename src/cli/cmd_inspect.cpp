@@ -33,10 +33,10 @@ void print_specifics(const nlohmann::json& j) {
   }
   if (j.contains("attention_scale")) o << "attention scale: " << j["attention_scale"] << "\n";
   if (j.contains("attn_logit_softcap") || j.contains("final_logit_softcap"))
-    o << "soft-caps:       attention " << j.value("attn_logit_softcap", nlohmann::json("none")) << ", final "
-      << j.value("final_logit_softcap", nlohmann::json("none")) << "\n";
+    o << "soft-caps:       attention " << (j.contains("attn_logit_softcap") ? j["attn_logit_softcap"].dump() : "none")
+      << ", final " << (j.contains("final_logit_softcap") ? j["final_logit_softcap"].dump() : "none") << "\n";
   if (j.contains("embedding_scale")) o << "embeddings:      times " << j["embedding_scale"].get<std::string>() << "\n";
-  if (j.contains("rope_local_theta")) o << "local rope:      theta " << j["rope_local_theta"] << " on the windowed layers\n";
+  if (j.contains("rope_local_theta")) o << "local rope:      theta " << j["rope_local_theta"] << " on the sliding-window layers\n";
   if (j.contains("rotary_dim")) o << "rotary dims:     " << j["rotary_dim"] << " of each head\n";
   if (j.contains("experts")) {
     const auto& e = j["experts"];

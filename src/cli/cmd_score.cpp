@@ -7,10 +7,42 @@
 #include "cli/probe_flags.h"
 
 #include <CLI/CLI.hpp>
+#include <signal.h>
 #include <spdlog/spdlog.h>
+
+#include <atomic>
 
 namespace air::cli {
 namespace {
+
+std::atomic<int> g_signal{0};
+
+extern "C" void on_stop_signal(int sig) { g_signal.store(sig); }
+
+// SIGTERM (Slurm's preemption and time limit), SIGINT and SIGUSR1 ask the job to stop after the
+// records in flight; the handlers go back to the default after the first signal, so a second one
+// ends the process at once. Restored when the job ends.
+class StopOnSignals {
+ public:
+  StopOnSignals() {
+    g_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &sa, &old_[i]);
+  }
+  ~StopOnSignals() {
+    for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &old_[i], nullptr);
+  }
+  StopOnSignals(const StopOnSignals&) = delete;
+  StopOnSignals& operator=(const StopOnSignals&) = delete;
+  const std::atomic<int>& stop = g_signal;
+
+ private:
+  static constexpr int kSignals[3] = {SIGTERM, SIGINT, SIGUSR1};
+  struct sigaction old_[3];
+};
 
 // The flags that are not options of the job as they are: parsed into it by job_options().
 struct ScoreFlags {
@@ -79,8 +111,10 @@ void register_score(CLI::App& app) {
   add_corpus_flags(*cmd, opt->corpus, &opt->rejects);
   add_runtime_flags(*cmd, opt->runtime);
   cmd->callback([opt, flags] {
-    const ScoreJobOptions job = job_options(*opt, *flags);
+    ScoreJobOptions job = job_options(*opt, *flags);
     LogEvents events;
+    const StopOnSignals signals;
+    job.stop = &signals.stop;
     print_summary(job, run_score_job(job, events));
   });
 }

@@ -605,11 +605,12 @@ Layout CausalLMImpl::layout(int64_t B, int64_t T, const std::vector<int64_t>& le
   if (lay.padded()) lay.flat = index_tensor(flat, w.device());
   // As HF, in float32: angle = position * inv_freq, the table [cos | cos] over the rotary dims.
   const at::Tensor p = index_tensor(pos, w.device()).to(at::kFloat);
-  auto table = [&](const at::Tensor& inv, double factor) {
+  // inv_long (LongRoPE's, or undefined) replaces inv throughout a sequence longer than the original context.
+  auto table = [&](const at::Tensor& inv, const at::Tensor& inv_long, double factor) {
     at::Tensor freqs = at::outer(p, inv.to(w.device()));  // [N, d/2] float32
-    if (inv_freq_long.defined() && &inv == &inv_freq) {  // LongRoPE: long factors throughout a long sequence
+    if (inv_long.defined()) {
       const at::Tensor is_long = index_tensor(long_row, w.device()).to(at::kBool).unsqueeze(1);
-      freqs = at::where(is_long, at::outer(p, inv_freq_long.to(w.device())), freqs);
+      freqs = at::where(is_long, at::outer(p, inv_long.to(w.device())), freqs);
     }
     const at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [N, 1, d]
     at::Tensor cos = emb.cos(), sin = emb.sin();
@@ -619,8 +620,8 @@ Layout CausalLMImpl::layout(int64_t B, int64_t T, const std::vector<int64_t>& le
     }
     return Rope{cos.to(w.scalar_type()), sin.to(w.scalar_type())};
   };
-  lay.rope = table(inv_freq, rs.type == RopeScaling::Type::kLongRope ? rs.attention_factor : 1.0);
-  if (inv_freq_local.defined()) lay.rope_local = table(inv_freq_local, 1.0);
+  lay.rope = table(inv_freq, inv_freq_long, rs.type == RopeScaling::Type::kLongRope ? rs.attention_factor : 1.0);
+  if (inv_freq_local.defined()) lay.rope_local = table(inv_freq_local, at::Tensor(), 1.0);
   return lay;
 }
 
