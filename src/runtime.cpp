@@ -57,6 +57,35 @@ c10::Device parse_device(const std::string& name) {
   throw OptionError("device", option_name("device") + " '" + name + "': expected cpu, cuda or cuda:N");
 }
 
+std::vector<c10::Device> parse_devices(const std::string& list) {
+  std::vector<c10::Device> out;
+  size_t b = 0;
+  while (true) {
+    const size_t e = list.find(',', b);
+    out.push_back(parse_device(list.substr(b, e == std::string::npos ? std::string::npos : e - b)));
+    if (e == std::string::npos) break;
+    b = e + 1;
+  }
+  return out;
+}
+
+std::vector<c10::Device> place_layers(int64_t layers, const std::vector<c10::Device>& devices) {
+  std::vector<c10::Device> out;
+  if (devices.empty()) return out;
+  const int64_t n = static_cast<int64_t>(devices.size());
+  for (int64_t d = 0; d < n; ++d) {
+    const int64_t count = layers / n + (d < layers % n ? 1 : 0);
+    for (int64_t i = 0; i < count; ++i) out.push_back(devices[d]);
+  }
+  return out;
+}
+
+std::string devices_string(const std::vector<c10::Device>& devices) {
+  std::string s;
+  for (const auto& d : devices) s += (s.empty() ? "" : ",") + d.str();
+  return s;
+}
+
 std::optional<at::ScalarType> parse_dtype(const std::string& name) {
   if (name == "auto") return std::nullopt;
   if (name == "fp32" || name == "float32") return at::kFloat;
@@ -124,11 +153,23 @@ void check_finite(const at::Tensor& t, const std::string& what) {
   }
 }
 
-nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& device,
-                            at::ScalarType dtype) {
+nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& first, at::ScalarType dtype,
+                            const std::vector<c10::Device>& layer_devices) {
   nn::CausalLM model(ckpt.config());
+  const std::vector<c10::Device> placed = place_layers(ckpt.config().num_hidden_layers, layer_devices);
+  model->layer_device = placed;
+  // A parameter's device: its layer's; the final norm and the output head on the last device.
+  auto device_of = [&](const std::string& name) {
+    if (placed.empty()) return first;
+    const std::string prefix = "model.layers.";
+    if (name.compare(0, prefix.size(), prefix) == 0)
+      return placed[static_cast<size_t>(std::strtoll(name.c_str() + prefix.size(), nullptr, 10))];
+    if (name.rfind("model.norm.", 0) == 0 || name.rfind("lm_head.", 0) == 0) return layer_devices.back();
+    return layer_devices.front();
+  };
   for (auto& item : model->named_parameters(/*recurse=*/true)) {
     at::Tensor& p = item.value();
+    const c10::Device device = device_of(item.key());
     const TensorSource src = source_of(ckpt.config(), item.key());
     const std::string& name = src.tensor;
     const SafetensorsFile& file = ckpt.file_of(name);
@@ -209,7 +250,7 @@ LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
   if (rt.max_memory < 0) throw OptionError("max_memory", option_name("max_memory") + " must be >= 0");
   const int64_t limit = rt.max_memory > 0 ? rt.max_memory : resident_bytes() + available_memory_bytes();
   LoadedModel m;
-  m.device = rt.device;
+  m.device = rt.layer_devices.empty() ? rt.device : rt.layer_devices.front();
   if (m.device.is_cuda() && !at::hasCUDA())
     throw OptionError("device", option_name("device") + " " + m.device.str() + ": this build of libtorch has no CUDA, or no GPU is visible");
   m.checkpoint = with_context("loading checkpoint " + dir, [&] { return Checkpoint::open(dir); });
@@ -222,7 +263,8 @@ LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
   m.dtype = resolve_dtype(rt.dtype, m.device, m.checkpoint.config());
   use_exact_fp32(m.device, m.dtype);
   m.model = with_context("loading checkpoint " + dir,
-                         [&] { return load_causal_lm(m.checkpoint, m.device, m.dtype); });
+                         [&] { return load_causal_lm(m.checkpoint, m.device, m.dtype, rt.layer_devices); });
+  m.layer_devices = rt.layer_devices;
   m.model->eval();
   m.memory_budget = std::max<int64_t>(0, limit - resident_bytes());
   return m;

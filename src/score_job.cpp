@@ -126,7 +126,7 @@ nlohmann::ordered_json run_description(const ScoreJobOptions& opt, const LoadedM
   run["heads"] = {{"file", heads.file}, {"selected", heads.set.to_string()}};
   run["options"] = {{"score", score_mode_name(opt.score)},
                     {"dtype", dtype_name(m.dtype)},
-                    {"device", m.device.str()},
+                    {"device", m.layer_devices.empty() ? m.device.str() : devices_string(m.layer_devices)},
                     {"template", corpus.tmpl.name},
                     {"separator", cs.separator},
                     {"format", cs.format},
@@ -477,7 +477,8 @@ ScoreJobResult run_score_job(const ScoreJobOptions& given, JobEvents& events) {
   if (opt.resume) done = find_resumable(opt.out, run, events);
   else if (!res.paths.stream && fs::exists(ScoreWriter::partial_path(opt.out)))
     events.warn(ScoreWriter::partial_path(opt.out) + " from an earlier run is replaced (" + option_name("resume") + " would continue it)");
-  events.info("scoring " + opt.data + " with " + c.architecture_name + " on " + m.device.str() + " in " +
+  events.info("scoring " + opt.data + " with " + c.architecture_name + " on " +
+              (m.layer_devices.empty() ? m.device.str() : devices_string(m.layer_devices) + " (layers split)") + " in " +
               dtype_name(m.dtype) + ", heads " + heads.set.to_string() + ", template " + corpus.tmpl.name +
               (m.device.is_cpu() ? ", " + std::to_string(at::get_num_threads()) + " threads (" +
                                        std::to_string(available_cpus()) + " CPUs in this process's affinity)"

@@ -185,6 +185,41 @@ TEST_F(JobTest, StopRequestKeepsWhatWasScoredForResume) {
   EXPECT_EQ(lines(cut), lines(whole));
 }
 
+// A model split over several devices (layer ranges, as device_map="auto") scores exactly as on
+// one: two CPU placements here (cuda:0,cuda:0 in scripts/gpu-check.sh on a GPU machine).
+TEST_F(JobTest, LayersSplitOverDevicesScoreAsOnOne) {
+  const std::vector<c10::Device> two = {c10::Device(c10::kCPU), c10::Device(c10::kCPU)};
+  const auto placed = place_layers(5, two);
+  ASSERT_EQ(placed.size(), 5u);
+  EXPECT_THROW(parse_devices("cpu,gpu"), OptionError);
+  EXPECT_EQ(parse_devices("cpu,cpu").size(), 2u);
+  EXPECT_EQ(devices_string(parse_devices("cpu,cpu")), "cpu,cpu");
+
+  const fs::path c = corpus(12);
+  ScoreJobOptions o = score_options(c, tmp_ / "one.jsonl");
+  o.heads = (tmp_ / "h.json").string();
+  ProbeJobOptions po;
+  po.model = o.model;
+  po.out = o.heads;
+  po.probe.selection.num_heads = 3;
+  po.runtime.threads = 1;
+  Recorder ev;
+  run_probe_job(po, ev);
+  run_score_job(o, ev);
+  o.out = (tmp_ / "split.jsonl").string();
+  o.runtime.layer_devices = two;
+  const ScoreJobResult r = run_score_job(o, ev);
+  EXPECT_EQ(r.meta["options"]["device"], "cpu,cpu");
+  EXPECT_EQ(lines(o.out), lines(tmp_ / "one.jsonl"));
+  const LoadedModel m = load_model(o.model, o.runtime);
+  EXPECT_EQ(m.model->layer_device.size(), static_cast<size_t>(m.checkpoint.config().num_hidden_layers));
+  // The command line takes the list.
+  ASSERT_EQ(run_air({"score", "--model", o.model, "--heads", o.heads, "--data", c.string(), "--out",
+                     (tmp_ / "cli.jsonl").string(), "--device", "cpu,cpu", "--threads", "1", "--step-delimiter", "\\n"}),
+            0);
+  EXPECT_EQ(lines(tmp_ / "cli.jsonl"), lines(tmp_ / "one.jsonl"));
+}
+
 // The probe job returns the whole heads file, settings included, and writes it.
 TEST_F(JobTest, ProbeJobReturnsTheHeadsFileWithItsSettings) {
   ProbeJobOptions o;

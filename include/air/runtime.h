@@ -9,12 +9,17 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace air {
 
 // Where and how the model runs.
 struct RuntimeOptions {
   c10::Device device{c10::kCPU};
+  // Several devices: the decoder layers split into contiguous ranges over them in this order
+  // (as HF's device_map="auto"), the embeddings on the first and the final norm and output head
+  // on the last; `device` is the first. Empty: everything on `device`.
+  std::vector<c10::Device> layer_devices;
   std::optional<at::ScalarType> dtype;  // fp32, bf16 or fp16; empty: fp32 on CPU, the checkpoint's on GPU
   int threads = 0;             // intra-op threads (0 = all CPUs this process may use)
   int64_t max_memory = 0;      // bytes the process may use in all (0 = the memory available at start)
@@ -33,6 +38,13 @@ std::string memory_string(int64_t bytes);
 
 // "cpu", "cuda" or "cuda:N"; throws OptionError ("device") for a bad name or an absent GPU.
 c10::Device parse_device(const std::string& name);
+// "cuda:0,cuda:1" -> the devices in order (each as parse_device reads it).
+std::vector<c10::Device> parse_devices(const std::string& list);
+// The device of each of `layers` layers split into contiguous ranges over `devices`, as evenly as
+// counts allow (the first ranges one layer longer). Empty devices: empty.
+std::vector<c10::Device> place_layers(int64_t layers, const std::vector<c10::Device>& devices);
+// "cpu" or "cuda:0,cuda:1".
+std::string devices_string(const std::vector<c10::Device>& devices);
 // "fp32", "bf16", "fp16" (or float32, bfloat16, float16); "auto": empty. OptionError ("dtype")
 // for another name.
 std::optional<at::ScalarType> parse_dtype(const std::string& name);
@@ -56,14 +68,16 @@ std::string dtype_name(at::ScalarType t);
 // Builds the model for ckpt and fills every parameter from it: each must be present with the
 // checkpoint's shape and a floating dtype. Tensors already on the device in the right dtype
 // are used in place (no copy). Throws CheckpointError naming file, tensor, expected and got.
+// With layer_devices (see RuntimeOptions), the layers are placed over them.
 nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& device,
-                            at::ScalarType dtype);
+                            at::ScalarType dtype, const std::vector<c10::Device>& layer_devices = {});
 
 // A model ready to run, with what it was loaded from.
 struct LoadedModel {
   Checkpoint checkpoint;
   nn::CausalLM model{nullptr};
-  c10::Device device{c10::kCPU};
+  c10::Device device{c10::kCPU};  // the first device
+  std::vector<c10::Device> layer_devices;  // the devices the layers are split over (else empty; see model->layer_device)
   at::ScalarType dtype = at::kFloat;
   // Bytes left for work once the model is loaded: the limit (RuntimeOptions::max_memory, or the
   // memory available at start) less what the process holds after loading.

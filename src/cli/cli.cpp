@@ -48,7 +48,17 @@ void LogEvents::progress(const ScoreProgress& p) {
 
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
   cmd.add_option_function<std::string>(
-         "--device", [&rt](const std::string& v) { rt.device = parse_device(v); }, "cpu, cuda or cuda:N")
+         "--device",
+         [&rt](const std::string& v) {
+           rt.layer_devices.clear();
+           if (v.find(',') == std::string::npos) {
+             rt.device = parse_device(v);
+             return;
+           }
+           rt.layer_devices = parse_devices(v);
+           rt.device = rt.layer_devices.front();
+         },
+         "cpu, cuda or cuda:N; a list (cuda:0,cuda:1) splits the model's layers over those devices")
       ->default_str("cpu")
       ->group("Runtime");
   cmd.add_option_function<std::string>(

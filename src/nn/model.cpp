@@ -633,7 +633,7 @@ Layout CausalLMImpl::layout_of(const at::Tensor& ids, const std::vector<int64_t>
 at::Tensor CausalLMImpl::embed(const at::Tensor& ids, const Layout& lay) const {
   if (ids.dim() != 2 || ids.size(0) != lay.B || ids.size(1) != lay.T)
     throw UsageError("ids must be [" + std::to_string(lay.B) + ", " + std::to_string(lay.T) + "]");
-  at::Tensor flat = ids.to(output_weight().device()).reshape({lay.B * lay.T});
+  at::Tensor flat = ids.to(model->embed_tokens->weight.device()).reshape({lay.B * lay.T});
   if (lay.padded()) flat = flat.index_select(0, lay.flat);
   at::Tensor h = model->embed_tokens->forward(flat);
   if (config.embed_scale) {
@@ -645,20 +645,45 @@ at::Tensor CausalLMImpl::embed(const at::Tensor& ids, const Layout& lay) const {
   return h;
 }
 
+Layout Layout::to(const c10::Device& device) const {
+  Layout l = *this;
+  auto move = [&](at::Tensor& t) {
+    if (t.defined()) t = t.to(device);
+  };
+  move(l.flat);
+  move(l.rope.cos);
+  move(l.rope.sin);
+  move(l.rope_local.cos);
+  move(l.rope_local.sin);
+  return l;
+}
+
 at::Tensor CausalLMImpl::run_layers(at::Tensor h, int64_t begin, int64_t end, const Layout& lay,
                                     const ForwardOptions& opt) const {
-  for (int64_t i = begin; i < end; ++i) h = model->layers->items[i]->forward(h, lay, opt);
+  const Layout* cur = &lay;
+  Layout moved;
+  for (int64_t i = begin; i < end; ++i) {
+    if (!layer_device.empty()) {  // split over devices: the layer's own
+      const c10::Device dev = layer_device[i];
+      if (h.device() != dev) h = h.to(dev);
+      if (cur->rope.cos.device() != dev) {
+        moved = lay.to(dev);
+        cur = &moved;
+      }
+    }
+    h = model->layers->items[i]->forward(h, *cur, opt);
+  }
   return h;
 }
 
 at::Tensor CausalLMImpl::hidden_states(const at::Tensor& ids, const ForwardOptions& opt) const {
   const Layout lay = layout_of(ids);
   at::Tensor h = run_layers(embed(ids, lay), 0, config.num_hidden_layers, lay, opt);
-  return model->norm->forward(h).view({lay.B, lay.T, h.size(1)});
+  return model->norm->forward(h.to(model->norm->weight.device())).view({lay.B, lay.T, h.size(1)});
 }
 
 at::Tensor CausalLMImpl::logits(const at::Tensor& ids, const ForwardOptions& opt) const {
-  at::Tensor z = at::linear(hidden_states(ids, opt), output_weight()).to(at::kFloat);
+  at::Tensor z = at::linear(hidden_states(ids, opt).to(output_weight().device()), output_weight()).to(at::kFloat);
   return softcap_(z, config.final_softcap);
 }
 
@@ -679,7 +704,8 @@ std::vector<NextTokenStats> CausalLMImpl::stats_from_hidden(const at::Tensor& la
   if (!starts.empty() && static_cast<int64_t>(starts.size()) != B)
     throw UsageError("next_token_stats: " + std::to_string(starts.size()) + " starts for " +
                      std::to_string(B) + " rows");
-  const at::Tensor h = model->norm->forward(last);  // [N, D]
+  // [N, D], on the output head's device (the last one, or the first when tied to the embeddings)
+  const at::Tensor h = model->norm->forward(last.to(model->norm->weight.device())).to(output_weight().device());
   const at::Device dev = h.device();
 
   // Rows that predict a real next token: (b, t) with start <= t and t + 1 < lengths[b];

@@ -90,6 +90,8 @@ struct Layout {
   Rope rope;                     // rotary tables of the packed tokens' positions
   Rope rope_local;               // Gemma 3's sliding layers' tables (else undefined)
   bool padded() const { return N != B * T; }
+  // The same layout with its tensors on `device`.
+  Layout to(const c10::Device& device) const;
 };
 
 struct AttentionImpl : torch::nn::Module {
@@ -219,6 +221,9 @@ struct CausalLMImpl : torch::nn::Module {
   at::Tensor inv_freq;      // [rotary_dim / 2] float32 (buffer, not a checkpoint tensor)
   at::Tensor inv_freq_long; // LongRoPE's, for sequences longer than the original context (else undefined)
   at::Tensor inv_freq_local; // Gemma 3's sliding layers' (else undefined)
+  // Each layer's device when the model is split over several (empty: all on one); run_layers
+  // moves the hidden states and the layout where a layer's device changes.
+  std::vector<c10::Device> layer_device;
 };
 
 // cap * tanh(z / cap) in place when cap > 0 (Gemma's soft-capping); returns z.
