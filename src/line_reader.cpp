@@ -222,4 +222,15 @@ void check_jsonl(const std::string& path) {
   LineReader probe(path);  // reads the first line only
 }
 
+int64_t count_records(const std::string& path) {
+  struct stat st {};
+  if (path == "-" || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+  LineReader in(path, false);
+  std::string line;
+  int64_t n = 0;
+  bool too_long = false;
+  while (in.next_record(line, &too_long)) ++n;
+  return n;
+}
+
 }  // namespace air

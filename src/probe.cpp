@@ -198,7 +198,8 @@ std::vector<ProbeItem> corpus_items(const std::vector<Sample>& samples, const Pr
 }
 
 ProbeResult run_probe(const nn::CausalLM& model, const std::vector<ProbeItem>& items,
-                      const ProbeOptions& opt) {
+                      const ProbeOptions& opt,
+                      const std::function<void(int64_t, int64_t, int64_t)>& on_item) {
   c10::InferenceMode guard;
   const int64_t L = model->config.num_hidden_layers, H = model->config.num_attention_heads;
   std::vector<at::Tensor> rates;  // per item [L, H] float64 copy rates
@@ -218,6 +219,7 @@ ProbeResult run_probe(const nn::CausalLM& model, const std::vector<ProbeItem>& i
     const int64_t right = (pred == at::tensor(next, at::TensorOptions().dtype(at::kLong))).sum().item<int64_t>();
     counts.push_back(2 * right >= static_cast<int64_t>(it.targets.size()));
     rates.push_back(counter.copies().to(at::kDouble) / static_cast<double>(it.targets.size()));
+    if (on_item) on_item(static_cast<int64_t>(rates.size()), static_cast<int64_t>(items.size()), static_cast<int64_t>(it.ids.size()));
   }
   ProbeResult r;
   r.items_total = static_cast<int64_t>(rates.size());

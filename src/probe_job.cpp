@@ -7,6 +7,7 @@
 #include "air/tokenizer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -227,7 +228,20 @@ HeadsFile probe_heads(const LoadedModel& m, const ProbeSettings& s, const Corpus
       if (x >= c.vocab_size) throw DataError("probe item token id " + std::to_string(x) + " is outside the model's vocabulary");
   events.info("probe: " + std::to_string(items.size()) + " " + probe_kind_name(opt.kind) + " items from " + source);
   HeadsFile h;
-  h.result = run_probe(m.model, items, opt);
+  ScoreProgress p;
+  p.stage = "probe";
+  p.total = static_cast<int64_t>(items.size());
+  const auto t0 = std::chrono::steady_clock::now();
+  h.result = run_probe(m.model, items, opt, [&](int64_t done, int64_t total, int64_t tokens) {
+    p.records = p.scored = done;
+    p.tokens += tokens;
+    p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    p.tokens_per_second = p.seconds > 0 ? static_cast<double>(p.tokens) / p.seconds : 0;
+    p.fraction = static_cast<double>(done) / static_cast<double>(total);
+    p.eta_seconds = p.seconds * static_cast<double>(total - done) / static_cast<double>(done);
+    p.done = done == total;
+    events.progress(p);
+  });
   h.selected = select_heads(h.result.ranked, c.num_hidden_layers * c.num_attention_heads, s.selection);
   h.info.model_path = m.checkpoint.dir().string();
   h.info.architecture = c.architecture_name;

@@ -143,6 +143,7 @@ nlohmann::ordered_json run_description(const ScoreJobOptions& opt, const LoadedM
                     {"batch_tokens", opt.batch_tokens}};
   run["template"] = template_to_json(corpus.tmpl);
   run["template"]["origin"] = corpus.template_origin;
+  if (!opt.config.empty()) run["config"] = opt.config;
   return run;
 }
 
@@ -272,9 +273,13 @@ class WindowWriter {
     std::vector<const Sample*> batch;
     for (const auto& e : entries_)
       if (auto* s = std::get_if<Sample>(&e)) batch.push_back(s);
-    for (const Sample* b : batch) run_tokens_ += static_cast<int64_t>(b->ids.size());
     const auto t_batch = Clock::now();
-    const std::vector<ScoreResult> results = scorer_.score(batch);
+    int64_t in_window = 0;  // records of the window scored so far
+    const std::vector<ScoreResult> results = scorer_.score(batch, [&](int64_t samples, int64_t tokens) {
+      in_window += samples;
+      run_tokens_ += tokens;
+      report(in_window);
+    });
     scoring_seconds_ += since(t_batch);
     if (scoring_seconds_ > 0)
       token_limit_ = std::max<int64_t>(
@@ -283,7 +288,12 @@ class WindowWriter {
     entries_.clear();
     samples_ = tokens_ = 0;
     last_flush_ = Clock::now();
-    report();
+    report(0);
+  }
+  // The last report: everything read is written.
+  void finish() {
+    progress_.done = true;
+    report(0);
   }
 
  private:
@@ -311,10 +321,10 @@ class WindowWriter {
     }
     out_.flush();
   }
-  void report() {
+  // Progress with `in_window` records of the unwritten window scored.
+  void report(int64_t in_window) {
     ScoreProgress& p = progress_;
-    p.records += static_cast<int64_t>(written_ - reported_);
-    reported_ = written_;
+    p.records = base_records_ + written_ + in_window;
     p.scored = counts_.scored;
     p.errors = counts_.errors;
     p.response_tokens = counts_.response_tokens;
@@ -322,7 +332,10 @@ class WindowWriter {
     p.seconds = since(start_);
     p.tokens_per_second = p.seconds > 0 ? static_cast<double>(run_tokens_) / p.seconds : 0;
     const double read = p.fraction - fraction_start_;
-    p.eta_seconds = p.fraction >= 0 && read > 0 ? p.seconds * (1 - p.fraction) / read : -1;
+    const int64_t run_records = p.records - base_records_;
+    if (p.total >= 0 && run_records > 0)
+      p.eta_seconds = p.seconds * static_cast<double>(std::max<int64_t>(p.total - p.records, 0)) / static_cast<double>(run_records);
+    else p.eta_seconds = p.fraction >= 0 && read > 0 ? p.seconds * (1 - p.fraction) / read : -1;
     events_.progress(p);
   }
 
@@ -337,7 +350,8 @@ class WindowWriter {
   int64_t token_limit_;
   int64_t run_tokens_ = 0;      // tokens through the model in this run
   double scoring_seconds_ = 0;  // in scorer.score, for the rate
-  int64_t written_ = 0, reported_ = 0;
+  int64_t written_ = 0;
+  const int64_t base_records_ = progress_.records;  // resumed before this run
   double fraction_start_ = -1;  // of the input read when this run's first record was
   const Clock::time_point start_ = Clock::now();
   Clock::time_point last_flush_ = Clock::now();
@@ -376,6 +390,10 @@ CorpusStats score_corpus(const ScoreJobOptions& opt, const CorpusSetup& corpus, 
   };
   ScoreProgress base;
   base.records = static_cast<int64_t>(done.lines.size());
+  // The records of this shard, counted first for the progress (cheap next to scoring them).
+  const int64_t lines = count_records(opt.data);
+  if (lines >= 0)
+    base.total = lines > opt.shard.index ? (lines - opt.shard.index + opt.shard.count - 1) / opt.shard.count : 0;
   WindowWriter window(opt, scorer, out, counts, base, events);
   out.set_time(done.seconds, done.runs,
                [&] { return nlohmann::json{{"wall_seconds", since(t0)}, {"records", window.written()}}; });
@@ -408,6 +426,7 @@ CorpusStats score_corpus(const ScoreJobOptions& opt, const CorpusSetup& corpus, 
       });
   cursor.check_all_taken();
   window.flush();
+  window.finish();
   out.commit();
   return st;
 }

@@ -104,7 +104,8 @@ void Scorer::score_rows(const std::vector<const Sample*>& samples, const std::ve
   }
 }
 
-std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples) const {
+std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples,
+                                      const std::function<void(int64_t, int64_t)>& on_batch) const {
   c10::InferenceMode guard;
   std::vector<ScoreResult> out(samples.size());
   std::vector<int64_t> lengths;
@@ -139,6 +140,11 @@ std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples
           out[r].error = std::string("scoring failed: ") + first_line(e.what());
         }
       }
+    }
+    if (on_batch) {
+      int64_t tokens = 0;
+      for (size_t r : rows) tokens += lengths[r];
+      on_batch(static_cast<int64_t>(rows.size()), tokens);
     }
   }
   return out;

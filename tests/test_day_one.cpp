@@ -327,12 +327,13 @@ TEST(HelpTest, EveryFlagIsDocumentedAndEveryDocumentedFlagExists) {
     const auto f = flags_in(read_text(root / "scripts" / "slurm" / script));
     known.insert(f.begin(), f.end());
   }
-  for (const char* cmd : {"probe", "score", "select", "render", "tokenize", "loss", "inspect", "bench"}) {
+  const std::set<std::string> documented{"probe", "score", "select", "render", "compare", "report", "weights"};
+  for (const char* cmd :
+       {"probe", "score", "select", "render", "compare", "report", "weights", "tokenize", "loss", "inspect", "bench"}) {
     const std::string help = help_of({cmd, "--help"});
     const auto flags = flags_in(help);
     known.insert(flags.begin(), flags.end());
-    if (std::string(cmd) == "score" || std::string(cmd) == "select" || std::string(cmd) == "render" ||
-        std::string(cmd) == "probe")
+    if (documented.count(cmd))
       for (const auto& f : flags)
         if (f != "--help") EXPECT_NE(docs.find(f), std::string::npos) << "air " << cmd << " " << f << " is not documented";
   }

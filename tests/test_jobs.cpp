@@ -85,14 +85,15 @@ TEST_F(JobTest, ExampleFrontEndWritesWhatAirScoreWrites) {
     nlohmann::json j = read_json(p);
     j.erase("wall_seconds");
     j.erase("runs");
+    j.erase("config");  // the command line's flags; the example has none
     return j;
   };
   EXPECT_EQ(meta(a.string() + ".meta.json"), meta(b.string() + ".meta.json"));
   EXPECT_NE(read_text(tmp_ / "example.log").find("records"), std::string::npos);  // its progress
 }
 
-// Progress arrives after each window, counting up to the corpus, with the share of the corpus
-// read; messages name options, never flags.
+// Progress arrives after each batch (the probe's after each item), counting up to the corpus
+// counted first, with the share of the corpus read; messages name options, never flags.
 TEST_F(JobTest, ScoreJobReportsProgressAndResults) {
   const fs::path c = corpus(20);
   ScoreJobOptions o = score_options(c, tmp_ / "s.jsonl");
@@ -102,14 +103,21 @@ TEST_F(JobTest, ScoreJobReportsProgressAndResults) {
   EXPECT_EQ(r.records, 20);
   EXPECT_EQ(r.scored, 20);
   EXPECT_EQ(r.meta["counts"]["scored"], 20);
-  ASSERT_EQ(ev.progress_seen.size(), 4u);
+  std::vector<ScoreProgress> probe, score;
+  for (const ScoreProgress& p : ev.progress_seen) (p.stage == "probe" ? probe : score).push_back(p);
+  ASSERT_FALSE(probe.empty());
+  EXPECT_EQ(probe.back().records, probe.back().total);
+  EXPECT_TRUE(probe.back().done);
+  ASSERT_GE(score.size(), 5u);  // a batch at least in each of 4 windows, and the end
   int64_t before = 0;
-  for (const ScoreProgress& p : ev.progress_seen) {
-    EXPECT_GT(p.records, before);
+  for (const ScoreProgress& p : score) {
+    EXPECT_GE(p.records, before);
     before = p.records;
+    EXPECT_EQ(p.total, 20);
     EXPECT_GT(p.tokens_per_second, 0);
     EXPECT_GT(p.fraction, 0);
     EXPECT_LE(p.fraction, 1);
+    EXPECT_EQ(p.done, &p == &score.back());
   }
   EXPECT_EQ(ev.progress_seen.back().records, 20);
   EXPECT_EQ(ev.progress_seen.back().scored, 20);

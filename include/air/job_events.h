@@ -9,8 +9,10 @@
 
 namespace air {
 
-// Where a scoring job stands, told after each window of records is written.
+// Where a job stands, told after each batch: a scoring job's records, or a probe's items.
 struct ScoreProgress {
+  std::string stage = "score";  // "score": records; "probe": probe items
+  int64_t total = -1;           // records (of the shard) or items to do (-1: unknown, e.g. stdin)
   int64_t records = 0;          // corpus records done: scored, failed, rejected or resumed
   int64_t scored = 0;           // of them, scored
   int64_t errors = 0;           // of them, failed in scoring
@@ -20,6 +22,7 @@ struct ScoreProgress {
   double tokens_per_second = 0;
   double fraction = -1;         // of the corpus read (-1: unknown, e.g. stdin)
   double eta_seconds = -1;      // to the end at this run's rate (-1: unknown)
+  bool done = false;            // the last report of this stage
 };
 
 class JobEvents {

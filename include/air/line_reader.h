@@ -71,6 +71,10 @@ class LineReader {
 // the length cap throws DataError naming it.
 void for_each_line(const std::string& path, const std::function<void(const std::string&, int64_t)>& fn);
 
+// The record lines (non-blank) of a file, read through once for progress; -1 for stdin, a pipe
+// or a device, which cannot be read twice.
+int64_t count_records(const std::string& path);
+
 // Parses one JSONL line; throws DataError "where: malformed JSON (...)".
 nlohmann::json parse_json_line(const std::string& line, const std::string& where);
 

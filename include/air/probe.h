@@ -9,6 +9,7 @@
 #include "air/tokenizer.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -77,8 +78,10 @@ struct ProbeResult {
 
 // Runs the base model over each item with an attention observer that reduces each layer's
 // probabilities to the argmax key of each target query (no [L, H, T, T] tensor is kept).
+// `on_item`, when given, is told after each item: items done, items in all, the item's tokens.
 ProbeResult run_probe(const nn::CausalLM& model, const std::vector<ProbeItem>& items,
-                      const ProbeOptions& opt);
+                      const ProbeOptions& opt,
+                      const std::function<void(int64_t done, int64_t total, int64_t tokens)>& on_item = nullptr);
 
 // The critical set from a ranking over `total_heads` heads. Throws UsageError for num_heads
 // above the heads there are, or a min_score no head reaches.

@@ -45,6 +45,10 @@ struct ScoreJobOptions {
   // records, scores and writes the ones it holds, keeps OUT.partial (and its meta) for --resume,
   // and throws Interrupted with exit code 128 + that number. Null: never stops early.
   const std::atomic<int>* stop = nullptr;
+  // The front-end's configuration (e.g. the TOML of the flags given, on the command line or in a
+  // config file), kept in the meta as "config" so that the run can be repeated from it. Empty:
+  // none kept.
+  std::string config;
 };
 
 // Where a job writes: OUT and the files beside it.

@@ -8,6 +8,7 @@
 #include "air/influence.h"
 #include "air/nn/model.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,9 @@ class Scorer {
   // Scores the samples (batched by length internally); results in the given order. A record that
   // cannot be scored (non-finite losses, a failure inside the model) gets an error of its own;
   // the others are scored as usual.
-  std::vector<ScoreResult> score(const std::vector<const Sample*>& samples) const;
+  // `on_batch`, when given, is told after each batch: the samples and tokens it held.
+  std::vector<ScoreResult> score(const std::vector<const Sample*>& samples,
+                                 const std::function<void(int64_t samples, int64_t tokens)>& on_batch = nullptr) const;
 
   const HeadSet& heads() const { return heads_; }
 

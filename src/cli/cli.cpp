@@ -7,7 +7,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <map>
 
 namespace air::cli {
@@ -37,19 +41,107 @@ std::string flag_of(const std::string& option) {
   return f;
 }
 
-void LogEvents::info(const std::string& message) { spdlog::info("{}", message); }
-void LogEvents::warn(const std::string& message) { spdlog::warn("{}", message); }
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string clock_text(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
+  return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
+}
+
+std::string thousands(int64_t n) {
+  std::string d = std::to_string(n < 0 ? -n : n), out;
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (i > 0 && (d.size() - i) % 3 == 0) out += ',';
+    out += d[i];
+  }
+  return (n < 0 ? "-" : "") + out;
+}
+
+}  // namespace
+
+std::string progress_text(const ScoreProgress& p) {
+  const char* unit = p.stage == "probe" ? "items" : "records";
+  std::string s = p.stage + ": " + thousands(p.records);
+  if (p.total >= 0) {
+    s += "/" + thousands(p.total) + " " + unit;
+    if (p.total > 0) s += fmt::format(" ({:.1f}%)", 100.0 * static_cast<double>(p.records) / static_cast<double>(p.total));
+  } else {
+    s += std::string(" ") + unit;
+    if (p.fraction >= 0) s += fmt::format(" ({:.1f}% of the input read)", 100 * p.fraction);
+  }
+  s += " | " + thousands(static_cast<int64_t>(p.tokens_per_second + 0.5)) + " tok/s | " + clock_text(p.seconds);
+  if (p.done) s += " | done";
+  else if (p.eta_seconds >= 0) s += " | ETA " + clock_text(p.eta_seconds);
+  if (p.stage != "probe") s += " | " + thousands(p.errors) + (p.errors == 1 ? " error" : " errors");
+  return s;
+}
+
+LogEvents::LogEvents(ProgressSettings progress) : settings_(progress), tty_(isatty(STDERR_FILENO) == 1) {}
+
+LogEvents::~LogEvents() {
+  if (!line_.empty()) std::fputs("\n", stderr);
+}
+
+void LogEvents::clear_line() {
+  if (line_.empty()) return;
+  std::fputs("\r\033[K", stderr);
+  std::fflush(stderr);
+}
+
+void LogEvents::info(const std::string& message) {
+  clear_line();
+  spdlog::info("{}", message);
+  if (!line_.empty()) std::fputs(line_.c_str(), stderr), std::fflush(stderr);
+}
+
+void LogEvents::warn(const std::string& message) {
+  clear_line();
+  spdlog::warn("{}", message);
+  if (!line_.empty()) std::fputs(line_.c_str(), stderr), std::fflush(stderr);
+}
+
 void LogEvents::progress(const ScoreProgress& p) {
-  std::string eta;
-  if (p.eta_seconds >= 0) eta = fmt::format("; {:.0f}% of the corpus read, about {:.0f} s left", 100 * p.fraction, p.eta_seconds);
-  spdlog::info("scored {} records ({} response tokens) so far; {:.0f} tokens/s (prompt and response); {:.0f} s{}",
-               p.scored, p.response_tokens, p.tokens_per_second, p.seconds, eta);
+  if (settings_.quiet) return;
+  const double now = now_seconds();
+  if (tty_) {
+    if (!p.done && now - last_ < 0.25) return;  // redrawn at most 4 times a second
+    last_ = now;
+    line_ = progress_text(p);
+    std::fputs(("\r\033[K" + line_).c_str(), stderr);
+    if (p.done) {
+      std::fputs("\n", stderr);
+      line_.clear();
+    }
+    std::fflush(stderr);
+    return;
+  }
+  if (last_ < -1e299) last_ = now;  // the first line after `every` seconds
+  if (p.done || now - last_ < settings_.every) return;
+  last_ = now;
+  spdlog::info("{}", progress_text(p));
+}
+
+void add_progress_flags(CLI::App& cmd, ProgressSettings& progress) {
+  cmd.add_option("--progress-every", progress.every,
+                 "seconds between progress lines when stderr is not a terminal (a Slurm log, a pipe); "
+                 "on a terminal one line is updated in place")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 1e9))
+      ->group("Output");
+  cmd.add_flag("--quiet", progress.quiet, "show no progress (messages and the summary still go to stderr)")->group("Output");
 }
 
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
   cmd.add_option_function<std::string>(
          "--device",
-         [&rt](const std::string& v) {
+         [&rt, &cmd](const std::string& v) {
+           // A --config file's sections set every command's flags; only the command run checks
+           // its devices (another command's cuda:0 must not fail a CPU-only select).
+           if (!cmd.parsed()) return;
            rt.layer_devices.clear();
            if (v.find(',') == std::string::npos) {
              rt.device = parse_device(v);
@@ -96,6 +188,11 @@ int run(int argc, const char* const* argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.set_config("--config", "",
+                 "TOML (or INI) file of settings, each command's under its section ([probe], [score], [select], ...), "
+                 "keys named as the flags without dashes (batch-tokens = 4096); flags given on the command line win")
+      ->check(CLI::ExistingFile);
+  app.allow_config_extras(CLI::config_extras_mode::error);
   // Set up before parsing: a flag's own check (--max-memory) may already have something to say.
   if (!spdlog::get("air")) setup_logging(log_level);
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
@@ -105,11 +202,19 @@ int run(int argc, const char* const* argv) {
   register_probe(app);
   register_score(app);
   register_select(app);
+  register_compare(app);
+  register_weights(app);
+  register_report(app);
   register_render(app);
   register_bench(app);
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ConfigError& e) {
+    spdlog::error("--config: {} (each command's settings go under its section, e.g. [score] then "
+                  "model = \"DIR\"; keys are the command's flags without the leading dashes)",
+                  e.what());
+    return 2;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;

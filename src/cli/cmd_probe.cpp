@@ -18,9 +18,11 @@ void register_probe(CLI::App& app) {
   add_probe_flags(*cmd, *probe);
   add_corpus_flags(*cmd, opt->corpus);
   add_runtime_flags(*cmd, opt->runtime);
-  cmd->callback([opt, probe] {
+  auto progress = std::make_shared<ProgressSettings>();
+  add_progress_flags(*cmd, *progress);
+  cmd->callback([opt, probe, progress] {
     opt->probe = probe_settings(*probe);
-    LogEvents events;
+    LogEvents events(*progress);
     run_probe_job(*opt, events);
   });
 }

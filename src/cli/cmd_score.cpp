@@ -85,7 +85,7 @@ void add_score_flags(CLI::App& cmd, ScoreJobOptions& opt, ScoreFlags& flags) {
       ->group("Scoring");
   cmd.add_option("--window", opt.window, "samples held in memory at once")->capture_default_str()->group("Scoring");
   cmd.add_option("--flush-every", opt.flush_every,
-                 "seconds: scored records are written (and progress logged) at least this often")
+                 "seconds: scored records are written at least this often")
       ->capture_default_str()
       ->group("Output");
   cmd.add_flag("--emit-token-scores", opt.emit_token_scores, "add per-token loss deltas")->group("Output");
@@ -110,9 +110,14 @@ void register_score(CLI::App& app) {
   add_probe_flags(*cmd, flags->probe);
   add_corpus_flags(*cmd, opt->corpus, &opt->rejects);
   add_runtime_flags(*cmd, opt->runtime);
-  cmd->callback([opt, flags] {
+  auto progress = std::make_shared<ProgressSettings>();
+  add_progress_flags(*cmd, *progress);
+  cmd->callback([cmd, opt, flags, progress] {
     ScoreJobOptions job = job_options(*opt, *flags);
-    LogEvents events;
+    // The flags given (on the command line or in a --config file): with this version's defaults
+    // for the rest, the run again.
+    job.config = "[score]\n" + cmd->config_to_str(false, false);
+    LogEvents events(*progress);
     const StopOnSignals signals;
     job.stop = &signals.stop;
     print_summary(job, run_score_job(job, events));

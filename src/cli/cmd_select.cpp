@@ -46,6 +46,20 @@ void add_select_flags(CLI::App& cmd, SelectJobOptions& opt, std::string& order) 
   auto* r = cmd.add_option("--top-ratio", opt.top_ratio, "select this fraction of the scored records")->group("Selection");
   k->excludes(r);
   cmd.add_flag("--dedupe", opt.dedupe, "keep one record per distinct response text (the best ranked)")->group("Selection");
+  cmd.add_option("--min-tokens", opt.min_tokens, "leave out records with fewer response tokens")->group("Selection");
+  cmd.add_option("--max-tokens", opt.max_tokens, "leave out records with more response tokens (0: no limit)")
+      ->group("Selection");
+  cmd.add_option("--min-score", opt.min_score, "leave out records with a lower air_score")->group("Selection");
+  cmd.add_option("--group-by", opt.group_by,
+                 "select per group: a record field (a.b for nested), e.g. source or domain; "
+                 "records without it form the group (missing)")
+      ->group("Selection");
+  cmd.add_option_function<std::string>(
+         "--per-group", [&opt](const std::string& v) { opt.per_group = parse_group_quota(v); },
+         "with --group-by: equal (the same number from each group) or proportional (each group's "
+         "share of the candidates, keeping the mix)")
+      ->default_str("proportional")
+      ->group("Selection");
   cmd.add_option("--order", order, "input or rank")->capture_default_str()->group("Output");
   cmd.add_option("--out", opt.out, "selected records JSONL (- = stdout)")->capture_default_str()->group("Output");
   cmd.add_flag("--annotate", opt.annotate, "add air_score and air_step_weights to each record")->group("Output");
@@ -66,6 +80,8 @@ void register_select(CLI::App& app) {
     LogEvents events;
     const SelectJobResult r = run_select_job(*opt, events);
     if (!r.shown.empty()) print_shown(r);
+    for (const GroupCount& g : r.groups)
+      spdlog::info("group {}: {} selected of {} candidates", g.name, g.selected, g.candidates);
     spdlog::info("selected {} of {} records with a score ({} records in {}, {} not scorable, {} without a score) -> {}",
                  r.selected, r.candidates, r.records, opt->data, r.errors, r.missing, opt->out);
   });
