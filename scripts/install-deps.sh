@@ -18,6 +18,7 @@ packages=(
   libgtest-dev
   clang libclang-rt-14-dev
   slurm-wlm munge
+  libtomlplusplus-dev
   chromium fonts-dejavu-core
 )
 

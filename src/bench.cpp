@@ -3,6 +3,7 @@
 #include "air/error.h"
 #include "air/line_reader.h"
 #include "air/output.h"
+#include "air/score_files.h"
 #include "air/scorer.h"
 #include "air/tokenizer.h"
 
@@ -16,7 +17,9 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <numeric>
 #include <random>
+#include <set>
 
 #include <dlfcn.h>
 #include <malloc.h>
@@ -185,16 +188,40 @@ std::vector<double> straightforward(const nn::CausalLM& m, const std::vector<con
   return scores;
 }
 
+// air's scoring path; the step scores of every sample go to *steps, in order.
 std::vector<double> air_path(const nn::CausalLM& m, const std::vector<const Sample*>& samples,
-                             const HeadSet& heads, int64_t batch_tokens) {
+                             const HeadSet& heads, int64_t batch_tokens, std::vector<double>* steps = nullptr) {
   ScoreOptions so;
   so.batch_tokens = batch_tokens;
   const Scorer scorer(m, heads, so);
   std::vector<double> out;
-  for (const auto& r : scorer.score(samples)) out.push_back(r.influence.score);
+  for (const auto& r : scorer.score(samples)) {
+    out.push_back(r.influence.score);
+    if (steps)
+      for (const auto& st : r.influence.steps) steps->push_back(st.score);
+  }
   return out;
 }
 
+// Of the top `fraction` of a by score, the share also in the top of b.
+double top_overlap(const std::vector<double>& a, const std::vector<double>& b, double fraction) {
+  const size_t n = std::min(a.size(), b.size());
+  const size_t k = std::max<size_t>(1, static_cast<size_t>(std::ceil(fraction * static_cast<double>(n))));
+  auto top = [&](const std::vector<double>& v) {
+    std::vector<size_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return v[x] > v[y]; });
+    return std::set<size_t>(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(std::min(k, n)));
+  };
+  const std::set<size_t> ta = top(a), tb = top(b);
+  size_t shared = 0;
+  for (size_t i : ta) shared += tb.count(i);
+  return n == 0 ? std::nan("") : static_cast<double>(shared) / static_cast<double>(ta.size());
+}
+
+// Random tokens; every other sample's response repeats spans of its prompt (as reasoning that
+// refers back does), so that the scores spread and their ranking means something. Responses
+// are cut into steps of about 32 tokens.
 std::vector<Sample> make_samples(const std::vector<int64_t>& lengths, int64_t vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<Sample> out;
@@ -203,7 +230,10 @@ std::vector<Sample> make_samples(const std::vector<int64_t>& lengths, int64_t vo
     s.ids.resize(T);
     for (auto& x : s.ids) x = static_cast<int64_t>(rng() % vocab);
     s.prompt_tokens = std::max<int64_t>(1, T / 4);
-    s.steps = {{0, 1, 0, T - s.prompt_tokens}};
+    if (out.size() % 2 == 1)
+      for (int64_t t = s.prompt_tokens; t < T; ++t) s.ids[t] = s.ids[(t - s.prompt_tokens) % s.prompt_tokens];
+    const int64_t n = T - s.prompt_tokens;
+    for (int64_t b = 0; b < n; b += 32) s.steps.push_back({0, 1, b, std::min(n, b + 32)});
     out.push_back(std::move(s));
   }
   return out;
@@ -335,13 +365,18 @@ struct Bench {
   HeadSet heads;
   const MatmulRate& rate;
   double chip_gflops;
+  // bf16 on a CPU: the same weights in fp32 too, for both methods in fp32 beside bf16 and for the
+  // rank agreement of bf16 scores with air's fp32 ones (else null).
+  nn::CausalLM fp32{nullptr};
 };
 
 // Time and scores of one method over the rounds.
 struct Tally {
+  bool air = false;  // air's path, else the straightforward method
+  bool fp32 = false;  // on the fp32 copy of the weights
   double secs = 0;
   int64_t rss = -1;
-  std::vector<double> scores;
+  std::vector<double> scores, steps;
   std::string not_run;
 };
 
@@ -349,24 +384,25 @@ struct Tally {
 // workload) or on the sample again (long), so that a machine whose speed drifts during the run
 // (a shared host) weighs on both methods alike. Returns the mean matmul rate over the rounds.
 double measure(const Bench& b, const std::vector<std::vector<const Sample*>>& parts,
-               const std::vector<const Sample*>& warm, Tally (&tally)[2]) {
-  for (int method = 0; method < 2; ++method) {  // warm-up (kernel loading, allocator), untimed
-    if (!tally[method].not_run.empty()) continue;
-    if (method == 0) straightforward(b.m, warm, b.heads);
-    else air_path(b.m, warm, b.heads, b.opt.batch_tokens);
+               const std::vector<const Sample*>& warm, std::vector<Tally>& tally) {
+  for (Tally& tl : tally) {  // warm-up (kernel loading, allocator), untimed
+    if (!tl.not_run.empty()) continue;
+    const nn::CausalLM& m = tl.fp32 ? b.fp32 : b.m;
+    if (!tl.air) straightforward(m, warm, b.heads);
+    else air_path(m, warm, b.heads, b.opt.batch_tokens);
   }
   double matmul_sum = 0;
   for (const auto& part : parts) {
     matmul_sum += b.rate.measure();
-    for (int method = 0; method < 2; ++method) {
-      Tally& tl = tally[method];
+    for (Tally& tl : tally) {
       if (!tl.not_run.empty()) continue;
+      const nn::CausalLM& m = tl.fp32 ? b.fp32 : b.m;
       sync(b.dev);
       release_free_memory();
       reset_peak_rss();
       const auto start = Clock::now();
       try {
-        const auto sc = method == 0 ? straightforward(b.m, part, b.heads) : air_path(b.m, part, b.heads, b.opt.batch_tokens);
+        const auto sc = !tl.air ? straightforward(m, part, b.heads) : air_path(m, part, b.heads, b.opt.batch_tokens, &tl.steps);
         sync(b.dev);
         tl.scores.insert(tl.scores.end(), sc.begin(), sc.end());
       } catch (const std::exception& e) {  // the baseline can run out of memory on long inputs
@@ -405,8 +441,13 @@ std::vector<ScoreBenchRow> run_workload(const Bench& b, const std::vector<int64_
     const size_t hi = short_workload ? samples.size() * (r + 1) / rounds : samples.size();
     for (size_t i = lo; i < hi; ++i) parts[r].push_back(&samples[i]);
   }
-  Tally tally[2];
-  tally[0].not_run = b.opt.baseline ? baseline_fits(b, lengths) : "not run";
+  // Both methods in the run's dtype; for bf16 on a CPU, both in fp32 as well.
+  std::vector<Tally> tally(b.fp32 ? 4 : 2);
+  for (size_t i = 0; i < tally.size(); ++i) {
+    tally[i].air = i % 2 == 1;
+    tally[i].fp32 = i >= 2;
+    if (!tally[i].air) tally[i].not_run = b.opt.baseline ? baseline_fits(b, lengths) : "not run";
+  }
   const double mm = measure(b, parts, {&warm_sample[0]}, tally);
   // Work: each token in both passes (a long sample again in every round).
   int64_t tokens = 0;
@@ -418,11 +459,13 @@ std::vector<ScoreBenchRow> run_workload(const Bench& b, const std::vector<int64_
   for (const Sample& s : samples) air_done += air_flops(b.c, s, b.heads.first_layer());
   const int64_t repeats = short_workload ? 1 : rounds;
   std::vector<ScoreBenchRow> rows;
-  for (int method = 0; method < 2; ++method) {
+  for (size_t method = 0; method < tally.size(); ++method) {
     const Tally& tl = tally[method];
+    const Tally& base = tally[method & ~size_t{1}];  // the straightforward method in the same dtype
     ScoreBenchRow r;
     r.workload = short_workload ? std::to_string(lengths.size()) + " x 100-400" : "1 x " + std::to_string(lengths[0]);
-    r.method = method == 0 ? "straightforward" : "air";
+    r.method = tl.air ? "air" : "straightforward";
+    r.dtype = dtype_name(tl.fp32 ? at::kFloat : b.dtype);
     r.not_run = tl.not_run;
     r.rounds = rounds;
     r.tokens = tokens * repeats;
@@ -433,15 +476,23 @@ std::vector<ScoreBenchRow> run_workload(const Bench& b, const std::vector<int64_
     r.seconds = tl.secs;
     r.tokens_per_s = static_cast<double>(r.tokens) / tl.secs;
     r.gflops = flops * static_cast<double>(repeats) / tl.secs / 1e9;
-    r.executed_gflops = (method == 0 ? flops : air_done) * static_cast<double>(repeats) / tl.secs / 1e9;
+    r.executed_gflops = (tl.air ? air_done : flops) * static_cast<double>(repeats) / tl.secs / 1e9;
     r.peak_rss_bytes = tl.rss;
-    r.compared = method == 1 && tally[0].not_run.empty();
+    r.compared = tl.air && base.not_run.empty();
     if (r.compared) {
       for (size_t i = 0; i < tl.scores.size(); ++i)
-        r.max_score_diff = std::max(r.max_score_diff, std::abs(tl.scores[i] - tally[0].scores[i]));
-      r.ratio = r.tokens_per_s / (static_cast<double>(r.tokens) / tally[0].secs);
-      if (r.max_score_diff > 1e-4 && b.dtype == at::kFloat)
+        r.max_score_diff = std::max(r.max_score_diff, std::abs(tl.scores[i] - base.scores[i]));
+      r.ratio = r.tokens_per_s / (static_cast<double>(r.tokens) / base.secs);
+      if (r.max_score_diff > 1e-4 && (tl.fp32 || b.dtype == at::kFloat))
         events.warn("scores of the two methods differ by " + std::to_string(r.max_score_diff) + " (> 1e-4)");
+    }
+    // bf16 on a CPU: air in bf16 against the straightforward method in fp32 (what a plain PyTorch
+    // user runs there), and its ranking against air's own fp32 scores.
+    if (b.fp32 && tl.air && !tl.fp32 && tally[3].not_run.empty()) {
+      if (tally[2].not_run.empty()) r.ratio_fp32 = r.tokens_per_s / (static_cast<double>(r.tokens) / tally[2].secs);
+      r.spearman = spearman(tl.scores, tally[3].scores);
+      r.step_spearman = spearman(tl.steps, tally[3].steps);
+      r.top_overlap = top_overlap(tl.scores, tally[3].scores, 0.1);
     }
     events.row(r);
     rows.push_back(r);
@@ -450,10 +501,16 @@ std::vector<ScoreBenchRow> run_workload(const Bench& b, const std::vector<int64_
 }
 
 nlohmann::json row_json(const ScoreBenchRow& r) {
-  return {{"workload", r.workload}, {"method", r.method}, {"rounds", r.rounds}, {"tokens", r.tokens},
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json j{{"workload", r.workload}, {"method", r.method}, {"dtype", r.dtype}, {"rounds", r.rounds}, {"tokens", r.tokens},
           {"seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s}, {"gflops", r.gflops},
           {"executed_gflops", r.executed_gflops}, {"matmul_gflops", r.matmul_gflops}, {"chip_gflops", r.chip_gflops},
           {"peak_rss_bytes", r.peak_rss_bytes}, {"max_score_diff", r.max_score_diff}, {"ratio", r.ratio}};
+  if (r.ratio_fp32 > 0) j["ratio_to_straightforward_fp32"] = r.ratio_fp32;
+  if (!std::isnan(r.spearman) || !std::isnan(r.top_overlap))
+    j["agreement_with_air_fp32"] = {{"sample_spearman", num(r.spearman)}, {"step_spearman", num(r.step_spearman)},
+                                    {"top10_overlap", num(r.top_overlap)}};
+  return j;
 }
 
 }  // namespace
@@ -478,7 +535,8 @@ nlohmann::json run_score_bench(const ScoreBenchOptions& opt, ScoreBenchEvents& e
   use_exact_fp32(dev, dtype);
   c10::InferenceMode guard;
   const MatmulRate rate(c, dev, dtype);
-  const Bench b{opt, c, dev, dtype, random_model(c, dev, dtype, opt.seed), bench_heads(c, opt.seed), rate, chip_rate(dev, dtype)};
+  Bench b{opt, c, dev, dtype, random_model(c, dev, dtype, opt.seed), bench_heads(c, opt.seed), rate, chip_rate(dev, dtype)};
+  if (dev.is_cpu() && dtype == at::kBFloat16) b.fp32 = random_model(c, dev, at::kFloat, opt.seed);  // the same weights
   ScoreBenchSetup s{opt.shape, dev.str(), dtype_name(dtype), at::get_num_threads(), static_cast<int64_t>(b.heads.size()),
                     opt.rounds, param_bytes(b.m), MatmulRate::kRows, c.hidden_size, c.intermediate_size,
                     rate.measure(), b.chip_gflops};

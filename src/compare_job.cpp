@@ -66,6 +66,7 @@ Comparison compare_scores(const ScoreFiles& a, const ScoreFiles& b, int64_t top_
   std::iota(order.begin(), order.end(), 0);
   auto shift = [&](size_t i) { return std::llabs(c.records[i].rank_a - c.records[i].rank_b); };
   std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return shift(x) > shift(y); });
+  while (!order.empty() && shift(order.back()) == 0) order.pop_back();  // only records that moved
   order.resize(std::min<size_t>(order.size(), static_cast<size_t>(std::max<int64_t>(moved, 0))));
   c.moved = order;
   return c;
@@ -93,6 +94,8 @@ Comparison run_compare_job(const CompareJobOptions& opt, JobEvents& events) {
   std::vector<NamedPath> inputs;
   for (const auto& p : opt.a) inputs.push_back({"scores file A", p});
   for (const auto& p : opt.b) inputs.push_back({"scores file B", p});
+  for (size_t i = 0, n = inputs.size(); i < n; ++i)  // their run descriptions are kept safe too
+    if (const std::string meta = score_meta_path(inputs[i].path); !meta.empty()) inputs.push_back({"run description of " + inputs[i].path, meta});
   for (const auto& in : inputs) check_input_file(in);
   check_outputs({{"output (" + option_name("out") + ")", opt.out}}, inputs);
   check_writable(opt.out);

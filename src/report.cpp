@@ -53,7 +53,7 @@ std::string esc(const std::string& s) {
   return o;
 }
 
-// Text safe to show: invalid UTF-8 bytes become U+FFFD.
+// Text safe to show: invalid UTF-8 bytes, control characters and bidirectional overrides become U+FFFD.
 std::string valid_utf8(const std::string& s) {
   std::string o;
   size_t i = 0;
@@ -62,8 +62,19 @@ std::string valid_utf8(const std::string& s) {
     size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
     bool ok = n > 0 && i + n <= s.size();
     for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok) {
+    // Control characters (but tab and newline) and bidirectional overrides would hide or
+    // reorder text: shown as U+FFFD.
+    const bool control = n == 1 && ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F);
+    const bool bidi = n == 3 && c == 0xE2 &&
+                      ((static_cast<unsigned char>(s[i + 1]) == 0x80 && static_cast<unsigned char>(s[i + 2]) >= 0xAA &&
+                        static_cast<unsigned char>(s[i + 2]) <= 0xAE) ||
+                       (static_cast<unsigned char>(s[i + 1]) == 0x81 && static_cast<unsigned char>(s[i + 2]) >= 0xA6 &&
+                        static_cast<unsigned char>(s[i + 2]) <= 0xA9));
+    if (ok && !control && !bidi) {
       o.append(s, i, n);
+      i += n;
+    } else if (ok) {
+      o += "\xEF\xBF\xBD";
       i += n;
     } else {
       o += "\xEF\xBF\xBD";
@@ -275,9 +286,22 @@ std::string kv_row(const std::string& k, const std::string& v) {
   return "<tr><th>" + esc(k) + "</th><td>" + esc(v) + "</td></tr>";
 }
 
+// "" when the score files hold the records their metas count, else what is wrong.
+std::string completeness(const Run& r) {
+  if (r.metas.empty()) return "";
+  int64_t counted = 0;
+  for (const auto& [path, meta] : r.metas)
+    counted += meta.value("counts", nlohmann::json::object()).value("records", int64_t{0});
+  const auto held = static_cast<int64_t>(r.scores.entries.size());
+  if (held == counted) return "";
+  return r.scores.name + " holds " + std::to_string(held) + " score records, but its meta counts " + std::to_string(counted) +
+         ": the file is incomplete (a run cut short, or cut since) or not the one the meta describes";
+}
+
 std::string run_table(const Run& r) {
   std::ostringstream o;
   o << "<table class=\"kv\">" << kv_row("score files", r.scores.name);
+  if (const std::string c = completeness(r); !c.empty()) o << "<tr><th>warning</th><td class=\"warn\">" << esc(c) << "</td></tr>";
   if (r.metas.empty()) return o.str() + kv_row("meta", "none beside the score files") + "</table>";
   const nlohmann::json& m = r.metas[0].second;
   auto s = [](const nlohmann::json& j, const char* k) {
@@ -357,13 +381,16 @@ void read_shown_text(const std::string& data, const std::vector<std::pair<std::s
   }
   int64_t missing = 0;
   for (const auto& s : shown) missing += !s.found;
+  if (missing == static_cast<int64_t>(shown.size()))
+    throw DataError(data + " holds none of the " + std::to_string(shown.size()) +
+                    " records shown (matched by the bytes of their lines): it is not the scored corpus, or it changed since");
   if (missing) events.warn(std::to_string(missing) + " shown records were not found in " + data + " (their text is left out)");
 }
 
 std::string sample_card(const Shown& s, double scale) {
   std::ostringstream o;
   const ScoreEntry& e = *s.e;
-  o << "<div class=\"card\"><div class=\"head\"><b>#" << s.rank << "</b> " << esc(e.id) << " <span class=\"mut\">line "
+  o << "<div class=\"card\"><div class=\"head\"><b>#" << s.rank << "</b> " << esc(valid_utf8(e.id)) << " <span class=\"mut\">line "
     << e.line << " &middot; " << e.tokens << " response tokens &middot; " << e.steps.size()
     << " steps</span> <span class=\"score\">air_score " << fixed(e.score, 4) << "</span></div>";
   if (!s.found) return o.str() + "<p class=\"mut\">(text not available: give the corpus with --data)</p></div>";
@@ -442,6 +469,21 @@ std::string rank_rank(const Comparison& c, const std::string& a, const std::stri
   return p.svg();
 }
 
+// The heads file a run's meta names, where it can be found ("" if none): as written, or beside
+// the meta.
+std::string heads_named_by(const std::string& meta_path) {
+  namespace fs = std::filesystem;
+  if (meta_path.empty()) return "";
+  std::ifstream in(meta_path);
+  const nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
+  if (!m.is_object() || !m.contains("heads") || !m["heads"].is_object() || !m["heads"].contains("file") ||
+      !m["heads"]["file"].is_string() || m["heads"]["file"].get<std::string>().empty())
+    return "";
+  fs::path p = m["heads"]["file"].get<std::string>();
+  if (p.is_relative() && !fs::exists(p)) p = fs::path(meta_path).parent_path() / p.filename();
+  return fs::exists(p) ? p.string() : "";
+}
+
 const char* kStyle = R"(body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;max-width:1120px;color:#222;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .mut{color:#777}table.kv{border-collapse:collapse;font-size:13px}table.kv th{text-align:left;padding:2px 12px 2px 0;color:#555;vertical-align:top;white-space:nowrap}
@@ -454,7 +496,7 @@ svg .thr{stroke:#d62728;stroke-width:2;stroke-dasharray:5 3}svg .thr-t{font-size
 .score{float:right;font-family:ui-monospace,monospace}pre{white-space:pre-wrap;word-break:break-word;margin:4px 0;font:12.5px/1.5 ui-monospace,"DejaVu Sans Mono",monospace}
 pre.resp{max-height:420px;overflow:auto;background:#fff;border:1px solid #eee;padding:6px}.step{border-radius:2px}
 details summary{cursor:pointer;color:#555}.cols{display:grid;grid-template-columns:1fr 1fr;gap:16px}.cols>div{min-width:0}
-.stat{font-family:ui-monospace,monospace;background:#f3f3f3;padding:1px 5px;border-radius:3px})";
+.warn{color:#b00}.stat{font-family:ui-monospace,monospace;background:#f3f3f3;padding:1px 5px;border-radius:3px})";
 
 }  // namespace
 
@@ -471,10 +513,17 @@ ReportResult run_report_job(const ReportOptions& opt, JobEvents& events) {
   if (!opt.data.empty()) inputs.push_back({"corpus (" + option_name("data") + ")", opt.data});
   if (!opt.heads.empty()) inputs.push_back({"heads file (" + option_name("heads") + ")", opt.heads});
   for (const auto& in : inputs) check_input_file(in);
+  // What is read besides: each score file's meta, and the heads file the first one names.
+  const std::string heads_path = !opt.heads.empty() ? opt.heads : heads_named_by(score_meta_path(opt.scores[0]));
+  for (const auto& s : opt.scores)
+    if (const std::string meta = score_meta_path(s); !meta.empty()) inputs.push_back({"run description of " + s, meta});
+  if (opt.heads.empty() && !heads_path.empty()) inputs.push_back({"heads file named by the scores' meta", heads_path});
   check_outputs({{"report (" + option_name("out") + ")", opt.out}}, inputs);
   check_writable(opt.out);
 
   const std::vector<Run> runs = group_runs(opt.scores, events);
+  for (const Run& r : runs)
+    if (const std::string c = completeness(r); !c.empty()) events.warn(c);
   const Run& run = runs[0];
   ReportResult res;
   res.runs = static_cast<int64_t>(runs.size());
@@ -550,16 +599,6 @@ ReportResult run_report_job(const ReportOptions& opt, JobEvents& events) {
   for (const auto& s : shown) res.shown += s.found;
 
   // The probe's heads.
-  std::string heads_path = opt.heads;
-  if (heads_path.empty() && !run.metas.empty()) {
-    const nlohmann::json& m = run.metas[0].second;
-    if (m.contains("heads") && m["heads"].is_object() && m["heads"].value("file", std::string()) != "") {
-      namespace fs = std::filesystem;
-      fs::path p = m["heads"]["file"].get<std::string>();
-      if (p.is_relative() && !fs::exists(p)) p = fs::path(run.metas[0].first).parent_path() / p.filename();
-      if (fs::exists(p)) heads_path = p.string();
-    }
-  }
   html << "<h2>Heads</h2>";
   if (heads_path.empty()) {
     html << "<p class=\"mut\">No heads file (give --heads).</p>";

@@ -7,6 +7,9 @@
 #include <ATen/Context.h>
 
 #include <sched.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <unistd.h>
 
 #include <cctype>
@@ -94,15 +97,45 @@ std::optional<at::ScalarType> parse_dtype(const std::string& name) {
   throw OptionError("dtype", option_name("dtype") + " '" + name + "': expected auto, fp32, bf16 or fp16");
 }
 
-at::ScalarType resolve_dtype(std::optional<at::ScalarType> dtype, const c10::Device& device,
-                             const ModelConfig& config) {
+std::string cpu_native_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7 || !__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return "";
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  const uint64_t xcr0 = (uint64_t{hi} << 32) | lo;
+  const bool avx512_state = (xcr0 & 0xE6) == 0xE6;  // SSE, AVX, opmask, ZMM upper halves, ZMM16-31
+  const bool amx_state = (xcr0 & (uint64_t{3} << 17)) == (uint64_t{3} << 17);  // XTILECFG, XTILEDATA
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx512f = b & (1u << 16), amx_bf16 = d & (1u << 22);
+  __cpuid_count(7, 1, a, b, c, d);
+  const bool avx512_bf16 = a & (1u << 5);
+  if (amx_bf16 && amx_state) return "AMX-BF16";
+  if (avx512f && avx512_bf16 && avx512_state) return "AVX512-BF16";
+#endif
+  return "";
+}
+
+DtypeChoice choose_dtype(std::optional<at::ScalarType> dtype, const c10::Device& device, const ModelConfig& config,
+                         const std::string& native_bf16) {
   if (dtype == at::kHalf && device.is_cpu())
     throw OptionError("dtype", option_name("dtype") + " fp16 is not supported on the CPU (its matmuls have no fp16 kernels): use fp32 or bf16");
-  if (dtype) return *dtype;
-  if (device.is_cpu()) return at::kFloat;
-  if (config.torch_dtype == "bfloat16") return at::kBFloat16;
-  if (config.torch_dtype == "float16") return at::kHalf;
-  return at::kFloat;
+  if (dtype) return {*dtype, "asked for"};
+  const std::string ckpt = config.torch_dtype.empty() ? "no torch_dtype" : config.torch_dtype;
+  if (device.is_cpu()) {
+    if (config.torch_dtype != "bfloat16") return {at::kFloat, "auto: the checkpoint's " + ckpt + " is not bfloat16"};
+    if (native_bf16.empty())
+      return {at::kFloat, "auto: the checkpoint is bfloat16, but this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX)"};
+    return {at::kBFloat16, "auto: the checkpoint's bfloat16, computed natively by this CPU (" + native_bf16 + ")"};
+  }
+  if (config.torch_dtype == "bfloat16") return {at::kBFloat16, "auto: the checkpoint's bfloat16"};
+  if (config.torch_dtype == "float16") return {at::kHalf, "auto: the checkpoint's float16"};
+  return {at::kFloat, "auto: the checkpoint's " + ckpt};
+}
+
+at::ScalarType resolve_dtype(std::optional<at::ScalarType> dtype, const c10::Device& device,
+                             const ModelConfig& config) {
+  return choose_dtype(dtype, device, config, device.is_cpu() ? cpu_native_bf16() : "").dtype;
 }
 
 std::string dtype_name(at::ScalarType t) {
@@ -260,7 +293,10 @@ LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
     throw UsageError("loading checkpoint " + dir + ": building the model takes about " + memory_string(build) +
                      " of host memory (" + std::to_string(m.checkpoint.config().parameter_count()) +
                      " parameters in fp32), more than the " + memory_string(limit) + " memory limit");
-  m.dtype = resolve_dtype(rt.dtype, m.device, m.checkpoint.config());
+  const DtypeChoice dc =
+      choose_dtype(rt.dtype, m.device, m.checkpoint.config(), m.device.is_cpu() ? cpu_native_bf16() : "");
+  m.dtype = dc.dtype;
+  m.dtype_why = dc.why;
   use_exact_fp32(m.device, m.dtype);
   m.model = with_context("loading checkpoint " + dir,
                          [&] { return load_causal_lm(m.checkpoint, m.device, m.dtype, rt.layer_devices); });

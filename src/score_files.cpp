@@ -65,6 +65,21 @@ std::vector<double> ranks(const std::vector<double>& v) {
   return r;
 }
 
+// The line as it was before `air select --annotate` appended air_score and air_step_weights to
+// it ("" when it does not end so).
+std::string unannotated(const std::string& raw) {
+  const std::string key = "\"air_score\":", weights = ",\"air_step_weights\":[";
+  const size_t at = raw.rfind(key);
+  if (at == std::string::npos || raw.size() < 2 || raw.compare(raw.size() - 2, 2, "]}") != 0) return "";
+  const size_t w = raw.find(weights, at);
+  if (w == std::string::npos || raw.find(']', w) != raw.size() - 2) return "";
+  if (raw.substr(at + key.size(), w - at - key.size()).find_first_not_of("0123456789+-.eE") != std::string::npos) return "";
+  std::string before = raw.substr(0, at);
+  if (!before.empty() && before.back() == ',') before.pop_back();
+  else if (before.empty() || before.back() != '{') return "";
+  return before + "}";
+}
+
 }  // namespace
 
 std::string score_meta_path(const std::string& scores) {
@@ -238,6 +253,14 @@ MatchedCorpus match_scores(const std::string& data, const ScoreFiles& scores, co
   m.score_of.assign(m.lines.size(), nullptr);
   for (size_t i = 0; i < m.lines.size(); ++i) {
     m.score_of[i] = find_score(scores, m.lines[i]);
+    if (!m.score_of[i]) {  // a record of `air select --annotate`: matched as it was scored
+      const std::string before = unannotated(m.lines[i].raw);
+      if (!before.empty()) {
+        CorpusLine as_scored = m.lines[i];
+        as_scored.hash = line_hash(before);
+        m.score_of[i] = find_score(scores, as_scored);
+      }
+    }
     if (!m.score_of[i]) {
       if (m.missing++ < 3)
         events.warn(data + ":" + std::to_string(m.lines[i].line) + ": no score for this record (id '" + m.lines[i].id + "')");
@@ -256,7 +279,7 @@ MatchedCorpus match_scores(const std::string& data, const ScoreFiles& scores, co
                     " (none has the text of a scored record): the scores belong to another corpus, or it changed since");
   if (m.missing && allow_partial)
     events.warn(std::to_string(m.missing) + " of the " + std::to_string(n_lines) + " records of " + data +
-                " have no score and are left out (" + option_name("allow_partial") + ")");
+                " have no score and are left out");
   if (m.missing && !allow_partial)
     throw DataError(scores.name + " does not cover " + data + ": " + std::to_string(m.missing) + " of its " +
                     std::to_string(n_lines) + " records have no score (not scored, or changed since); pass " +

@@ -143,6 +143,7 @@ nlohmann::ordered_json run_description(const ScoreJobOptions& opt, const LoadedM
                     {"batch_tokens", opt.batch_tokens}};
   run["template"] = template_to_json(corpus.tmpl);
   run["template"]["origin"] = corpus.template_origin;
+  run["dtype_why"] = m.dtype_why;
   if (!opt.config.empty()) run["config"] = opt.config;
   return run;
 }
@@ -478,6 +479,7 @@ ScoreJobResult run_score_job(const ScoreJobOptions& given, JobEvents& events) {
   check_options(opt, res.paths);
   const OutputLock lock = check_paths(opt, res.paths);
   const LoadedModel m = load_model(opt.model, opt.runtime);
+  events.info("dtype " + dtype_name(m.dtype) + " (" + m.dtype_why + ")");
   const ModelConfig& c = m.checkpoint.config();
   CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
   report_corpus_notices(corpus, events);

@@ -46,6 +46,8 @@ nlohmann::json steps_json(const ScoreEntry& e) {
 }
 
 void check_select_options(const SelectJobOptions& opt) {
+  if (opt.group_by.find_first_not_of(" \t") == std::string::npos && !opt.group_by.empty())
+    throw OptionError("group_by", option_name("group_by") + " needs a field name");
   if ((opt.top_k > 0) == (opt.top_ratio > 0))
     throw OptionError("top_k", "give exactly one of " + option_name("top_k") + " (> 0) and " + option_name("top_ratio") +
                                    " (in (0, 1])");
@@ -104,7 +106,8 @@ int64_t apply_filters(MatchedCorpus& m, const SelectJobOptions& opt) {
   return out;
 }
 
-// The value of `field` (a dotted path into nested objects) in a record, as its group name.
+// The value of `field` (a dotted path into nested objects) in a record, as JSON (a string keeps
+// its quotes, so that "1" and 1 are two groups); none when the record lacks it.
 std::optional<std::string> group_of(const std::string& raw, const std::string& field) {
   const nlohmann::json j = nlohmann::json::parse(raw, nullptr, false);
   const nlohmann::json* v = &j;
@@ -117,28 +120,38 @@ std::optional<std::string> group_of(const std::string& raw, const std::string& f
     if (dot == std::string::npos) break;
     pos = dot + 1;
   }
-  if (v->is_null()) return std::nullopt;
-  return v->is_string() ? v->get<std::string>() : v->dump();
+  return v->dump();
+}
+
+// A group's name for people: a string value without its quotes.
+std::string group_name(const std::string& key) {
+  const nlohmann::json j = nlohmann::json::parse(key, nullptr, false);
+  return j.is_string() ? j.get<std::string>() : key;
 }
 
 // How many of each group's ranked candidates to take so that `k` are taken in all: equal (the
 // same number from each group; what a small group cannot give goes to the others) or
-// proportional (each group's share of the candidates, rounded down). The units that do not
-// divide go one at a time to the group whose next record scores highest.
+// proportional (each group's share k * n_g / n, rounded down). The units left over go one to a
+// group: for proportional by the largest remainder, for equal to the groups whose next record
+// scores highest (ties to the one whose next record scores highest, too).
 std::vector<int64_t> group_quotas(const std::vector<std::vector<size_t>>& groups, const MatchedCorpus& m, int64_t k,
                                   GroupQuota quota) {
   const size_t g = groups.size();
   std::vector<int64_t> q(g, 0);
+  std::vector<long double> remainder(g, 0);
   int64_t total = 0;
   for (const auto& grp : groups) total += static_cast<int64_t>(grp.size());
-  int64_t left = std::min(k, total);
+  const int64_t want = std::min(k, total);
   if (quota == GroupQuota::kProportional) {
-    for (size_t i = 0; i < g; ++i)
-      q[i] = static_cast<int64_t>(static_cast<long double>(left) * static_cast<long double>(groups[i].size()) / total);
+    for (size_t i = 0; i < g; ++i) {
+      const long double exact = static_cast<long double>(want) * static_cast<long double>(groups[i].size()) / total;
+      q[i] = static_cast<int64_t>(exact);
+      remainder[i] = exact - static_cast<long double>(q[i]);
+    }
   } else {
     std::vector<size_t> open(g);
     std::iota(open.begin(), open.end(), 0);
-    int64_t rest = left;
+    int64_t rest = want;
     while (!open.empty()) {
       const int64_t share = rest / static_cast<int64_t>(open.size());
       if (share == 0) break;
@@ -154,15 +167,16 @@ std::vector<int64_t> group_quotas(const std::vector<std::vector<size_t>>& groups
   }
   int64_t given = 0;
   for (int64_t x : q) given += x;
-  while (given < left) {
-    size_t best = g;
-    for (size_t i = 0; i < g; ++i) {
-      if (q[i] >= static_cast<int64_t>(groups[i].size())) continue;
-      if (best == g || m.score_of[groups[i][q[i]]]->score > m.score_of[groups[best][q[best]]]->score) best = i;
-    }
-    ++q[best];
-    ++given;
-  }
+  // Fewer units left than groups that can take one: one each, in order.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < g; ++i)
+    if (q[i] < static_cast<int64_t>(groups[i].size())) order.push_back(i);
+  auto next_score = [&](size_t i) { return m.score_of[groups[i][q[i]]]->score; };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (remainder[a] != remainder[b]) return remainder[a] > remainder[b];
+    return next_score(a) > next_score(b);
+  });
+  for (size_t j = 0; j < order.size() && given < want; ++j, ++given) ++q[order[j]];
   return q;
 }
 
@@ -222,23 +236,26 @@ std::vector<ShownRecord> shown_records(const MatchedCorpus& m, const std::vector
 std::vector<size_t> choose(const SelectJobOptions& opt, const MatchedCorpus& m, int64_t k, SelectJobResult& res,
                            JobEvents& events) {
   if (opt.group_by.empty()) return std::vector<size_t>(m.candidates.begin(), m.candidates.begin() + k);
-  std::map<std::string, std::vector<size_t>> by_group;  // ranked within each group
+  std::map<std::string, std::vector<size_t>> by_group;  // by the value as JSON ("" for none); ranked within each
   int64_t no_field = 0;
   for (size_t i : m.candidates) {
-    const std::optional<std::string> gname = group_of(m.lines[i].raw, opt.group_by);
-    if (!gname) ++no_field;
-    by_group[gname ? *gname : "(missing)"].push_back(i);
+    const std::optional<std::string> key = group_of(m.lines[i].raw, opt.group_by);
+    if (!key) ++no_field;
+    by_group[key ? *key : ""].push_back(i);
   }
+  if (no_field == static_cast<int64_t>(m.candidates.size()))
+    throw OptionError("group_by", option_name("group_by") + " '" + opt.group_by + "': no candidate record has this field" +
+                                      " (a nested field is written a.b)");
   if (no_field)
     events.warn(std::to_string(no_field) + " candidate records have no field '" + opt.group_by +
-                "' (" + option_name("group_by") + "): they form the group \"(missing)\"");
+                "' (" + option_name("group_by") + "): they form the group (missing)");
   std::vector<std::vector<size_t>> groups;
   for (auto& [name, rows] : by_group) groups.push_back(rows);
   const std::vector<int64_t> q = group_quotas(groups, m, k, opt.per_group);
   std::vector<size_t> chosen;
   size_t g = 0;
   for (const auto& [name, rows] : by_group) {
-    res.groups.push_back({name, static_cast<int64_t>(rows.size()), q[g]});
+    res.groups.push_back({name.empty() ? "(missing)" : group_name(name), static_cast<int64_t>(rows.size()), q[g]});
     chosen.insert(chosen.end(), rows.begin(), rows.begin() + q[g]);
     ++g;
   }

@@ -49,10 +49,18 @@ batch-tokens = 256
 quiet = true
 TOML
 "$air" score --config run.toml --out cfg.jsonl --batch-tokens 512 2> cfg.log || { cat cfg.log >&2; fail "score --config failed"; }
-jq -e '.config | test("batch-tokens=512")' cfg.jsonl.meta.json > /dev/null || fail "meta lacks the effective batch-tokens"
-jq -e '.config | test("num-heads=2")' cfg.jsonl.meta.json > /dev/null || fail "meta lacks the config file's num-heads"
+jq -e '.config | test("batch-tokens = 512")' cfg.jsonl.meta.json > /dev/null || fail "meta lacks the effective batch-tokens"
+jq -e '.config | test("num-heads = 2")' cfg.jsonl.meta.json > /dev/null || fail "meta lacks the config file's num-heads"
 jq -e '.options.batch_tokens == 512' cfg.jsonl.meta.json > /dev/null || fail "the command line did not win"
 cmp cfg.jsonl pipe.jsonl || fail "scores from the config file differ"
+# The meta's config, saved to a file, repeats the run; strings with newlines and backslashes too.
+printf '[score]\nseparator = "\\n\\n"\nstep-delimiter = "\\\\n\\\\s*\\\\n"\n' > esc.toml
+"$air" score --config esc.toml --model "$model" --data corpus.jsonl --out esc.jsonl --num-heads 2 --batch-tokens 512 --quiet 2> esc.log ||
+  { cat esc.log >&2; fail "score with escapes in --config failed"; }
+cmp esc.jsonl pipe.jsonl || fail "TOML escapes in --config were not read as TOML"
+jq -r .config esc.jsonl.meta.json > replay.toml
+"$air" score --config replay.toml --out replay.jsonl 2> replay.log || { cat replay.log replay.toml >&2; fail "the meta's config does not run"; }
+cmp replay.jsonl esc.jsonl || fail "the meta's config did not repeat the run"
 # A setting outside a section is refused with a hint, exit 2.
 printf 'model = "%s"\n' "$model" > flat.toml
 set +e

@@ -171,6 +171,40 @@ TEST_F(CurationTest, EqualQuotasGiveWhatASmallGroupCannotToTheOthers) {
   EXPECT_EQ(sel["math"].size(), a_gets ? 2u : 3u);
 }
 
+TEST_F(CurationTest, ProportionalLeftoversGoByLargestRemainderOneEach) {
+  make(16, 24, 12);
+  // A third group: source "c" on the last 8 records of "math", leaving 16/16/8.
+  std::string corpus, scores;
+  std::istringstream in(read_text(tmp_ / "corpus.jsonl")), sin(read_text(tmp_ / "scores.jsonl"));
+  std::string line, sline;
+  for (int i = 0; std::getline(in, line) && std::getline(sin, sline); ++i) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(line);
+    if (i >= 32) j["source"] = "c";
+    nlohmann::json s = nlohmann::json::parse(sline);
+    s["line_hash"] = line_hash(j.dump());
+    corpus += j.dump() + "\n";
+    scores += s.dump() + "\n";
+    if (i >= 32) recs_[static_cast<size_t>(i)].source = "c";
+  }
+  write_text(tmp_ / "corpus.jsonl", corpus);
+  write_text(tmp_ / "scores.jsonl", scores);
+  // 16/16/8 of 12: 4.8, 4.8, 2.4 -> 4, 4, 2 and the two units left to the larger remainders.
+  auto sel = select_grouped(12, GroupQuota::kProportional);
+  EXPECT_EQ(sel["gsm8k"].size(), 5u);
+  EXPECT_EQ(sel["math"].size(), 5u);
+  EXPECT_EQ(sel["c"].size(), 2u);
+  sel = select_grouped(2, GroupQuota::kProportional);  // 0.8, 0.8, 0.4: one each to the first two
+  EXPECT_EQ(sel["gsm8k"].size(), 1u);
+  EXPECT_EQ(sel["math"].size(), 1u);
+  EXPECT_EQ(sel["c"].size(), 0u);
+  sel = select_grouped(20, GroupQuota::kEqual);  // 6 each, and the two left to two groups, one each
+  EXPECT_EQ(sel["gsm8k"].size() + sel["math"].size() + sel["c"].size(), 20u);
+  for (const auto& [g, ids] : sel) {
+    EXPECT_GE(ids.size(), 6u) << g;
+    EXPECT_LE(ids.size(), 7u) << g;
+  }
+}
+
 TEST_F(CurationTest, RecordsWithoutTheFieldFormTheirOwnGroup) {
   make(30, 10, 3, true);
   SelectJobOptions o = select_opts(40);
@@ -273,6 +307,18 @@ TEST_F(CurationTest, CompareReportsRankAgreementOverlapAndMovers) {
   const nlohmann::json j = read_json(tmp_ / "cmp.json");
   EXPECT_EQ(j["both"], 40);
   EXPECT_EQ(j["moved"][0]["id"], ids[0]);
+
+  // The command line: A and B as arguments; the same file twice moves nothing; a meta beside a
+  // score file is never written over.
+  std::string err;
+  ASSERT_EQ(run_air({"compare", o.a[0], o.b[0], "--top-k", "8", "--out", (tmp_ / "cli.json").string()}, &err), 0) << err;
+  EXPECT_EQ(read_json(tmp_ / "cli.json")["top_shared"], shared);
+  ASSERT_EQ(run_air({"compare", o.a[0], o.a[0], "--out", (tmp_ / "same.json").string()}, &err), 0) << err;
+  EXPECT_EQ(read_json(tmp_ / "same.json")["moved"].size(), 0u);
+  EXPECT_NEAR(read_json(tmp_ / "same.json")["spearman"].get<double>(), 1.0, 1e-12);
+  write_text(o.b[0] + ".meta.json", "{\"options\": {}, \"counts\": {}}");
+  EXPECT_EQ(run_air({"compare", o.a[0], o.b[0], "--out", o.b[0] + ".meta.json"}, &err), 2) << err;
+  EXPECT_EQ(read_text(o.b[0] + ".meta.json"), "{\"options\": {}, \"counts\": {}}");
 }
 
 TEST(TokenWeights, ByteWeightedMeanScaledToMeanOne) {
@@ -362,6 +408,26 @@ TEST_F(WeightsTest, SentencePieceStudentWithThePlainTemplate) {
   run_and_check(model_dir("stories260K").string(), "plain", "", "\n\n", "");
 }
 
+// The output of `air select --annotate` is matched to its scores as the line was scored.
+TEST_F(WeightsTest, AnnotatedSelectionReadsAsScored) {
+  make(6, 3, 9);
+  SelectJobOptions so = select_opts(4);
+  so.annotate = true;
+  Quiet ev;
+  run_select_job(so, ev);
+  WeightsJobOptions o;
+  o.data = so.out;
+  o.scores = so.scores;
+  o.tokenizer = model_dir("stories260K").string();
+  o.tmpl = "plain";
+  o.out = (tmp_ / "w.jsonl").string();
+  o.fields.prompt_field = "prompt";
+  o.fields.response_fields = {"response"};
+  const WeightsJobResult r = run_weights_job(o, ev);
+  EXPECT_EQ(r.written, 4);
+  EXPECT_EQ(r.skipped, 0);
+}
+
 TEST_F(WeightsTest, ByteLevelBpeStudentWithChatml) {
   make(6, 3, 8);
   const fs::path tok = fs::path(AIR_TEST_DATA_DIR) / "tokenizers" / "qwen2_5" / "tokenizer.json";
@@ -415,9 +481,16 @@ TEST_F(CurationTest, ReportIsSelfContainedWithEveryPlot) {
   size_t outlined = 0;
   for (size_t p = html.find("stroke-width=\"2\""); p != std::string::npos; p = html.find("stroke-width=\"2\"", p + 1)) ++outlined;
   EXPECT_EQ(outlined, 2u);
-  // The output may not be an input.
-  o.out = o.data;
-  EXPECT_THROW(run_report_job(o, ev), Error);
+  // The output may not be an input, nor a meta or heads file that is read.
+  for (const std::string& in : {o.data, o.heads}) {
+    o.out = in;
+    EXPECT_THROW(run_report_job(o, ev), Error);
+  }
+  // Another corpus: none of the records shown is in it.
+  write_text(tmp_ / "other.jsonl", "{\"id\": \"x\", \"prompt\": \"p\", \"response\": \"r\"}\n");
+  o.data = (tmp_ / "other.jsonl").string();
+  o.out = (tmp_ / "r2.html").string();
+  EXPECT_THROW(run_report_job(o, ev), DataError);
 }
 
 }  // namespace

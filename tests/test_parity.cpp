@@ -2,11 +2,17 @@
 // heads made uniform) and attention argmaxes, from tests/data/fixtures (computed elsewhere).
 
 #include "air/runtime.h"
+#include "air/score_files.h"
+#include "air/scorer.h"
 #include "air/error.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+
+#include <numeric>
+#include <random>
+#include <set>
 
 namespace air::test {
 namespace {
@@ -163,6 +169,56 @@ TEST_P(ParityTest, Bf16StaysCloseToFp32) {
     EXPECT_LT((a - b).abs().mean().item<double>(), 5e-2) << c.name;
     EXPECT_LT(max_abs_diff(a, b), 0.25) << c.name;
   }
+}
+
+// bf16 ranks samples as fp32 does: the sample scores of 48 samples (half with a response that
+// repeats a span of its prompt, half fresh tokens; two steps each), scored with two heads of the
+// middle layer made uniform, agree by rank (Spearman, and the shared share of the top quarter),
+// not value by value. A bf16 path that loses precision where it matters (norms, softmax
+// statistics, the loss head) ranks them differently.
+TEST_P(ParityTest, Bf16RanksSamplesAsFp32) {
+  const Case& c = GetParam();
+  RuntimeOptions rt = test_runtime();
+  rt.dtype = at::kFloat;
+  const LoadedModel fp32 = load_model(c.model, rt);
+  rt.dtype = at::kBFloat16;
+  const LoadedModel bf16 = load_model(c.model, rt);
+  const ModelConfig& cfg = fp32.checkpoint.config();
+  const int64_t L = cfg.num_hidden_layers;
+  const HeadSet heads({{L / 2, 0}, {L / 2, std::min<int64_t>(1, cfg.num_attention_heads - 1)}});
+  std::mt19937_64 rng(5);
+  std::vector<Sample> samples(48);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    Sample& s = samples[i];
+    const int64_t prompt = 24 + static_cast<int64_t>(rng() % 24), response = 16 + static_cast<int64_t>(rng() % 24);
+    for (int64_t t = 0; t < prompt; ++t) s.ids.push_back(3 + static_cast<int64_t>(rng() % (cfg.vocab_size - 3)));
+    for (int64_t t = 0; t < response; ++t)
+      s.ids.push_back(i % 2 == 0 ? s.ids[static_cast<size_t>(t % prompt)] : 3 + static_cast<int64_t>(rng() % (cfg.vocab_size - 3)));
+    s.prompt_tokens = prompt;
+    s.steps = {{0, 1, 0, response / 2}, {1, 2, response / 2, response}};
+  }
+  std::vector<const Sample*> ptrs;
+  for (const auto& s : samples) ptrs.push_back(&s);
+  const Scorer a(fp32.model, heads, {}), b(bf16.model, heads, {});
+  std::vector<double> sa, sb;
+  for (const auto& r : a.score(ptrs)) sa.push_back(r.influence.score);
+  for (const auto& r : b.score(ptrs)) sb.push_back(r.influence.score);
+  const double rho = spearman(sa, sb);
+  auto top = [](const std::vector<double>& v, size_t k) {
+    std::vector<size_t> idx(v.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return v[x] > v[y]; });
+    return std::set<size_t>(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k));
+  };
+  const auto ta = top(sa, 12), tb = top(sb, 12);
+  size_t shared = 0;
+  for (size_t i : ta) shared += tb.count(i);
+  std::printf("[ bf16 ranks ] %s: Spearman %.4f, top-12 shared %zu\n", c.name.c_str(), rho, shared);
+  // Measured: dense families 0.986-0.997 with 11-12 shared; mixtures of experts 0.88-0.96 (bf16
+  // hidden states flip near-tied routes, the router itself is fp32).
+  const bool moe = cfg.num_experts > 0;
+  EXPECT_GE(rho, moe ? 0.85 : 0.98) << c.name;
+  EXPECT_GE(shared, moe ? 8u : 10u) << c.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ParityTest, ::testing::ValuesIn(all_cases()),

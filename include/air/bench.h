@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -50,6 +51,7 @@ struct ScoreBenchSetup {
 // One method on one workload.
 struct ScoreBenchRow {
   std::string workload, method;  // method: straightforward | air
+  std::string dtype;
   std::string not_run;           // why the method did not run (then nothing below is measured)
   int64_t rounds = 0, tokens = 0;
   double seconds = 0, tokens_per_s = 0;
@@ -58,7 +60,12 @@ struct ScoreBenchRow {
   double matmul_gflops = 0, chip_gflops = 0;
   int64_t peak_rss_bytes = -1;
   bool compared = false;         // air's row, with the straightforward method's scores to compare
-  double max_score_diff = 0, ratio = 0;
+  double max_score_diff = 0, ratio = 0;  // against the straightforward method in the same dtype
+  // bf16 on a CPU, air's bf16 row: its speed over the straightforward method's in fp32, and how
+  // its ranking agrees with air's fp32 scores (NaN: not measured): Spearman of the sample and the
+  // step scores, and the share of the fp32 top 10% of samples also in the bf16 top 10%.
+  double ratio_fp32 = 0;
+  double spearman = std::nan(""), step_spearman = std::nan(""), top_overlap = std::nan("");
 };
 
 class ScoreBenchEvents : public JobEvents {

@@ -48,8 +48,21 @@ std::string devices_string(const std::vector<c10::Device>& devices);
 // "fp32", "bf16", "fp16" (or float32, bfloat16, float16); "auto": empty. OptionError ("dtype")
 // for another name.
 std::optional<at::ScalarType> parse_dtype(const std::string& name);
-// The dtype a model runs in on `device`: the one asked for, else fp32 on the CPU and the
-// checkpoint's torch_dtype on a GPU. Throws OptionError for fp16 on the CPU.
+// The bf16 arithmetic this CPU has natively: "AMX-BF16", "AVX512-BF16", or "" (none, or not x86).
+// Checked at run time (CPUID, and XGETBV for the operating system's support of the registers).
+std::string cpu_native_bf16();
+
+// The dtype a model runs in, and why.
+struct DtypeChoice {
+  at::ScalarType dtype = at::kFloat;
+  std::string why;  // "asked for", "the checkpoint's bfloat16, computed natively by this CPU (AVX512-BF16)", ...
+};
+// The one asked for; else (auto) on a GPU the checkpoint's torch_dtype, on a CPU bf16 when the
+// checkpoint is bf16 and the CPU computes bf16 natively (`native_bf16`, as cpu_native_bf16()
+// says), else fp32. Throws OptionError for fp16 on the CPU.
+DtypeChoice choose_dtype(std::optional<at::ScalarType> dtype, const c10::Device& device, const ModelConfig& config,
+                         const std::string& native_bf16);
+// choose_dtype(...).dtype with this CPU's native_bf16.
 at::ScalarType resolve_dtype(std::optional<at::ScalarType> dtype, const c10::Device& device,
                              const ModelConfig& config);
 // On a GPU in fp32, turns TF32 matmuls off so that fp32 results are fp32-exact.
@@ -79,6 +92,7 @@ struct LoadedModel {
   c10::Device device{c10::kCPU};  // the first device
   std::vector<c10::Device> layer_devices;  // the devices the layers are split over (else empty; see model->layer_device)
   at::ScalarType dtype = at::kFloat;
+  std::string dtype_why;  // DtypeChoice::why
   // Bytes left for work once the model is loaded: the limit (RuntimeOptions::max_memory, or the
   // memory available at start) less what the process holds after loading.
   int64_t memory_budget = 0;

@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 
 #include "air/error.h"
+#include "cli/config_file.h"
 
 #include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 
@@ -130,7 +132,16 @@ void add_progress_flags(CLI::App& cmd, ProgressSettings& progress) {
                  "seconds between progress lines when stderr is not a terminal (a Slurm log, a pipe); "
                  "on a terminal one line is updated in place")
       ->capture_default_str()
-      ->check(CLI::Range(0.01, 1e9))
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            double x = std::nan("");
+            try {
+              x = std::stod(v);
+            } catch (const std::exception&) {
+            }
+            return x >= 0.01 && x <= 1e9 ? "" : "expected seconds in [0.01, 1e9], got " + v;
+          },
+          "SECONDS"))
       ->group("Output");
   cmd.add_flag("--quiet", progress.quiet, "show no progress (messages and the summary still go to stderr)")->group("Output");
 }
@@ -155,7 +166,8 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
       ->group("Runtime");
   cmd.add_option_function<std::string>(
          "--dtype", [&rt](const std::string& v) { rt.dtype = parse_dtype(v); },
-         "auto, fp32, bf16 or fp16 (auto: fp32 on CPU, the checkpoint's dtype on GPU)")
+         "auto, fp32, bf16 or fp16 (auto: the checkpoint's dtype on a GPU; on a CPU bf16 for a bf16 checkpoint "
+         "when the CPU computes bf16 natively (AVX512-BF16, AMX), else fp32)")
       ->default_str("auto")
       ->group("Runtime");
   cmd.add_option("--threads", rt.threads, "intra-op CPU threads (0 = all CPUs this process may use)")
@@ -193,6 +205,7 @@ int run(int argc, const char* const* argv) {
                  "keys named as the flags without dashes (batch-tokens = 4096); flags given on the command line win")
       ->check(CLI::ExistingFile);
   app.allow_config_extras(CLI::config_extras_mode::error);
+  app.config_formatter(toml_config());
   // Set up before parsing: a flag's own check (--max-memory) may already have something to say.
   if (!spdlog::get("air")) setup_logging(log_level);
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
@@ -211,9 +224,14 @@ int run(int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
-    spdlog::error("--config: {} (each command's settings go under its section, e.g. [score] then "
-                  "model = \"DIR\"; keys are the command's flags without the leading dashes)",
-                  e.what());
+    const CLI::Option* config = app.get_config_ptr();
+    const std::string file = config && config->count() ? config->as<std::string>() : std::string("the config file");
+    std::string what = e.what();
+    const std::string unknown = "INI was not able to parse ";
+    if (what.rfind(unknown, 0) == 0) what = "no command has the setting '" + what.substr(unknown.size()) + "'";
+    spdlog::error("--config {}: {} (each command's settings go under its section, e.g. [score], as the command's flags "
+                  "without the leading dashes: model = \"DIR\", batch-tokens = 4096)",
+                  file, what);
     return 2;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdio>
 
 namespace air::cli {
@@ -26,20 +27,25 @@ class BenchTable : public ScoreBenchEvents {
     if (s.moe_block_share >= 0)
       std::printf("a forward over %lld tokens: %.0f%% in the MoE blocks, %.0f%% in the experts' matmuls\n",
                   static_cast<long long>(s.moe_tokens), 100 * s.moe_block_share, 100 * s.expert_matmul_share);
-    std::printf("%-18s %-15s %10s %9s %10s %9s %10s %8s %12s %9s\n", "workload", "method", "tokens", "seconds",
+    std::printf("%-18s %-21s %10s %9s %10s %9s %10s %8s %12s %9s\n", "workload", "method", "tokens", "seconds",
                 "tokens/s", "GFLOP/s", "of matmul", "executed", "peak RSS MB", "max |d|");
   }
   void row(const ScoreBenchRow& r) override {
+    const std::string method = r.method + " " + r.dtype;
     if (!r.not_run.empty()) {
-      std::printf("%-18s %-15s %s\n", r.workload.c_str(), r.method.c_str(), r.not_run.c_str());
+      std::printf("%-18s %-21s %s\n", r.workload.c_str(), method.c_str(), r.not_run.c_str());
       return;
     }
-    std::printf("%-18s %-15s %10lld %9.2f %10.1f %9.1f %9.0f%% %7.0f%% %12.0f", r.workload.c_str(), r.method.c_str(),
+    std::printf("%-18s %-21s %10lld %9.2f %10.1f %9.1f %9.0f%% %7.0f%% %12.0f", r.workload.c_str(), method.c_str(),
                 static_cast<long long>(r.tokens), r.seconds, r.tokens_per_s, r.gflops, 100 * r.gflops / r.matmul_gflops,
                 100 * r.executed_gflops / r.matmul_gflops, r.peak_rss_bytes / 1e6);
     if (r.compared) std::printf(" %9.1e  ratio %.2fx", r.max_score_diff, r.ratio);
     if (r.chip_gflops > 0) std::printf("  %.1f%% of chip", 100 * r.gflops / r.chip_gflops);
+    if (r.ratio_fp32 > 0) std::printf("  %.2fx straightforward fp32", r.ratio_fp32);
     std::printf("\n");
+    if (!std::isnan(r.spearman))
+      std::printf("%-18s   ranking against air fp32: sample Spearman %.4f, step Spearman %.4f, top-10%% overlap %.3f\n", "",
+                  r.spearman, r.step_spearman, r.top_overlap);
     std::fflush(stdout);
   }
 };

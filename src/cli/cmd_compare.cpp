@@ -12,15 +12,17 @@ namespace air::cli {
 
 void register_compare(CLI::App& app) {
   auto opt = std::make_shared<CompareJobOptions>();
+  auto files = std::make_shared<std::vector<std::string>>();
   CLI::App* cmd = app.add_subcommand(
       "compare", "Compare two score files of one corpus: rank correlation, top-set overlap, records that moved most");
-  cmd->add_option("a", opt->a, "the first score file")->required()->expected(1);
-  cmd->add_option("b", opt->b, "the second score file")->required()->expected(1);
+  cmd->add_option("files", *files, "the two score files, A and B")->required()->expected(2);
   cmd->add_option("--top-k", opt->top_k, "size of the top sets compared (default: --top-ratio of the records)");
   cmd->add_option("--top-ratio", opt->top_ratio, "the top sets as a fraction of the records in both")->capture_default_str();
   cmd->add_option("--moved", opt->moved, "list this many records that moved most in rank")->capture_default_str();
   cmd->add_option("--out", opt->out, "the comparison as JSON (- = stdout)")->capture_default_str();
-  cmd->callback([opt] {
+  cmd->callback([opt, files] {
+    opt->a = {(*files)[0]};
+    opt->b = {(*files)[1]};
     LogEvents events;
     const Comparison c = run_compare_job(*opt, events);
     spdlog::info("{} records in both: Spearman {:.4f}; top {}: {} shared ({:.1f}%), Jaccard {:.3f}", c.both, c.spearman,

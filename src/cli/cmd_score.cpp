@@ -3,6 +3,7 @@
 #include "air/error.h"
 #include "air/score_job.h"
 #include "cli/cli.h"
+#include "cli/config_file.h"
 #include "cli/corpus_flags.h"
 #include "cli/probe_flags.h"
 
@@ -116,7 +117,7 @@ void register_score(CLI::App& app) {
     ScoreJobOptions job = job_options(*opt, *flags);
     // The flags given (on the command line or in a --config file): with this version's defaults
     // for the rest, the run again.
-    job.config = "[score]\n" + cmd->config_to_str(false, false);
+    job.config = given_flags_toml(*cmd);
     LogEvents events(*progress);
     const StopOnSignals signals;
     job.stop = &signals.stop;

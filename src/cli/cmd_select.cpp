@@ -1,5 +1,6 @@
 // `air select`: the top records by Attention Influence Score, written back verbatim.
 
+#include "air/error.h"
 #include "air/select_job.h"
 #include "cli/cli.h"
 
@@ -75,8 +76,11 @@ void register_select(CLI::App& app) {
   auto order = std::make_shared<std::string>("input");
   CLI::App* cmd = app.add_subcommand("select", "Write the top records by Attention Influence Score");
   add_select_flags(*cmd, *opt, *order);
-  cmd->callback([opt, order] {
+  cmd->callback([cmd, opt, order] {
     opt->order = parse_select_order(*order);
+    if (cmd->count("--per-group") && opt->group_by.empty())
+      throw UsageError("--per-group shares the selection among groups: give --group-by FIELD too");
+    if (cmd->count("--group-by") && opt->group_by.empty()) throw UsageError("--group-by needs a field name");
     LogEvents events;
     const SelectJobResult r = run_select_job(*opt, events);
     if (!r.shown.empty()) print_shown(r);

@@ -1,0 +1,133 @@
+#include "cli/config_file.h"
+
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iterator>
+#include <sstream>
+
+namespace air::cli {
+namespace {
+
+std::string scalar_text(const toml::node& n, const std::string& key) {
+  if (auto s = n.value_exact<std::string>()) return *s;
+  if (auto b = n.value_exact<bool>()) return *b ? "true" : "false";
+  if (auto i = n.value_exact<int64_t>()) return std::to_string(*i);
+  if (auto d = n.value_exact<double>()) {
+    std::ostringstream o;
+    o.precision(17);
+    o << *d;
+    return o.str();
+  }
+  const auto& src = n.source();
+  throw CLI::ConfigError("line " + std::to_string(src.begin.line) + ": '" + key +
+                         "' must be a string, a number, a boolean or an array of them");
+}
+
+class TomlConfig : public CLI::Config {
+ public:
+  std::string to_config(const CLI::App* app, bool, bool, std::string) const override {
+    return app ? given_flags_toml(*app) : "";
+  }
+
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    const std::string text((std::istreambuf_iterator<char>(input)), std::istreambuf_iterator<char>());
+    toml::table root;
+    try {
+      root = toml::parse(text);
+    } catch (const toml::parse_error& e) {
+      const auto& at = e.source().begin;
+      throw CLI::ConfigError("not valid TOML: line " + std::to_string(at.line) + ", column " + std::to_string(at.column) +
+                             ": " + std::string(e.description()));
+    }
+    std::vector<CLI::ConfigItem> items;
+    walk(root, {}, items);
+    return items;
+  }
+
+ private:
+  static void walk(const toml::table& t, const std::vector<std::string>& parents, std::vector<CLI::ConfigItem>& items) {
+    for (const auto& [k, v] : t) {
+      const std::string key(k.str());
+      if (const toml::table* sub = v.as_table()) {
+        std::vector<std::string> p = parents;
+        p.push_back(key);
+        walk(*sub, p, items);
+        continue;
+      }
+      CLI::ConfigItem item;
+      item.parents = parents;
+      item.name = key;
+      if (const toml::array* a = v.as_array()) {
+        for (const auto& e : *a) item.inputs.push_back(scalar_text(e, key));
+      } else {
+        item.inputs.push_back(scalar_text(v, key));
+      }
+      items.push_back(std::move(item));
+    }
+  }
+};
+
+// A TOML basic string: "..." with backslash escapes.
+std::string quoted(const std::string& s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': o += "\\\""; break;
+      case '\\': o += "\\\\"; break;
+      case '\n': o += "\\n"; break;
+      case '\t': o += "\\t"; break;
+      case '\r': o += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          char b[8];
+          std::snprintf(b, sizeof b, "\\u%04X", c);
+          o += b;
+        } else {
+          o += static_cast<char>(c);
+        }
+    }
+  }
+  return o + "\"";
+}
+
+// A value as TOML: an integer or a boolean bare when it reads back as the same text, else a
+// string (which the reader hands over as it is).
+std::string toml_value(const std::string& s) {
+  if (s == "true" || s == "false") return s;
+  if (!s.empty() && s.size() < 19 && s.find_first_not_of("-0123456789") == std::string::npos) {
+    try {
+      if (std::to_string(std::stoll(s)) == s) return s;
+    } catch (const std::exception&) {
+    }
+  }
+  return quoted(s);
+}
+
+}  // namespace
+
+std::shared_ptr<CLI::Config> toml_config() { return std::make_shared<TomlConfig>(); }
+
+std::string given_flags_toml(const CLI::App& cmd) {
+  std::string out = "[" + cmd.get_name() + "]\n";
+  for (const CLI::Option* o : cmd.get_options()) {
+    if (o->count() == 0 || o->get_lnames().empty() || o == cmd.get_help_ptr()) continue;
+    const std::string name = o->get_lnames().front();
+    const std::vector<std::string>& r = o->results();
+    if (o->get_type_size() == 0) {  // a flag
+      out += name + " = " + (o->as<bool>() ? "true" : "false") + "\n";
+      continue;
+    }
+    if (o->get_expected_max() > 1 || r.size() > 1) {
+      std::string list;
+      for (const auto& x : r) list += (list.empty() ? "" : ", ") + toml_value(x);
+      out += name + " = [" + list + "]\n";
+      continue;
+    }
+    out += name + " = " + toml_value(r.empty() ? std::string() : r.front()) + "\n";
+  }
+  return out;
+}
+
+}  // namespace air::cli
