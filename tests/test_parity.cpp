@@ -138,13 +138,16 @@ TEST_P(ParityTest, AttentionArgmaxMatchesHuggingFace) {
   EXPECT_EQ(mismatched, 0) << c.name << ": " << mismatched << " of " << compared;
 }
 
+// The model of a case in `dtype` (on the test device).
+LoadedModel load_in(const Case& c, at::ScalarType dtype) {
+  RuntimeOptions rt = test_runtime();
+  rt.dtype = dtype;
+  return load_model(c.model, rt);
+}
+
 TEST_P(ParityTest, Bf16StaysCloseToFp32) {
   const Case& c = GetParam();
-  RuntimeOptions rt = test_runtime();
-  rt.dtype = at::kFloat;
-  const LoadedModel fp32 = load_model(c.model, rt);
-  rt.dtype = at::kBFloat16;
-  const LoadedModel bf16 = load_model(c.model, rt);
+  const LoadedModel fp32 = load_in(c, at::kFloat), bf16 = load_in(c, at::kBFloat16);
   ASSERT_EQ(bf16.model->output_weight().scalar_type(), at::kBFloat16);
   const auto expected = read_json(c.expected);
   const bool moe = fp32.checkpoint.config().num_experts > 0;
@@ -173,16 +176,12 @@ TEST_P(ParityTest, Bf16StaysCloseToFp32) {
 
 // bf16 ranks samples as fp32 does: the sample scores of 48 samples (half with a response that
 // repeats a span of its prompt, half fresh tokens; two steps each), scored with two heads of the
-// middle layer made uniform, agree by rank (Spearman, and the shared share of the top quarter),
+// middle layer made uniform, agree by rank (Spearman, and how many of the top quarter are shared),
 // not value by value. A bf16 path that loses precision where it matters (norms, softmax
 // statistics, the loss head) ranks them differently.
 TEST_P(ParityTest, Bf16RanksSamplesAsFp32) {
   const Case& c = GetParam();
-  RuntimeOptions rt = test_runtime();
-  rt.dtype = at::kFloat;
-  const LoadedModel fp32 = load_model(c.model, rt);
-  rt.dtype = at::kBFloat16;
-  const LoadedModel bf16 = load_model(c.model, rt);
+  const LoadedModel fp32 = load_in(c, at::kFloat), bf16 = load_in(c, at::kBFloat16);
   const ModelConfig& cfg = fp32.checkpoint.config();
   const int64_t L = cfg.num_hidden_layers;
   const HeadSet heads({{L / 2, 0}, {L / 2, std::min<int64_t>(1, cfg.num_attention_heads - 1)}});
