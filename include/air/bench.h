@@ -26,7 +26,7 @@ struct ScoreBenchOptions {
   std::string lengths_from;             // JSONL corpus whose token lengths the short workload uses
   std::string tokenizer = "models/stories260K";  // tokenizer for those lengths
   std::vector<int64_t> long_lengths = {1024, 4096, 16384};
-  bool baseline = true;                 // also run the straightforward method
+  bool baseline = true;                 // also run the straightforward method (and, for bf16 on a CPU, both in fp32)
   int64_t rounds = 2;                   // methods alternate: short = slices, long = repeats
   int64_t batch_tokens = 8192;
   uint64_t seed = 0;
