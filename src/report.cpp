@@ -108,7 +108,6 @@ struct Plot {
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   std::string title, xlabel, ylabel;
   std::ostringstream body;
-  int marks = 0;
 
   double px(double x) const { return ml + (std::clamp(x, x0, x1) - x0) / (x1 - x0) * (w - ml - mr); }
   double py(double y) const { return h - mb - (std::clamp(y, y0, y1) - y0) / (y1 - y0) * (h - mt - mb); }
@@ -145,7 +144,6 @@ void draw_cells(Plot& p, const std::vector<int64_t>& cells, int nx, int ny) {
     for (int cx = 0; cx < nx; ++cx) {
       const int64_t c = cells[cy * nx + cx];
       if (c == 0) continue;
-      ++p.marks;
       p.body << "<rect x=\"" << fixed(p.ml + cx * cw, 1) << "\" y=\"" << fixed(p.h - p.mb - (cy + 1) * ch, 1) << "\" width=\""
              << fixed(cw + 0.3, 1) << "\" height=\"" << fixed(ch + 0.3, 1) << "\" class=\"cell\" fill-opacity=\""
              << fixed(0.12 + 0.88 * std::log1p(static_cast<double>(c)) / top, 2) << "\"><title>" << c
@@ -167,7 +165,7 @@ std::string scatter(const std::vector<double>& x, const std::vector<double>& y, 
   p.y1 = quantile(y, 0.999);
   p.fix_ranges();
   if (x.size() <= 2000) {
-    for (size_t i = 0; i < x.size(); ++i, ++p.marks)
+    for (size_t i = 0; i < x.size(); ++i)
       p.body << "<circle cx=\"" << fixed(p.px(x[i]), 1) << "\" cy=\"" << fixed(p.py(y[i]), 1) << "\" r=\"2.2\" class=\"pt-dot\"/>";
     return p.svg();
   }
@@ -204,7 +202,6 @@ std::string histogram(const std::vector<double>& v, double threshold, const std:
   const double bw = (p.x1 - p.x0) / bins;
   for (int b = 0; b < bins; ++b) {
     if (n[b] == 0) continue;
-    ++p.marks;
     const double xa = p.px(p.x0 + b * bw), xb = p.px(p.x0 + (b + 1) * bw);
     p.body << "<rect x=\"" << fixed(xa, 1) << "\" y=\"" << fixed(p.py(static_cast<double>(n[b])), 1) << "\" width=\""
            << fixed(std::max(xb - xa - 0.5, 0.5), 1) << "\" height=\""
@@ -411,7 +408,7 @@ std::string sample_card(const Shown& s, double scale) {
   return o.str();
 }
 
-std::string head_map(const HeadsFile& h, int& marks) {
+std::string head_map(const HeadsFile& h) {
   int64_t layers = h.info.layers, heads = h.info.heads_per_layer;
   double top = 0;
   for (const auto& hs : h.result.ranked) {
@@ -438,7 +435,6 @@ std::string head_map(const HeadsFile& h, int& marks) {
   for (const auto& hs : h.result.ranked) {
     const double t = top > 0 ? std::clamp(hs.score / top, 0.0, 1.0) : 0;
     const bool sel = h.selected.contains(hs.head);
-    ++marks;
     o << "<rect x=\"" << fixed(ml + cell * static_cast<double>(hs.head.head), 1) << "\" y=\""
       << fixed(mt + cell * static_cast<double>(hs.head.layer), 1) << "\" width=\"" << fixed(cell - 1, 1) << "\" height=\""
       << fixed(cell - 1, 1) << "\" fill=\"rgb(" << static_cast<int>(255 - 200 * t) << "," << static_cast<int>(255 - 120 * t)
@@ -449,7 +445,7 @@ std::string head_map(const HeadsFile& h, int& marks) {
   return o.str() + "</svg>";
 }
 
-std::string rank_rank(const Comparison& c, const std::string& a, const std::string& b, int& marks) {
+std::string rank_rank(const Comparison& c, const std::string& a, const std::string& b) {
   Plot p;
   p.w = 420;
   p.h = 420;
@@ -465,7 +461,6 @@ std::string rank_rank(const Comparison& c, const std::string& a, const std::stri
     ++cells[y * n + x];
   }
   draw_cells(p, cells, n, n);
-  marks += p.marks;
   return p.svg();
 }
 
@@ -552,7 +547,6 @@ ReportResult run_report_job(const ReportOptions& opt, JobEvents& events) {
     loss.push_back(e->loss_base);
     entropy.push_back(e->entropy);
   }
-  int marks = 0;
   std::ostringstream html;
   html << "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
           "content=\"width=device-width,initial-scale=1\"><title>air report: "
@@ -608,7 +602,7 @@ ReportResult run_report_job(const ReportOptions& opt, JobEvents& events) {
     if (j.is_discarded()) throw DataError(heads_path + ": not JSON");
     const HeadsFile h = heads_file_from_json(j, heads_path);
     html << "<p class=\"mut\">" << esc(heads_path) << ": " << h.selected.heads().size() << " heads selected of "
-         << h.result.ranked.size() << ".</p>" << head_map(h, marks);
+         << h.result.ranked.size() << ".</p>" << head_map(h);
     res.plots.push_back("head map");
   }
 
@@ -620,7 +614,7 @@ ReportResult run_report_job(const ReportOptions& opt, JobEvents& events) {
       html << "<div><p><b>" << esc(run.label) << "</b><br><b>" << esc(runs[r].label) << "</b><br>" << c.both
            << " records in both; Spearman <span class=\"stat\">" << fixed(c.spearman, 4) << "</span>; top " << c.top
            << ": " << c.top_shared << " shared, Jaccard <span class=\"stat\">" << fixed(c.top_jaccard, 3) << "</span></p>"
-           << rank_rank(c, run.label, runs[r].label, marks) << "</div>";
+           << rank_rank(c, run.label, runs[r].label) << "</div>";
       res.plots.push_back("rank-rank " + runs[r].label);
     }
     html << "</div>";

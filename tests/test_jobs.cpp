@@ -46,6 +46,17 @@ class JobTest : public TempDirTest {
     write_text(tmp_ / "c.jsonl", text);
     return tmp_ / "c.jsonl";
   }
+  // Probes 3 heads into tmp_/h.json and gives them to `o`.
+  void probe_into(ScoreJobOptions& o, JobEvents& ev) {
+    o.heads = (tmp_ / "h.json").string();
+    ProbeJobOptions po;
+    po.model = o.model;
+    po.out = o.heads;
+    po.probe.selection.num_heads = 3;
+    po.runtime.threads = 1;
+    run_probe_job(po, ev);
+  }
+
   ScoreJobOptions score_options(const fs::path& data, const fs::path& out) {
     ScoreJobOptions o;
     o.model = model_dir("stories260K").string();
@@ -160,14 +171,8 @@ TEST_F(JobTest, StopRequestKeepsWhatWasScoredForResume) {
   const fs::path c = corpus(20);
   const fs::path whole = tmp_ / "whole.jsonl", cut = tmp_ / "cut.jsonl";
   ScoreJobOptions o = score_options(c, whole);
-  o.heads = (tmp_ / "h.json").string();
-  ProbeJobOptions po;
-  po.model = o.model;
-  po.out = o.heads;
-  po.probe.selection.num_heads = 3;
-  po.runtime.threads = 1;
   Recorder quiet;
-  run_probe_job(po, quiet);
+  probe_into(o, quiet);
   o.window = 4;
   run_score_job(o, quiet);
 
@@ -205,14 +210,8 @@ TEST_F(JobTest, LayersSplitOverDevicesScoreAsOnOne) {
 
   const fs::path c = corpus(12);
   ScoreJobOptions o = score_options(c, tmp_ / "one.jsonl");
-  o.heads = (tmp_ / "h.json").string();
-  ProbeJobOptions po;
-  po.model = o.model;
-  po.out = o.heads;
-  po.probe.selection.num_heads = 3;
-  po.runtime.threads = 1;
   Recorder ev;
-  run_probe_job(po, ev);
+  probe_into(o, ev);
   run_score_job(o, ev);
   o.out = (tmp_ / "split.jsonl").string();
   o.runtime.layer_devices = two;
