@@ -1,6 +1,7 @@
 // The CPU loss head's fused statistics against ATen's log_softmax in float64.
 
 #include "nn/logit_stats.h"
+#include "nn/cpu_kernels.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -39,8 +40,8 @@ void run(const at::Tensor& z, const at::Tensor& targets, int64_t chunk, std::vec
 
 class LogitRowStats : public ::testing::TestWithParam<bool> {
  protected:
-  void SetUp() override { air::nn::use_portable_logit_stats(GetParam()); }
-  void TearDown() override { air::nn::use_portable_logit_stats(false); }
+  void SetUp() override { air::nn::use_portable_kernels(GetParam()); }
+  void TearDown() override { air::nn::use_portable_kernels(false); }
 };
 
 TEST_P(LogitRowStats, MatchesLogSoftmaxWhateverTheChunking) {

@@ -34,6 +34,28 @@ at::Tensor random_ids(int64_t vocab, int64_t T, uint64_t seed) {
   return at::randint(vocab, {1, T}, at::TensorOptions().dtype(at::kLong));
 }
 
+// Five random sequences (29, 4, 17, 1 and 29 tokens) right-padded into one batch.
+struct PaddedBatch {
+  at::Tensor ids;
+  std::vector<int64_t> lengths;
+};
+PaddedBatch padded_random_batch(uint64_t seed) {
+  std::vector<std::vector<int64_t>> seqs;
+  for (int64_t T : {29, 4, 17, 1, 29}) {
+    const at::Tensor ids = random_ids(1000, T, seed + T + seqs.size());
+    seqs.emplace_back(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + T);
+  }
+  PaddedBatch b;
+  for (const auto& s : seqs) b.lengths.push_back(static_cast<int64_t>(s.size()));
+  b.ids = pad_right(seqs, {0, 1, 2, 3, 4}, 5);
+  return b;
+}
+
+// An observer that keeps nothing: it only forces the explicit attention path.
+class NoObserver : public nn::AttentionObserver {
+  void observe(int64_t, int64_t, const at::Tensor&) override {}
+};
+
 class InvariantTest : public ::testing::Test {
  protected:
   // fp32: the invariants are exact there (the fixture is a bf16 checkpoint, which auto would run in
@@ -97,17 +119,10 @@ TEST_F(InvariantTest, RunningMeanOfValuesEqualsUniformSoftmax) {
   // layer, on padded batches and on a windowed layer.
   nn::CausalLM windowed = load_causal_lm(m_.checkpoint, c10::kCPU, at::kFloat);
   windowed->model->layers->items[1]->self_attn->window = 6;
-  std::vector<std::vector<int64_t>> seqs;
-  for (int64_t T : {29, 4, 17, 1, 29}) {
-    const at::Tensor ids = random_ids(1000, T, 40 + T + seqs.size());
-    seqs.emplace_back(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + T);
-  }
-  std::vector<int64_t> lengths;
-  for (const auto& s : seqs) lengths.push_back(static_cast<int64_t>(s.size()));
-  const at::Tensor ids = pad_right(seqs, {0, 1, 2, 3, 4}, 5);
-  class Nothing : public nn::AttentionObserver {
-    void observe(int64_t, int64_t, const at::Tensor&) override {}
-  } nothing;
+  const PaddedBatch batch = padded_random_batch(40);
+  const at::Tensor& ids = batch.ids;
+  const std::vector<int64_t>& lengths = batch.lengths;
+  NoObserver nothing;
   for (const nn::CausalLM* model : {&m_.model, &windowed}) {
     for (const char* spec : {"1:2", "1:2,1:3", "1:0,1:1,1:2,1:3", "0:1,1:0,3:3", "0:0,0:1,0:2,0:3,2:1"}) {
       const HeadSet heads = HeadSet::parse(spec);
@@ -122,6 +137,42 @@ TEST_F(InvariantTest, RunningMeanOfValuesEqualsUniformSoftmax) {
         EXPECT_LT((a[r].logprob - b[r].logprob).abs().max().item<double>(), 1e-5) << spec << " row " << r;
         if (lengths[r] > 2)  // the masked heads do change the model
           EXPECT_GT((a[r].logprob - plain[r].logprob).abs().max().item<double>(), 1e-4) << spec << " row " << r;
+      }
+    }
+  }
+}
+
+TEST_F(InvariantTest, Bf16FusedAttentionMatchesAtenSoftmax) {
+  // In bf16 on a CPU the attention probabilities come from one fused kernel; with an observer
+  // they come from ATen's masked float32 softmax. Same model, within bf16 rounding, on padded
+  // batches, in query blocks, causal and windowed. The queries are sharpened so that attention
+  // is peaked and a key seen or missed in error moves the losses (by about 2 nats here).
+  auto sharp = [&](int64_t window) {
+    nn::CausalLM m = load_causal_lm(m_.checkpoint, c10::kCPU, at::kBFloat16);
+    for (auto& layer : m->model->layers->items) {
+      layer->self_attn->q_proj->weight.mul_(24);
+      if (window) layer->self_attn->window = window;
+    }
+    return m;
+  };
+  const PaddedBatch batch = padded_random_batch(70);
+  const at::Tensor& ids = batch.ids;
+  const std::vector<int64_t>& lengths = batch.lengths;
+  NoObserver nothing;
+  for (int64_t window : {0, 6}) {
+    const nn::CausalLM m = sharp(window);
+    for (int64_t chunk : {0, 5}) {
+      nn::ForwardOptions fused, aten;
+      fused.query_chunk = aten.query_chunk = chunk;
+      aten.observer = &nothing;
+      const auto a = m->next_token_stats(ids, lengths, fused);
+      const auto b = m->next_token_stats(ids, lengths, aten);
+      for (size_t r = 0; r < a.size(); ++r) {
+        ASSERT_EQ(a[r].logprob.numel(), b[r].logprob.numel());
+        if (!a[r].logprob.numel()) continue;
+        EXPECT_TRUE(at::isfinite(a[r].logprob).all().item<bool>());
+        EXPECT_LT((a[r].logprob - b[r].logprob).abs().max().item<double>(), 0.05)
+            << "window " << window << " chunk " << chunk << " row " << r;
       }
     }
   }

@@ -7,31 +7,11 @@
 #include <cstring>
 #include <limits>
 
+#include "cpu_kernels.h"
+#include "simd.h"
+
 namespace air::nn {
 namespace {
-
-// exp(x) for x <= 0 (logits minus a max), branch-free:
-// Cody-Waite reduction x = n ln2 + r, Cephes' expf polynomial for exp(r) (relative error under
-// 2e-7), 2^n from the exponent bits. Below -87 the result is clamped at exp(-87) ~ 1.6e-38,
-// which no sum of probabilities can see.
-inline float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  // round(x / ln2) for x <= 0: truncation of (x / ln2 - 0.5) rounds toward zero, i.e. up.
-  const int32_t n = static_cast<int32_t>(x * 1.44269504088896341f - 0.5f);
-  const float fn = static_cast<float>(n);
-  const float r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (n + 127) << 23;  // n >= -126: a normal power of two
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
 
 struct Chunk {
   float max;
@@ -39,12 +19,16 @@ struct Chunk {
   bool bad;    // NaN or +inf present
 };
 
+inline float value(float x) { return x; }
+inline float value(uint16_t b) { return simd::bf16_to_float(b); }
+
 // The portable version of one row's chunk: its max, then the sums relative to it.
-Chunk chunk_stats_scalar(const float* z, int64_t n, bool want_w) {
+template <typename T>
+Chunk chunk_stats_scalar(const T* zp, int64_t n, bool want_w) {
   Chunk c{-std::numeric_limits<float>::infinity(), 0, 0, false};
   for (int64_t j = 0; j < n; ++j) {
-    if (z[j] != z[j]) c.bad = true;
-    c.max = z[j] > c.max ? z[j] : c.max;
+    if (value(zp[j]) != value(zp[j])) c.bad = true;
+    c.max = value(zp[j]) > c.max ? value(zp[j]) : c.max;
   }
   if (c.bad || c.max == std::numeric_limits<float>::infinity()) {
     c.bad = true;
@@ -52,52 +36,27 @@ Chunk chunk_stats_scalar(const float* z, int64_t n, bool want_w) {
   }
   if (c.max == -std::numeric_limits<float>::infinity()) return c;  // every logit -inf: no mass
   for (int64_t j = 0; j < n; ++j) {
-    const float x = z[j] - c.max;
-    const float e = exp_nonpositive(x);
+    const float x = value(zp[j]) - c.max;
+    const float e = simd::exp_nonpositive(x);
     c.s += e;
     if (want_w) c.w += e * x;
   }
   return c;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define AIR_HAVE_AVX2_PATH 1
-#include <immintrin.h>
-
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  a = _mm_add_ps(a, _mm_movehl_ps(a, a));
-  a = _mm_add_ss(a, _mm_movehdup_ps(a));
-  return _mm_cvtss_f32(a);
-}
-
-// exp_nonpositive on 8 lanes, the same steps.
-__attribute__((target("avx2,fma"))) inline __m256 exp8_nonpositive(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  const __m256i n = _mm256_cvttps_epi32(
-      _mm256_sub_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _mm256_set1_ps(0.5f)));
-  const __m256 fn = _mm256_cvtepi32_ps(n);
-  const __m256 r = _mm256_add_ps(_mm256_sub_ps(x, _mm256_mul_ps(fn, _mm256_set1_ps(0.693359375f))),
-                                 _mm256_mul_ps(fn, _mm256_set1_ps(2.12194440e-4f)));
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
-  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-}
-
+#ifdef AIR_HAVE_AVX2_PATH
 // One row's chunk on AVX2: 8 lanes, two accumulators each, the tail done by the scalar steps.
-__attribute__((target("avx2,fma"))) Chunk chunk_stats_avx2(const float* z, int64_t n, bool want_w) {
+__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma"))) inline __m256 load8(const uint16_t* p) { return simd::load8_bf16(p); }
+
+template <typename T>
+__attribute__((target("avx2,fma"))) Chunk chunk_stats_avx2(const T* z, int64_t n, bool want_w) {
   Chunk c{-std::numeric_limits<float>::infinity(), 0, 0, false};
   const int64_t n8 = n & ~int64_t{7};
   __m256 mx = _mm256_set1_ps(c.max);
   __m256 unordered = _mm256_setzero_ps();
   for (int64_t j = 0; j < n8; j += 8) {
-    const __m256 v = _mm256_loadu_ps(z + j);
+    const __m256 v = load8(z + j);
     unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     mx = _mm256_max_ps(mx, v);
   }
@@ -106,8 +65,8 @@ __attribute__((target("avx2,fma"))) Chunk chunk_stats_avx2(const float* z, int64
   for (float l : lanes) c.max = l > c.max ? l : c.max;
   if (_mm256_movemask_ps(unordered)) c.bad = true;
   for (int64_t j = n8; j < n; ++j) {
-    if (z[j] != z[j]) c.bad = true;
-    c.max = z[j] > c.max ? z[j] : c.max;
+    if (value(z[j]) != value(z[j])) c.bad = true;
+    c.max = value(z[j]) > c.max ? value(z[j]) : c.max;
   }
   if (c.bad || c.max == std::numeric_limits<float>::infinity()) {
     c.bad = true;
@@ -119,9 +78,9 @@ __attribute__((target("avx2,fma"))) Chunk chunk_stats_avx2(const float* z, int64
   __m256 w0 = _mm256_setzero_ps(), w1 = _mm256_setzero_ps();
   int64_t j = 0;
   for (; j + 16 <= n8; j += 16) {
-    const __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(z + j), m);
-    const __m256 x1 = _mm256_sub_ps(_mm256_loadu_ps(z + j + 8), m);
-    const __m256 e0 = exp8_nonpositive(x0), e1 = exp8_nonpositive(x1);
+    const __m256 x0 = _mm256_sub_ps(load8(z + j), m);
+    const __m256 x1 = _mm256_sub_ps(load8(z + j + 8), m);
+    const __m256 e0 = simd::exp8_nonpositive(x0), e1 = simd::exp8_nonpositive(x1);
     s0 = _mm256_add_ps(s0, e0);
     s1 = _mm256_add_ps(s1, e1);
     if (want_w) {
@@ -130,16 +89,16 @@ __attribute__((target("avx2,fma"))) Chunk chunk_stats_avx2(const float* z, int64
     }
   }
   for (; j < n8; j += 8) {
-    const __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(z + j), m);
-    const __m256 e0 = exp8_nonpositive(x0);
+    const __m256 x0 = _mm256_sub_ps(load8(z + j), m);
+    const __m256 e0 = simd::exp8_nonpositive(x0);
     s0 = _mm256_add_ps(s0, e0);
     if (want_w) w0 = _mm256_fmadd_ps(e0, x0, w0);
   }
-  c.s = hsum(_mm256_add_ps(s0, s1));
-  c.w = hsum(_mm256_add_ps(w0, w1));
+  c.s = simd::hsum(_mm256_add_ps(s0, s1));
+  c.w = simd::hsum(_mm256_add_ps(w0, w1));
   for (; j < n; ++j) {
-    const float x = z[j] - c.max;
-    const float e = exp_nonpositive(x);
+    const float x = value(z[j]) - c.max;
+    const float e = simd::exp_nonpositive(x);
     c.s += e;
     if (want_w) c.w += e * x;
   }
@@ -147,19 +106,16 @@ __attribute__((target("avx2,fma"))) Chunk chunk_stats_avx2(const float* z, int64
 }
 #endif
 
-std::atomic<bool> g_portable{false};
-
-Chunk chunk_stats(const float* z, int64_t n, bool want_w) {
+template <typename T>
+Chunk chunk_stats(const T* z, int64_t n, bool want_w) {
 #ifdef AIR_HAVE_AVX2_PATH
   static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2 && !g_portable.load(std::memory_order_relaxed)) return chunk_stats_avx2(z, n, want_w);
+  if (avx2 && !portable_kernels()) return chunk_stats_avx2(z, n, want_w);
 #endif
   return chunk_stats_scalar(z, n, want_w);
 }
 
 }  // namespace
-
-void use_portable_logit_stats(bool on) { g_portable.store(on); }
 
 LossHeadTuning& loss_head_tuning() {
   static LossHeadTuning t;
@@ -176,15 +132,19 @@ LogitRowStats::LogitRowStats(int64_t rows, const int64_t* targets, bool entropy)
       target_logit_(rows, std::numeric_limits<double>::quiet_NaN()),
       bad_(rows, 0) {}
 
-void LogitRowStats::add(const float* z, int64_t col0, int64_t cols) {
+void LogitRowStats::add(const float* z, int64_t col0, int64_t cols) { add_rows(z, col0, cols); }
+void LogitRowStats::add_bf16(const uint16_t* z, int64_t col0, int64_t cols) { add_rows(z, col0, cols); }
+
+template <typename T>
+void LogitRowStats::add_rows(const T* z, int64_t col0, int64_t cols) {
   // Chunks of a row are summed in float over at most this many columns (kept in L1), and
   // merged in double.
   constexpr int64_t kSub = 4096;
   at::parallel_for(0, rows_, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const float* row = z + r * cols;
+      const T* row = z + r * cols;
       const int64_t t = targets_[r] - col0;
-      if (t >= 0 && t < cols) target_logit_[r] = row[t];
+      if (t >= 0 && t < cols) target_logit_[r] = value(row[t]);
       for (int64_t j = 0; j < cols; j += kSub) {
         const Chunk c = chunk_stats(row + j, std::min(kSub, cols - j), entropy_);
         if (c.bad) bad_[r] = 1;

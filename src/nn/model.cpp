@@ -1,6 +1,7 @@
 #include "air/nn/model.h"
 
 #include "air/error.h"
+#include "cpu_kernels.h"
 #include "logit_stats.h"
 
 #include <ATen/ATen.h>
@@ -88,6 +89,9 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
   at::Tensor out = at::empty_like(q);  // [B, H, T, Dh]
   const at::Tensor k3 = k.reshape({B * Hkv, T, Dh});
   const at::Tensor v3 = v.reshape({B * Hkv, T, Dh});
+  // The probabilities stay internal and in bf16 on a CPU: one fused kernel replaces the mask,
+  // the float32 round trip and ATen's softmax (same statistics in float32, same rounding).
+  const bool fused = !opt.observer && spec.softcap == 0 && q.device().is_cpu() && q.scalar_type() == at::kBFloat16;
   for (int64_t s = 0; s < T; s += chunk) {
     const int64_t c = std::min(chunk, T - s), e = s + c;
     // Query head h reads kv head h / rep (HF's repeat_kv), so grouping query heads under
@@ -100,6 +104,12 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
                           -std::numeric_limits<float>::infinity())
             .repeat({rep, 1});
     const at::Tensor kt = k3.narrow(1, 0, e).transpose(1, 2);
+    if (fused) {  // bf16 on a CPU: scale, mask and softmax in one pass over the raw products
+      at::Tensor probs = at::bmm(qc, kt);  // [B*Hkv, rep*c, e]
+      causal_softmax_bf16_(probs, c, s, window, spec.scale);
+      out.narrow(2, s, c).copy_(at::bmm(probs, v3.narrow(1, 0, e)).view({B, H, c, Dh}));
+      continue;
+    }
     at::Tensor scores;  // [B*Hkv, rep*c, e]
     if (spec.softcap > 0) {
       scores = at::bmm(qc, kt).mul_(spec.scale);
@@ -216,9 +226,12 @@ void row_stats_blocked(const at::Tensor& hs, const at::Tensor& w, const at::Tens
   const int64_t V = w.size(0);
   const int64_t rows_per_block = std::min<int64_t>(N, tune.rows);
   const int64_t cols_per_chunk = std::min<int64_t>(V, tune.cols);
+  // bfloat16 logits go to the statistics as they are (each widens to float32 exactly), unless
+  // a soft-cap must first be applied in float32.
+  const bool bf16 = w.scalar_type() == at::kBFloat16 && hs.scalar_type() == at::kBFloat16 && cap == 0;
   at::Tensor buf;
-  if (w.scalar_type() == at::kFloat)
-    buf = at::empty({rows_per_block * cols_per_chunk}, at::TensorOptions().dtype(at::kFloat));
+  if (w.scalar_type() == at::kFloat || bf16)
+    buf = at::empty({rows_per_block * cols_per_chunk}, at::TensorOptions().dtype(w.scalar_type()));
   const at::Tensor tgt = target_ids.contiguous();
   for (int64_t s = 0; s < N; s += rows_per_block) {
     const int64_t n = std::min(rows_per_block, N - s);
@@ -232,6 +245,10 @@ void row_stats_blocked(const at::Tensor& hs, const at::Tensor& w, const at::Tens
         at::mm_out(z, hb, w.narrow(0, c0, cols).t());
       } else {
         z = at::linear(hb, w.narrow(0, c0, cols)).to(at::kFloat).contiguous();
+      }
+      if (bf16) {
+        st.add_bf16(reinterpret_cast<const uint16_t*>(z.data_ptr<at::BFloat16>()), c0, cols);
+        continue;
       }
       softcap_(z, cap);
       st.add(z.data_ptr<float>(), c0, cols);
@@ -321,7 +338,10 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, bool weight_in_float_, bool u
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) const {
   // HF's order of operations (x * rsqrt(mean(x^2) + eps), cast back, times weight), with the
-  // intermediates updated in place where that changes no value.
+  // intermediates updated in place where that changes no value; bf16 rows on a CPU in one
+  // fused pass with the same roundings.
+  if (x.scalar_type() == at::kBFloat16 && x.device().is_cpu() && x.is_contiguous())
+    return rms_norm_bf16(x, weight, eps, weight_in_float, unit_offset);
   const at::Tensor xf = x.to(at::kFloat);
   const at::Tensor r = xf.square().mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
   at::Tensor y = xf * r;
@@ -418,7 +438,14 @@ MLPImpl::MLPImpl(const ModelConfig& c, int64_t inter, bool mixtral_names) : acti
 }
 
 at::Tensor MLPImpl::forward(const at::Tensor& x) const {
-  return down_proj->forward(activate_(gate_proj->forward(x), activation).mul_(up_proj->forward(x)));
+  at::Tensor g = gate_proj->forward(x);
+  const at::Tensor u = up_proj->forward(x);
+  if (activation == Activation::kSilu && g.scalar_type() == at::kBFloat16 && g.device().is_cpu() &&
+      g.is_contiguous() && u.is_contiguous())
+    silu_mul_bf16_(g, u);  // one pass, HF's roundings
+  else
+    g = activate_(g, activation).mul_(u);
+  return down_proj->forward(g);
 }
 
 ExpertListImpl::ExpertListImpl(const ModelConfig& c) {
