@@ -203,6 +203,15 @@ std::vector<double> air_path(const nn::CausalLM& m, const std::vector<const Samp
   return out;
 }
 
+// Standard deviation of v over its elements (NaN with fewer than two).
+double std_dev(const std::vector<double>& v) {
+  if (v.size() < 2) return std::nan("");
+  double mean = 0, ss = 0;
+  for (double x : v) mean += x / static_cast<double>(v.size());
+  for (double x : v) ss += (x - mean) * (x - mean);
+  return std::sqrt(ss / static_cast<double>(v.size() - 1));
+}
+
 // Of the top `fraction` of a by score, the share also in the top of b.
 double top_overlap(const std::vector<double>& a, const std::vector<double>& b, double fraction) {
   const size_t n = std::min(a.size(), b.size());
@@ -493,6 +502,10 @@ std::vector<ScoreBenchRow> run_workload(const Bench& b, const std::vector<int64_
       r.spearman = spearman(tl.scores, tally[3].scores);
       r.step_spearman = spearman(tl.steps, tally[3].steps);
       r.top_overlap = top_overlap(tl.scores, tally[3].scores, 0.1);
+      std::vector<double> dev(tl.scores.size());
+      for (size_t i = 0; i < dev.size(); ++i) dev[i] = tl.scores[i] - tally[3].scores[i];
+      r.score_spread = std_dev(tally[3].scores);
+      r.bf16_deviation = std_dev(dev);
     }
     events.row(r);
     rows.push_back(r);
@@ -509,7 +522,8 @@ nlohmann::json row_json(const ScoreBenchRow& r) {
   if (r.ratio_fp32 > 0) j["ratio_to_straightforward_fp32"] = r.ratio_fp32;
   if (!std::isnan(r.spearman) || !std::isnan(r.top_overlap))
     j["agreement_with_air_fp32"] = {{"sample_spearman", num(r.spearman)}, {"step_spearman", num(r.step_spearman)},
-                                    {"top10_overlap", num(r.top_overlap)}};
+                                    {"top10_overlap", num(r.top_overlap)}, {"fp32_score_spread", num(r.score_spread)},
+                                    {"bf16_deviation", num(r.bf16_deviation)}};
   return j;
 }
 

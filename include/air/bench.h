@@ -66,6 +66,10 @@ struct ScoreBenchRow {
   // step scores, and the share of the fp32 top 10% of samples also in the bf16 top 10%.
   double ratio_fp32 = 0;
   double spearman = std::nan(""), step_spearman = std::nan(""), top_overlap = std::nan("");
+  // What bounds that agreement: the spread of air's fp32 sample scores (their standard
+  // deviation over the samples) and that of bf16's deviation from them. Where the deviation is
+  // not small against the spread, the order among the samples is mostly rounding.
+  double score_spread = std::nan(""), bf16_deviation = std::nan("");
 };
 
 class ScoreBenchEvents : public JobEvents {

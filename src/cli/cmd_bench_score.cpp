@@ -46,6 +46,9 @@ class BenchTable : public ScoreBenchEvents {
     if (!std::isnan(r.spearman))
       std::printf("%-18s   ranking against air fp32: sample Spearman %.4f, step Spearman %.4f, top-10%% overlap %.3f\n", "",
                   r.spearman, r.step_spearman, r.top_overlap);
+    if (!std::isnan(r.score_spread))
+      std::printf("%-18s   fp32 sample scores spread (sd) %.2e, bf16 deviation from them (sd) %.2e: ratio %.2f\n", "",
+                  r.score_spread, r.bf16_deviation, r.bf16_deviation / r.score_spread);
     std::fflush(stdout);
   }
 };

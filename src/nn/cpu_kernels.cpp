@@ -158,11 +158,7 @@ __attribute__((target("avx2,fma"))) void rms_row_avx2(const uint16_t* x, uint16_
   const __m256 vr = _mm256_set1_ps(r);
   for (j = 0; j < D8; j += 8) {
     __m256 y = _mm256_mul_ps(simd::load8_bf16(x + j), vr);
-    if (!in_float) {  // round to bfloat16 before the weight, as HF casts back first
-      alignas(16) uint16_t t[8];
-      simd::store8_bf16(t, y);
-      y = simd::load8_bf16(t);
-    }
+    if (!in_float) y = simd::round8_bf16(y);  // round to bfloat16 before the weight, as HF casts back first
     simd::store8_bf16(out + j, _mm256_mul_ps(y, _mm256_loadu_ps(w + j)));
   }
   for (; j < D; ++j) {
@@ -190,15 +186,14 @@ void silu_mul_scalar(uint16_t* g, const uint16_t* u, int64_t n) {
 __attribute__((target("avx2,fma"))) void silu_mul_avx2(uint16_t* g, const uint16_t* u, int64_t n) {
   const int64_t n8 = n & ~int64_t{7};
   const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-  alignas(16) uint16_t t[8];
   for (int64_t j = 0; j < n8; j += 8) {
     const __m256 x = simd::load8_bf16(g + j);
     const __m256 e = simd::exp8_nonpositive(_mm256_or_ps(x, sign));  // exp(-|x|)
     const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
     const __m256 nonneg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
     const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, nonneg);
-    simd::store8_bf16(t, _mm256_mul_ps(x, sig));  // act_fn's output, in bf16
-    simd::store8_bf16(g + j, _mm256_mul_ps(simd::load8_bf16(t), simd::load8_bf16(u + j)));
+    const __m256 act = simd::round8_bf16(_mm256_mul_ps(x, sig));  // act_fn's output, in bf16
+    simd::store8_bf16(g + j, _mm256_mul_ps(act, simd::load8_bf16(u + j)));
   }
   silu_mul_scalar(g + n8, u + n8, n - n8);
 }

@@ -87,6 +87,15 @@ __attribute__((target("avx2,fma"))) inline __m256 load8_bf16(const uint16_t* p) 
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+// 8 floats rounded to bfloat16 precision, kept as floats (NaN lanes pass through).
+__attribute__((target("avx2,fma"))) inline __m256 round8_bf16(__m256 v) {
+  const __m256i bits = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  const __m256i r = _mm256_and_si256(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))),
+                                     _mm256_set1_epi32(static_cast<int32_t>(0xffff0000u)));
+  return _mm256_blendv_ps(_mm256_castsi256_ps(r), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+
 // 8 floats to bfloat16 at p, rounded to nearest even (NaN lanes stay quiet NaNs).
 __attribute__((target("avx2,fma"))) inline void store8_bf16(uint16_t* p, __m256 v) {
   const __m256i bits = _mm256_castps_si256(v);
