@@ -4,7 +4,8 @@
 #   quick: the small shape only (a minute); cpu: the fp32 CPU table (about half an hour on 2
 #   cores); bf16: the CPU in bf16, with both methods in fp32 beside it and the ranking against
 #   air fp32 (about 20 minutes); memory: one 32k-token sample on the 0.5B shape, air only (peak
-#   RSS); moe: the Qwen3-MoE-like shape (8 experts, top-2); gpu: bf16 on cuda.
+#   RSS); moe: the Qwen3-MoE-like shape (8 experts, top-2); gpu: bf16 on cuda, the 0.5B, 1.5B
+#   and 7B shapes, with the GPU's peak memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-quick}
@@ -14,6 +15,21 @@ lengths=${LENGTHS_FROM:-data/gsm8k-sample.jsonl}
 out=${BENCH_OUT:-build/bench}
 mkdir -p "$out"
 run() { echo "\$ air bench score $*"; "$air" bench score "$@" || echo "(failed: exit $?)"; echo; }
+# run, and the GPU memory in use at its peak (nvidia-smi every 100 ms: what the process held,
+# the caching allocator's reserve and the CUDA context included).
+gpu_run() {
+  if ! command -v nvidia-smi >/dev/null 2>&1; then run "$@"; return; fi
+  local samples
+  samples=$(mktemp)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$samples" 2>/dev/null &
+  local sampler=$!
+  run "$@"
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  echo "peak GPU memory in use (nvidia-smi): $(sort -n "$samples" | tail -1) MiB"
+  echo
+  rm -f "$samples"
+}
 
 case "$mode" in
   quick)
@@ -41,9 +57,14 @@ case "$mode" in
     run --shape qwen2.5-0.5b --workload long --lengths 32768 --no-baseline --rounds 1 --dtype bf16 --json "$out/bf16-05b-32k.json" "$@"
     ;;
   gpu)
-    run --shape qwen2.5-0.5b --samples 256 --lengths-from "$lengths" --device cuda --dtype bf16 --json "$out/gpu-05b-short.json" "$@"
-    run --shape qwen2.5-0.5b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-05b-4k.json" "$@"
-    run --shape qwen2.5-1.5b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-15b-4k.json" "$@"
+    gpu_run --shape qwen2.5-0.5b --samples 256 --lengths-from "$lengths" --device cuda --dtype bf16 --json "$out/gpu-05b-short.json" "$@"
+    gpu_run --shape qwen2.5-0.5b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-05b-4k.json" "$@"
+    gpu_run --shape qwen2.5-1.5b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-15b-4k.json" "$@"
+    # Qwen2.5-7B's shape, its 15 GB of random weights drawn on the GPU: at 4k with the
+    # straightforward method beside it, at 32k alone (its [28, 32k, 32k] probabilities would
+    # not fit).
+    gpu_run --shape qwen2.5-7b --workload long --lengths 4096 --device cuda --dtype bf16 --json "$out/gpu-7b-4k.json" "$@"
+    gpu_run --shape qwen2.5-7b --workload long --lengths 32768 --no-baseline --device cuda --dtype bf16 --json "$out/gpu-7b-32k.json" "$@"
     ;;
   *) echo "usage: scripts/bench.sh [quick|cpu|bf16|moe|memory|memory-bf16|gpu]" >&2; exit 2 ;;
 esac

@@ -49,6 +49,10 @@ ModelConfig shape_config(const std::string& name) {
     c.vocab_size = 151936, c.hidden_size = 1536, c.intermediate_size = 8960;
     c.num_hidden_layers = 28, c.num_attention_heads = 12, c.num_key_value_heads = 2;
     c.tie_word_embeddings = true;
+  } else if (name == "qwen2.5-7b") {
+    c.vocab_size = 152064, c.hidden_size = 3584, c.intermediate_size = 18944;
+    c.num_hidden_layers = 28, c.num_attention_heads = 28, c.num_key_value_heads = 4;
+    c.tie_word_embeddings = false;
   } else if (name == "qwen3-moe-small") {
     // Qwen3-MoE-like: 8 experts, top-2 renormalised, per-head q/k norms, every layer sparse.
     c.architecture = Architecture::kQwen3Moe;
@@ -62,13 +66,16 @@ ModelConfig shape_config(const std::string& name) {
     c.tie_word_embeddings = true;
   } else {
     throw OptionError("shape", option_name("shape") + " '" + name +
-                                   "': expected small, qwen2.5-0.5b, qwen2.5-1.5b or qwen3-moe-small");
+                                   "': expected small, qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b or qwen3-moe-small");
   }
   c.head_dim = c.hidden_size / c.num_attention_heads;
   c.rotary_dim = c.head_dim;
   return c;
 }
 
+// Random weights drawn on `dev` itself, one tensor at a time: each replaces the module's
+// placeholder, which is never written and so never resident on the host, so a model larger
+// than host memory can be built on a GPU.
 nn::CausalLM random_model(const ModelConfig& c, const c10::Device& dev, at::ScalarType dtype, uint64_t seed) {
   at::manual_seed(seed);
   nn::CausalLM m(c);
@@ -78,7 +85,7 @@ nn::CausalLM random_model(const ModelConfig& c, const c10::Device& dev, at::Scal
     at::Tensor t;
     if (name.find("norm") != std::string::npos) t = at::ones(p.value().sizes(), o);
     else if (name.find("bias") != std::string::npos) t = at::zeros(p.value().sizes(), o);
-    else t = at::randn(p.value().sizes(), o) * 0.02;
+    else t = at::randn(p.value().sizes(), o).mul_(0.02);
     p.value().set_data(t.to(dtype));
   }
   m->eval();

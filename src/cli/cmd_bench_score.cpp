@@ -58,7 +58,7 @@ class BenchTable : public ScoreBenchEvents {
 void register_score_bench(CLI::App& bench) {
   auto opt = std::make_shared<ScoreBenchOptions>();
   CLI::App* b = bench.add_subcommand("score", "air score's path against the straightforward method");
-  b->add_option("--shape", opt->shape, "small, qwen2.5-0.5b, qwen2.5-1.5b or qwen3-moe-small")->capture_default_str();
+  b->add_option("--shape", opt->shape, "small, qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b or qwen3-moe-small")->capture_default_str();
   b->add_option("--workload", opt->workload, "short (many 100-400 token samples) or long")->capture_default_str();
   b->add_option("--samples", opt->samples, "short workload: samples")->capture_default_str();
   b->add_option("--lengths-from", opt->lengths_from, "short workload: take token lengths from this JSONL corpus");
