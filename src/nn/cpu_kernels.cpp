@@ -29,33 +29,46 @@ bool use_avx2() {
 
 constexpr uint16_t kBf16Nan = 0x7fc0;
 
-// One row of the softmax: p[lo..hi] become the probabilities of scale * p[lo..hi], p[0..lo)
-// and p(hi..e) become 0. buf holds at least hi - lo + 1 floats.
+// One row of the softmax: p[lo..hi] become the probabilities of bf16(scale * p[lo..hi]) (HF
+// eager's scaled scores are bf16), p[0..lo) and p(hi..e) become 0. A NaN or +inf score, or no
+// finite one, makes the visible part NaN; a -inf score gets 0, as in ATen. Exponents below
+// -87 give 0 (ATen: at most a float denormal). buf holds at least hi - lo + 1 floats.
+constexpr float kExpFloor = -87.0f;
+
+void nan_row(uint16_t* p, int64_t e, int64_t lo, int64_t hi) {
+  std::fill(p, p + e, uint16_t{0});
+  std::fill(p + lo, p + hi + 1, kBf16Nan);
+}
+
 void softmax_row_scalar(uint16_t* p, int64_t e, int64_t lo, int64_t hi, float scale, float* buf) {
   const int64_t n = hi - lo + 1;
   float mx = -std::numeric_limits<float>::infinity();
   bool bad = false;
   for (int64_t j = 0; j < n; ++j) {
-    const float x = simd::bf16_to_float(p[lo + j]) * scale;
-    bad |= !std::isfinite(x);
+    const float x = simd::bf16_to_float(simd::float_to_bf16(simd::bf16_to_float(p[lo + j]) * scale));
+    bad |= std::isnan(x) || x == std::numeric_limits<float>::infinity();
     buf[j] = x;
     mx = x > mx ? x : mx;
   }
-  std::fill(p, p + e, uint16_t{0});
-  if (bad) {
-    std::fill(p + lo, p + hi + 1, kBf16Nan);
-    return;
-  }
+  if (bad || mx == -std::numeric_limits<float>::infinity()) return nan_row(p, e, lo, hi);
   float sum = 0;
   for (int64_t j = 0; j < n; ++j) {
-    buf[j] = simd::exp_nonpositive(buf[j] - mx);
+    const float d = buf[j] - mx;
+    buf[j] = d < kExpFloor ? 0.0f : simd::exp_nonpositive(d);
     sum += buf[j];
   }
   const float inv = 1.0f / sum;
+  std::fill(p, p + e, uint16_t{0});
   for (int64_t j = 0; j < n; ++j) p[lo + j] = simd::float_to_bf16(buf[j] * inv);
 }
 
 #ifdef AIR_HAVE_AVX2_PATH
+// exp(x - m) of 8 floats at p, 0 below the floor (a -inf score included).
+__attribute__((target("avx2,fma"))) inline __m256 exp8_floored(const float* p, __m256 m) {
+  const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(p), m);
+  return _mm256_andnot_ps(_mm256_cmp_ps(d, _mm256_set1_ps(kExpFloor), _CMP_LT_OQ), simd::exp8_nonpositive(d));
+}
+
 __attribute__((target("avx2,fma"))) void softmax_row_avx2(uint16_t* p, int64_t e, int64_t lo, int64_t hi,
                                                           float scale, float* buf) {
   const int64_t n = hi - lo + 1, n8 = n & ~int64_t{7};
@@ -64,10 +77,9 @@ __attribute__((target("avx2,fma"))) void softmax_row_avx2(uint16_t* p, int64_t e
   __m256 mx = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   __m256 notfinite = _mm256_setzero_ps();
   for (int64_t j = 0; j < n8; j += 8) {
-    const __m256 x = _mm256_mul_ps(simd::load8_bf16(src + j), vs);
-    // |x| == inf or NaN: not (|x| < inf)
-    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    notfinite = _mm256_or_ps(notfinite, _mm256_cmp_ps(ax, inf, _CMP_NLT_UQ));
+    const __m256 x = simd::round8_bf16(_mm256_mul_ps(simd::load8_bf16(src + j), vs));
+    // NaN or +inf: not (x < +inf)
+    notfinite = _mm256_or_ps(notfinite, _mm256_cmp_ps(x, inf, _CMP_NLT_UQ));
     _mm256_storeu_ps(buf + j, x);
     mx = _mm256_max_ps(mx, x);
   }
@@ -77,35 +89,31 @@ __attribute__((target("avx2,fma"))) void softmax_row_avx2(uint16_t* p, int64_t e
   for (float l : lanes) m = l > m ? l : m;
   bool bad = _mm256_movemask_ps(notfinite) != 0;
   for (int64_t j = n8; j < n; ++j) {
-    const float x = simd::bf16_to_float(src[j]) * scale;
-    bad |= !std::isfinite(x);
+    const float x = simd::bf16_to_float(simd::float_to_bf16(simd::bf16_to_float(src[j]) * scale));
+    bad |= std::isnan(x) || x == std::numeric_limits<float>::infinity();
     buf[j] = x;
     m = x > m ? x : m;
   }
-  if (bad) {
-    std::fill(p, p + e, uint16_t{0});
-    std::fill(p + lo, p + hi + 1, kBf16Nan);
-    return;
-  }
+  if (bad || m == -std::numeric_limits<float>::infinity()) return nan_row(p, e, lo, hi);
   const __m256 vm = _mm256_set1_ps(m);
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t j = 0;
   for (; j + 16 <= n8; j += 16) {
-    const __m256 e0 = simd::exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(buf + j), vm));
-    const __m256 e1 = simd::exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(buf + j + 8), vm));
+    const __m256 e0 = exp8_floored(buf + j, vm), e1 = exp8_floored(buf + j + 8, vm);
     _mm256_storeu_ps(buf + j, e0);
     _mm256_storeu_ps(buf + j + 8, e1);
     s0 = _mm256_add_ps(s0, e0);
     s1 = _mm256_add_ps(s1, e1);
   }
   for (; j < n8; j += 8) {
-    const __m256 e0 = simd::exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(buf + j), vm));
+    const __m256 e0 = exp8_floored(buf + j, vm);
     _mm256_storeu_ps(buf + j, e0);
     s0 = _mm256_add_ps(s0, e0);
   }
   float sum = simd::hsum(_mm256_add_ps(s0, s1));
   for (; j < n; ++j) {
-    buf[j] = simd::exp_nonpositive(buf[j] - m);
+    const float d = buf[j] - m;
+    buf[j] = d < kExpFloor ? 0.0f : simd::exp_nonpositive(d);
     sum += buf[j];
   }
   const float inv = 1.0f / sum;
@@ -169,10 +177,12 @@ __attribute__((target("avx2,fma"))) void rms_row_avx2(const uint16_t* x, uint16_
 }
 #endif
 
-// silu(g) = g * sigmoid(g), the exponential taken of -|g| only (no overflow).
+// silu(g) = g * sigmoid(g), the exponential taken of -|g| only (no overflow); below -87 the
+// sigmoid is 0 (ATen: g / inf = -0 from -88.7 on).
 inline float silu(float g) {
   const float t = simd::exp_nonpositive(-std::fabs(g));
-  return g * (g >= 0 ? 1.0f / (1.0f + t) : t / (1.0f + t));
+  const float inv = 1.0f / (1.0f + t);
+  return g * (g >= 0 ? inv : (g < kExpFloor ? 0.0f : t * inv));
 }
 
 void silu_mul_scalar(uint16_t* g, const uint16_t* u, int64_t n) {
@@ -191,7 +201,8 @@ __attribute__((target("avx2,fma"))) void silu_mul_avx2(uint16_t* g, const uint16
     const __m256 e = simd::exp8_nonpositive(_mm256_or_ps(x, sign));  // exp(-|x|)
     const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
     const __m256 nonneg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
-    const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, nonneg);
+    const __m256 below = _mm256_cmp_ps(x, _mm256_set1_ps(kExpFloor), _CMP_LT_OQ);
+    const __m256 sig = _mm256_blendv_ps(_mm256_andnot_ps(below, _mm256_mul_ps(e, inv)), inv, nonneg);
     const __m256 act = simd::round8_bf16(_mm256_mul_ps(x, sig));  // act_fn's output, in bf16
     simd::store8_bf16(g + j, _mm256_mul_ps(act, simd::load8_bf16(u + j)));
   }
@@ -239,18 +250,23 @@ void silu_mul_bf16_(at::Tensor& gate, const at::Tensor& up) {
   uint16_t* g = reinterpret_cast<uint16_t*>(gate.data_ptr<at::BFloat16>());
   const uint16_t* u = reinterpret_cast<const uint16_t*>(up.data_ptr<at::BFloat16>());
   [[maybe_unused]] const bool avx2 = use_avx2();
-  at::parallel_for(0, gate.numel(), 8192, [&](int64_t begin, int64_t end) {
+  // In groups of 8 elements, so that which element takes the vector or the scalar steps does not
+  // depend on the number of threads.
+  const int64_t n = gate.numel(), groups = (n + 7) / 8;
+  at::parallel_for(0, groups, 1024, [&](int64_t begin, int64_t end) {
+    const int64_t b = begin * 8, len = std::min(end * 8, n) - b;
 #ifdef AIR_HAVE_AVX2_PATH
-    if (avx2) return silu_mul_avx2(g + begin, u + begin, end - begin);
+    if (avx2) return silu_mul_avx2(g + b, u + b, len);
 #endif
-    silu_mul_scalar(g + begin, u + begin, end - begin);
+    silu_mul_scalar(g + b, u + b, len);
   });
 }
 
 at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& weight, double eps, bool weight_in_float,
                          bool unit_offset) {
   const int64_t D = x.size(-1);
-  if (x.scalar_type() != at::kBFloat16 || !x.is_contiguous() || !x.device().is_cpu() || weight.numel() != D)
+  if (x.scalar_type() != at::kBFloat16 || !x.is_contiguous() || !x.device().is_cpu() || !weight.device().is_cpu() ||
+      weight.numel() != D)
     throw UsageError("rms_norm_bf16: expected contiguous bfloat16 rows on the CPU and a weight of their width");
   at::Tensor wf = weight.to(at::kFloat).contiguous();
   const bool in_float = weight_in_float || unit_offset;

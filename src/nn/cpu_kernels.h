@@ -18,10 +18,10 @@ bool portable_kernels();
 
 // Attention probabilities in place. scores: bfloat16 [G, rep * c, e], contiguous, row
 // (g, r * c + i) holding the raw q.k products of the query at position q0 + i over keys [0, e).
-// Each row becomes softmax(scale * score) over its visible keys (j <= q0 + i, and
-// q0 + i - j < window when window > 0), computed in float32 and rounded to bfloat16 once; the
-// keys it cannot see get 0. A row holding NaN or an infinity among its visible scores becomes
-// NaN, as ATen's softmax would make it.
+// Each row becomes softmax(bf16(scale * score)) over its visible keys (j <= q0 + i, and
+// q0 + i - j < window when window > 0): HF eager's bf16 scaled scores, the softmax in float32,
+// rounded to bfloat16 once; the keys it cannot see get 0 and are not read. A visible NaN or
+// +inf, or no finite visible score, makes the row NaN (as ATen's softmax); a -inf score gets 0.
 void causal_softmax_bf16_(at::Tensor& scores, int64_t c, int64_t q0, int64_t window, double scale);
 
 // RMSNorm of bfloat16 rows x [..., D] (contiguous) with weight [D] (bfloat16 or float32):

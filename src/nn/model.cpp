@@ -90,19 +90,13 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
   const at::Tensor k3 = k.reshape({B * Hkv, T, Dh});
   const at::Tensor v3 = v.reshape({B * Hkv, T, Dh});
   // The probabilities stay internal and in bf16 on a CPU: one fused kernel replaces the mask,
-  // the float32 round trip and ATen's softmax (same statistics in float32, same rounding).
+  // the float32 round trip and ATen's softmax (statistics in float32, HF eager's roundings).
   const bool fused = !opt.observer && spec.softcap == 0 && q.device().is_cpu() && q.scalar_type() == at::kBFloat16;
   for (int64_t s = 0; s < T; s += chunk) {
     const int64_t c = std::min(chunk, T - s), e = s + c;
     // Query head h reads kv head h / rep (HF's repeat_kv), so grouping query heads under
     // their kv head lets one batched matmul serve the group without copying k or v.
     const at::Tensor qc = q.narrow(2, s, c).reshape({B * Hkv, rep * c, Dh});
-    // Additive mask, 0 where visible and -inf elsewhere, for the rows (rep, query): [rep*c, e].
-    const at::Tensor bias =
-        at::zeros({c, e}, q.options())
-            .masked_fill_(visible_mask(s, c, e, window, q.device()).logical_not(),
-                          -std::numeric_limits<float>::infinity())
-            .repeat({rep, 1});
     const at::Tensor kt = k3.narrow(1, 0, e).transpose(1, 2);
     if (fused) {  // bf16 on a CPU: scale, mask and softmax in one pass over the raw products
       at::Tensor probs = at::bmm(qc, kt);  // [B*Hkv, rep*c, e]
@@ -110,6 +104,12 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
       out.narrow(2, s, c).copy_(at::bmm(probs, v3.narrow(1, 0, e)).view({B, H, c, Dh}));
       continue;
     }
+    // Additive mask, 0 where visible and -inf elsewhere, for the rows (rep, query): [rep*c, e].
+    const at::Tensor bias =
+        at::zeros({c, e}, q.options())
+            .masked_fill_(visible_mask(s, c, e, window, q.device()).logical_not(),
+                          -std::numeric_limits<float>::infinity())
+            .repeat({rep, 1});
     at::Tensor scores;  // [B*Hkv, rep*c, e]
     if (spec.softcap > 0) {
       scores = at::bmm(qc, kt).mul_(spec.scale);
@@ -440,8 +440,8 @@ MLPImpl::MLPImpl(const ModelConfig& c, int64_t inter, bool mixtral_names) : acti
 at::Tensor MLPImpl::forward(const at::Tensor& x) const {
   at::Tensor g = gate_proj->forward(x);
   const at::Tensor u = up_proj->forward(x);
-  if (activation == Activation::kSilu && g.scalar_type() == at::kBFloat16 && g.device().is_cpu() &&
-      g.is_contiguous() && u.is_contiguous())
+  if (activation == Activation::kSilu && g.scalar_type() == at::kBFloat16 && u.scalar_type() == at::kBFloat16 &&
+      g.device().is_cpu() && u.device().is_cpu() && g.is_contiguous() && u.is_contiguous())
     silu_mul_bf16_(g, u);  // one pass, HF's roundings
   else
     g = activate_(g, activation).mul_(u);

@@ -19,7 +19,7 @@ namespace air::nn::simd {
 // 2e-7), 2^n from the exponent bits. Below -87 the result is clamped at exp(-87) ~ 1.6e-38,
 // which no sum of probabilities can see.
 inline float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
+  x = x >= -87.0f ? x : -87.0f;  // NaN too: the cast below must see a number
   // round(x / ln2) for x <= 0: truncation of (x / ln2 - 0.5) rounds toward zero, i.e. up.
   const int32_t n = static_cast<int32_t>(x * 1.44269504088896341f - 0.5f);
   const float fn = static_cast<float>(n);
