@@ -511,8 +511,9 @@ std::vector<ScoreBenchRow> run_workload(const Bench& b, const std::vector<int64_
       r.top_overlap = top_overlap(tl.scores, tally[3].scores, 0.1);
       std::vector<double> dev(tl.scores.size());
       for (size_t i = 0; i < dev.size(); ++i) dev[i] = tl.scores[i] - tally[3].scores[i];
-      if (std_dev(tally[3].scores) > 0) {  // not one sample repeated
-        r.score_spread = std_dev(tally[3].scores);
+      const double spread = std_dev(tally[3].scores);
+      if (spread > 0) {  // not one sample repeated
+        r.score_spread = spread;
         r.bf16_deviation = std_dev(dev);
       }
     }

@@ -18,15 +18,6 @@ namespace {
 
 std::atomic<bool> g_portable{false};
 
-bool use_avx2() {
-#ifdef AIR_HAVE_AVX2_PATH
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2 && !g_portable.load(std::memory_order_relaxed);
-#else
-  return false;
-#endif
-}
-
 constexpr uint16_t kBf16Nan = 0x7fc0;
 
 // One row of the softmax: p[lo..hi] become the probabilities of bf16(scale * p[lo..hi]) (HF
@@ -34,6 +25,14 @@ constexpr uint16_t kBf16Nan = 0x7fc0;
 // finite one, makes the visible part NaN; a -inf score gets 0, as in ATen. Exponents below
 // -87 give 0 (ATen: at most a float denormal). buf holds at least hi - lo + 1 floats.
 constexpr float kExpFloor = -87.0f;
+
+// One scaled score, HF eager's bf16(score * scale), as a float; and whether it is NaN or +inf.
+inline float scaled_score(uint16_t s, float scale) {
+  return simd::bf16_to_float(simd::float_to_bf16(simd::bf16_to_float(s) * scale));
+}
+inline bool nan_or_pos_inf(float x) { return std::isnan(x) || x == std::numeric_limits<float>::infinity(); }
+// exp(d) for d <= 0, 0 below the floor.
+inline float floored_exp(float d) { return d < kExpFloor ? 0.0f : simd::exp_nonpositive(d); }
 
 void nan_row(uint16_t* p, int64_t e, int64_t lo, int64_t hi) {
   std::fill(p, p + e, uint16_t{0});
@@ -45,16 +44,15 @@ void softmax_row_scalar(uint16_t* p, int64_t e, int64_t lo, int64_t hi, float sc
   float mx = -std::numeric_limits<float>::infinity();
   bool bad = false;
   for (int64_t j = 0; j < n; ++j) {
-    const float x = simd::bf16_to_float(simd::float_to_bf16(simd::bf16_to_float(p[lo + j]) * scale));
-    bad |= std::isnan(x) || x == std::numeric_limits<float>::infinity();
+    const float x = scaled_score(p[lo + j], scale);
+    bad |= nan_or_pos_inf(x);
     buf[j] = x;
     mx = x > mx ? x : mx;
   }
   if (bad || mx == -std::numeric_limits<float>::infinity()) return nan_row(p, e, lo, hi);
   float sum = 0;
   for (int64_t j = 0; j < n; ++j) {
-    const float d = buf[j] - mx;
-    buf[j] = d < kExpFloor ? 0.0f : simd::exp_nonpositive(d);
+    buf[j] = floored_exp(buf[j] - mx);
     sum += buf[j];
   }
   const float inv = 1.0f / sum;
@@ -89,8 +87,8 @@ __attribute__((target("avx2,fma"))) void softmax_row_avx2(uint16_t* p, int64_t e
   for (float l : lanes) m = l > m ? l : m;
   bool bad = _mm256_movemask_ps(notfinite) != 0;
   for (int64_t j = n8; j < n; ++j) {
-    const float x = simd::bf16_to_float(simd::float_to_bf16(simd::bf16_to_float(src[j]) * scale));
-    bad |= std::isnan(x) || x == std::numeric_limits<float>::infinity();
+    const float x = scaled_score(src[j], scale);
+    bad |= nan_or_pos_inf(x);
     buf[j] = x;
     m = x > m ? x : m;
   }
@@ -112,8 +110,7 @@ __attribute__((target("avx2,fma"))) void softmax_row_avx2(uint16_t* p, int64_t e
   }
   float sum = simd::hsum(_mm256_add_ps(s0, s1));
   for (; j < n; ++j) {
-    const float d = buf[j] - m;
-    buf[j] = d < kExpFloor ? 0.0f : simd::exp_nonpositive(d);
+    buf[j] = floored_exp(buf[j] - m);
     sum += buf[j];
   }
   const float inv = 1.0f / sum;
@@ -126,6 +123,12 @@ __attribute__((target("avx2,fma"))) void softmax_row_avx2(uint16_t* p, int64_t e
 }
 #endif
 
+// One element of RMSNorm's output from x, the row's scale r and the weight w (see the header).
+inline uint16_t rms_out(uint16_t x, float r, float w, bool in_float) {
+  const float y = simd::bf16_to_float(x) * r;
+  return in_float ? simd::float_to_bf16(y * w) : simd::float_to_bf16(simd::bf16_to_float(simd::float_to_bf16(y)) * w);
+}
+
 // One row of RMSNorm: out = norm(x) as documented in the header; w holds D floats (the
 // weight, plus 1 for unit_offset when in float).
 void rms_row_scalar(const uint16_t* x, uint16_t* out, const float* w, int64_t D, float eps, bool in_float) {
@@ -135,11 +138,7 @@ void rms_row_scalar(const uint16_t* x, uint16_t* out, const float* w, int64_t D,
     ss += v * v;
   }
   const float r = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
-  for (int64_t j = 0; j < D; ++j) {
-    const float y = simd::bf16_to_float(x[j]) * r;
-    out[j] = in_float ? simd::float_to_bf16(y * w[j])
-                      : simd::float_to_bf16(simd::bf16_to_float(simd::float_to_bf16(y)) * w[j]);
-  }
+  for (int64_t j = 0; j < D; ++j) out[j] = rms_out(x[j], r, w[j], in_float);
 }
 
 #ifdef AIR_HAVE_AVX2_PATH
@@ -169,11 +168,7 @@ __attribute__((target("avx2,fma"))) void rms_row_avx2(const uint16_t* x, uint16_
     if (!in_float) y = simd::round8_bf16(y);  // round to bfloat16 before the weight, as HF casts back first
     simd::store8_bf16(out + j, _mm256_mul_ps(y, _mm256_loadu_ps(w + j)));
   }
-  for (; j < D; ++j) {
-    const float y = simd::bf16_to_float(x[j]) * r;
-    out[j] = in_float ? simd::float_to_bf16(y * w[j])
-                      : simd::float_to_bf16(simd::bf16_to_float(simd::float_to_bf16(y)) * w[j]);
-  }
+  for (; j < D; ++j) out[j] = rms_out(x[j], r, w[j], in_float);
 }
 #endif
 
@@ -213,7 +208,15 @@ __attribute__((target("avx2,fma"))) void silu_mul_avx2(uint16_t* g, const uint16
 }  // namespace
 
 void use_portable_kernels(bool on) { g_portable.store(on); }
-bool portable_kernels() { return g_portable.load(std::memory_order_relaxed); }
+
+bool avx2_kernels() {
+#ifdef AIR_HAVE_AVX2_PATH
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return avx2 && !g_portable.load(std::memory_order_relaxed);
+#else
+  return false;
+#endif
+}
 
 void causal_softmax_bf16_(at::Tensor& scores, int64_t c, int64_t q0, int64_t window, double scale) {
   if (scores.scalar_type() != at::kBFloat16 || !scores.is_contiguous() || scores.dim() != 3 || !scores.device().is_cpu())
@@ -223,7 +226,7 @@ void causal_softmax_bf16_(at::Tensor& scores, int64_t c, int64_t q0, int64_t win
     throw UsageError("causal_softmax_bf16_: " + std::to_string(R) + " rows, " + std::to_string(e) +
                      " keys do not fit query block [" + std::to_string(q0) + ", " + std::to_string(q0 + c) + ")");
   uint16_t* base = reinterpret_cast<uint16_t*>(scores.data_ptr<at::BFloat16>());
-  [[maybe_unused]] const bool avx2 = use_avx2();
+  [[maybe_unused]] const bool avx2 = avx2_kernels();
   const float s = static_cast<float>(scale);
   at::parallel_for(0, G * R, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(static_cast<size_t>(e));
@@ -249,7 +252,7 @@ void silu_mul_bf16_(at::Tensor& gate, const at::Tensor& up) {
     throw UsageError("silu_mul_bf16_: expected contiguous bfloat16 gate and up of one shape on the CPU");
   uint16_t* g = reinterpret_cast<uint16_t*>(gate.data_ptr<at::BFloat16>());
   const uint16_t* u = reinterpret_cast<const uint16_t*>(up.data_ptr<at::BFloat16>());
-  [[maybe_unused]] const bool avx2 = use_avx2();
+  [[maybe_unused]] const bool avx2 = avx2_kernels();
   // In groups of 8 elements, so that which element takes the vector or the scalar steps does not
   // depend on the number of threads.
   const int64_t n = gate.numel(), groups = (n + 7) / 8;
@@ -276,7 +279,7 @@ at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& weight, double e
   const uint16_t* xp = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
   uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
   const float* w = wf.data_ptr<float>();
-  [[maybe_unused]] const bool avx2 = use_avx2();
+  [[maybe_unused]] const bool avx2 = avx2_kernels();
   const float ep = static_cast<float>(eps);
   at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, D)), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {

@@ -14,7 +14,8 @@ namespace air::nn {
 // Tests: the portable loops instead of the AVX2 ones, in these kernels and in the loss head's
 // row statistics (the default picks by the CPU).
 void use_portable_kernels(bool on);
-bool portable_kernels();
+// Whether the AVX2 loops run: the CPU has AVX2 and FMA, and the portable ones are not asked for.
+bool avx2_kernels();
 
 // Attention probabilities in place. scores: bfloat16 [G, rep * c, e], contiguous, row
 // (g, r * c + i) holding the raw q.k products of the query at position q0 + i over keys [0, e).

@@ -2,7 +2,6 @@
 
 #include <ATen/Parallel.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -109,8 +108,7 @@ __attribute__((target("avx2,fma"))) Chunk chunk_stats_avx2(const T* z, int64_t n
 template <typename T>
 Chunk chunk_stats(const T* z, int64_t n, bool want_w) {
 #ifdef AIR_HAVE_AVX2_PATH
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2 && !portable_kernels()) return chunk_stats_avx2(z, n, want_w);
+  if (avx2_kernels()) return chunk_stats_avx2(z, n, want_w);
 #endif
   return chunk_stats_scalar(z, n, want_w);
 }

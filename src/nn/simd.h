@@ -98,12 +98,9 @@ __attribute__((target("avx2,fma"))) inline __m256 round8_bf16(__m256 v) {
 
 // 8 floats to bfloat16 at p, rounded to nearest even (NaN lanes stay quiet NaNs).
 __attribute__((target("avx2,fma"))) inline void store8_bf16(uint16_t* p, __m256 v) {
-  const __m256i bits = _mm256_castps_si256(v);
-  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  __m256i r = _mm256_srli_epi32(_mm256_castps_si256(round8_bf16(v)), 16);
   const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  const __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
-  r = _mm256_blendv_epi8(r, qnan, nan);
+  r = _mm256_or_si256(r, _mm256_and_si256(nan, _mm256_set1_epi32(0x40)));
   const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
 }
