@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 debs=(nlohmann-json3-dev libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libgtest-dev
       libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev
-      libutf8proc2 libxxhash-dev libxxhash0)
+      libutf8proc2 libxxhash-dev libxxhash0 libtomlplusplus-dev libtomlplusplus3)
 if [ "${1:-}" = "--fetch" ]; then
   mkdir -p .gpu/debs
   (cd .gpu/debs && apt-get download "${debs[@]}")
@@ -29,22 +29,15 @@ if compgen -G ".gpu/debs/*.deb" >/dev/null; then
   for f in .gpu/debs/*.deb; do dpkg -x "$f" "$prefix"; done
 fi
 python=${PYTHON:-python3}
-torch_cmake=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 torch_lib=$("$python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 echo "== torch $("$python" -c 'import torch; print(torch.__version__, torch.version.cuda)'), $(nvidia-smi -L | head -1)"
 export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu:$torch_lib:${LD_LIBRARY_PATH:-}"
 
-configure() {
-  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_PREFIX_PATH="$torch_cmake;$prefix/usr" -DTORCH_CUDA_ARCH_LIST=9.0 "$@"
-}
+# The same build as the 2.x lane of scripts/test.sh, for this GPU's architecture.
 echo "== configure and build"
-if ! configure; then
-  echo "== configure failed; retrying without cuDNN"
-  rm -rf build-gpu/CMakeCache.txt
-  configure -DCAFFE2_USE_CUDNN=OFF -DUSE_CUDNN=OFF
-fi
-cmake --build build-gpu --parallel "$(nproc)"
+PYTHON="$python" AIR_BUILD_DIR=build-gpu AIR_EXTRA_PREFIX="$prefix/usr" \
+  TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" bash scripts/build.sh --python-torch
+build-gpu/air --version
 
 status=0
 echo "== parity on CUDA, fp32 (losses within 1e-4 of HuggingFace, plain and masked; argmax)"

@@ -11,7 +11,7 @@ packages=(
   libutf8proc-dev
   libxxhash-dev
   zlib1g-dev
-  jq
+  jq xz-utils python3-venv
   nlohmann-json3-dev
   libcli11-dev
   libspdlog-dev

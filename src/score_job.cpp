@@ -1,5 +1,6 @@
 #include "air/score_job.h"
 
+#include "air/build_info.h"
 #include "air/error.h"
 #include "air/heads_file.h"
 #include "air/line_reader.h"
@@ -121,6 +122,7 @@ nlohmann::ordered_json run_description(const ScoreJobOptions& opt, const LoadedM
   nlohmann::ordered_json run;
   run["tool"] = "air";
   run["version"] = AIR_VERSION;
+  run["build"] = build_info_json(build_info());
   run["data"] = opt.data;
   run["model"] = {{"path", opt.model}, {"architecture", c.architecture_name}, {"fingerprint", m.checkpoint.fingerprint()}};
   run["heads"] = {{"file", heads.file}, {"selected", heads.set.to_string()}};

@@ -3,7 +3,10 @@
 // shard, a template file, an id field, and scores on stdout.
 
 #include "cli/cli.h"
+#include "air/build_info.h"
 #include "test_util.h"
+
+#include <torch/version.h>
 
 #include <fstream>
 
@@ -121,6 +124,10 @@ TEST_F(CommandsTest, TemplateFileIdFieldAndStdout) {
   EXPECT_EQ(meta["template"]["name"], "alpaca");
   EXPECT_EQ(meta["template"]["origin"], tmpl.string());
   EXPECT_EQ(meta["options"]["id_field"], "uid");
+  // The meta records the build as `air --version` prints it.
+  EXPECT_EQ(meta["build"]["libtorch"], TORCH_VERSION);
+  EXPECT_EQ(meta["build"]["commit"], build_info().commit);
+  EXPECT_EQ(meta["build"]["fused_attention"], nn::fused_attention_compiled());
   // select takes the id field from the meta.
   ASSERT_EQ(air({"select", "--data", (tmp_ / "c.jsonl").string(), "--scores", (tmp_ / "s.jsonl").string(), "--top-k", "2",
                  "--weights-out", (tmp_ / "w.jsonl").string(), "--out", (tmp_ / "sel.jsonl").string()}, &err), 0) << err;

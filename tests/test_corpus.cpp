@@ -161,7 +161,7 @@ TEST(SampleTest, ResponseSpanIsTokenExact) {
       EXPECT_EQ(s.steps.back().token_end, s.response_tokens());
     }
   }
-  if (!absent.empty()) GTEST_SKIP() << "checked the tokenizers present; absent:" << absent << " (scripts/fetch-tokenizers.sh)";
+  EXPECT_TRUE(absent.empty()) << "tokenizers absent:" << absent << " (the build unpacks them: scripts/unpack-tokenizers.sh)";
 }
 
 // The same for the presets of the other families on their tokenizers: the sample's ids are the
@@ -190,7 +190,7 @@ TEST(SampleTest, PresetResponseStartIsTokenExact) {
     EXPECT_EQ(s.offsets.back().second, s.rendered.response_end) << preset;
     EXPECT_EQ(s.rendered.text.substr(rb, s.rendered.response_end - rb), "She gives 1 away.\n\nSo 2 are left.") << preset;
   }
-  if (!absent.empty()) GTEST_SKIP() << "checked the tokenizers present; absent:" << absent << " (scripts/fetch-tokenizers.sh)";
+  EXPECT_TRUE(absent.empty()) << "tokenizers absent:" << absent << " (the build unpacks them: scripts/unpack-tokenizers.sh)";
 }
 
 std::vector<size_t> starts_every(size_t n, size_t step) {

@@ -63,7 +63,7 @@ class FamilyTest : public TempDirTest, public ::testing::WithParamInterface<Fami
 TEST_P(FamilyTest, ProbeScoreSelectWithItsTokenizerAndTemplate) {
   const Family& f = GetParam();
   const fs::path tok = tokenizers_dir() / f.tokenizer;
-  if (!fs::exists(tok / "tokenizer.json")) GTEST_SKIP() << tok << " absent: run scripts/fetch-tokenizers.sh";
+  ASSERT_TRUE(fs::exists(tok / "tokenizer.json")) << tok << " absent (the build unpacks it: scripts/unpack-tokenizers.sh)";
   const fs::path model = copy_fixture(f.fixture, "model");
   fs::copy_file(tok / "tokenizer.json", model / "tokenizer.json");
   fs::copy_file((f.config.empty() ? tok : templates_dir() / f.config) / "tokenizer_config.json",

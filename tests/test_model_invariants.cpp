@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/version.h>
 
 namespace air::test {
 namespace {
@@ -164,6 +165,7 @@ TEST_F(InvariantTest, Bf16FusedAttentionMatchesAtenSoftmax) {
     for (int64_t chunk : {0, 5}) {
       nn::ForwardOptions fused, aten;
       fused.query_chunk = aten.query_chunk = chunk;
+      fused.explicit_attention = true;  // the CPU kernel, not libtorch's fused attention (2.x)
       aten.observer = &nothing;
       const auto a = m->next_token_stats(ids, lengths, fused);
       const auto b = m->next_token_stats(ids, lengths, aten);
@@ -217,6 +219,51 @@ TEST_F(InvariantTest, QueryBlocksAndFusedPathMatchOneBlock) {
     o.query_chunk = chunk;
     o.observer = &rec;  // forces the explicit, blocked path
     EXPECT_LT((m_.model->logits(ids, o) - plain).abs().max().item<double>(), 1e-5) << chunk;
+  }
+}
+
+// libtorch's fused attention (2.1 and later) against the explicit path, on the layers it serves:
+// causal and windowed (windows shorter than the sequence), grouped kv heads and not, whole
+// sequences and query blocks, padded batches, and with heads made uniform (the fused path then
+// runs on subsets of a layer's heads). Soft-capped layers (Gemma 2) always take the explicit path,
+// so both options must give the same bits there.
+TEST(FusedAttentionTest, MatchesTheExplicitPath) {
+  if (!nn::fused_attention_compiled())
+    GTEST_SKIP() << "libtorch " << TORCH_VERSION << " has no fused attention path (2.1 and later)";
+  c10::InferenceMode guard;
+  const PaddedBatch batch = padded_random_batch(90);
+  const HeadSet heads = HeadSet::parse("0:1,1:0,1:1,2:3");  // a whole kv group, half of one, one head
+  for (const char* fixture : {"llama", "olmo2", "gemma3", "phi3", "mistral", "gemma2"}) {
+    for (int64_t window : {int64_t{0}, int64_t{5}}) {
+      LoadedModel m = load_model(fixture_dir(fixture), test_runtime());
+      int64_t windowed = 0;
+      for (auto& layer : m.model->model->layers->items) {
+        if (window) layer->self_attn->window = window;  // every layer windowed, shorter than the rows
+        windowed += layer->self_attn->window > 0;
+      }
+      for (int64_t chunk : {int64_t{0}, int64_t{4}}) {
+        for (const HeadSet* hs : {static_cast<const HeadSet*>(nullptr), &heads}) {
+          nn::ForwardOptions fused, explicit_path;
+          fused.query_chunk = explicit_path.query_chunk = chunk;
+          fused.uniform_heads = explicit_path.uniform_heads = hs;
+          explicit_path.explicit_attention = true;
+          const auto a = m.model->next_token_stats(batch.ids, batch.lengths, fused);
+          const auto b = m.model->next_token_stats(batch.ids, batch.lengths, explicit_path);
+          for (size_t r = 0; r < a.size(); ++r) {
+            ASSERT_EQ(a[r].logprob.numel(), b[r].logprob.numel());
+            if (!a[r].logprob.numel()) continue;
+            const double d = (a[r].logprob - b[r].logprob).abs().max().item<double>();
+            const std::string where = std::string(fixture) + " window " + std::to_string(window) + " (" +
+                                      std::to_string(windowed) + " windowed layers) chunk " + std::to_string(chunk) +
+                                      (hs ? " uniform heads" : "") + " row " + std::to_string(r);
+            if (std::string(fixture) == "gemma2")
+              EXPECT_EQ(d, 0) << where;  // soft-capped: the explicit path either way
+            else
+              EXPECT_LT(d, 2e-5) << where;
+          }
+        }
+      }
+    }
   }
 }
 

@@ -33,7 +33,7 @@ TEST_P(ReferenceTest, ExactIdsAndFaithfulOffsets) {
   const std::string name = file.substr(0, file.find('.'));
   const bool special = file.find(".special.") != std::string::npos;
   const fs::path tok = tokenizer_path(name);
-  if (!fs::exists(tok)) GTEST_SKIP() << tok << " absent: run scripts/fetch-tokenizers.sh";
+  ASSERT_TRUE(fs::exists(tok)) << tok << " absent (the build unpacks it: scripts/unpack-tokenizers.sh)";
 
   const fs::path ref = tokenizers_dir() / "reference" / file;
   const fs::path out = tmp_ / "out.jsonl";
@@ -98,7 +98,7 @@ TEST(TokenizerTest, InvalidUtf8IsADataErrorNamingTheByte) {
 
 TEST(TokenizerTest, AddedTokensInTextAreSingleTokens) {
   const fs::path qwen = tokenizers_dir() / "qwen3";
-  if (!fs::exists(qwen)) GTEST_SKIP() << "qwen3 absent: run scripts/fetch-tokenizers.sh";
+  ASSERT_TRUE(fs::exists(qwen)) << "qwen3 absent (the build unpacks it: scripts/unpack-tokenizers.sh)";
   const auto tok = load_tokenizer(qwen);
   const std::string text = "<|im_start|>user\nHi<|im_end|>\n<think>\nok</think>";
   const Encoding e = tok->encode(text, false);

@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include "air/build_info.h"
 #include "air/error.h"
 #include "cli/config_file.h"
 
@@ -193,7 +194,8 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
 int run(int argc, const char* const* argv) {
   CLI::App app{"air: select reasoning post-training data by Attention Influence (AIR)"};
   set_option_spelling(flag_of);  // messages name options as the flags that set them
-  app.set_version_flag("--version", std::string("air ") + AIR_VERSION);
+  // What a bug report needs: air's version and commit, libtorch's, CUDA, cuDNN, BLAS, the CPU.
+  app.set_version_flag("--version", [] { return build_info_text(build_info()); });
   app.require_subcommand(1);
   app.fallthrough();  // --log-level after the subcommand too
   std::string log_level = "info";

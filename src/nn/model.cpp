@@ -126,31 +126,56 @@ at::Tensor attend_explicit(const at::Tensor& q, const at::Tensor& k, const at::T
   return out;
 }
 
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define AIR_FUSED_ATTENTION 1  // at::scaled_dot_product_attention with its scale argument
+#endif
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+#define AIR_FUSED_GQA 1  // ... and with enable_gqa: kv heads shared without copies
+#endif
+
+#ifdef AIR_FUSED_ATTENTION
+// libtorch's fused attention (flash or memory-efficient kernels on a GPU, the flash kernel on a
+// CPU): probabilities are never materialised. Causal layers run whole; windowed layers run in
+// query blocks, each over the keys its queries can see, with a boolean mask.
+at::Tensor attend_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttendSpec& spec,
+                        const ForwardOptions& opt) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3), Hkv = k.size(1);
+#ifdef AIR_FUSED_GQA
+  const at::Tensor& kk = k;
+  const at::Tensor& vv = v;
+  const bool gqa = H != Hkv;
+  auto sdpa = [&](const at::Tensor& qb, const at::Tensor& kb, const at::Tensor& vb, const std::optional<at::Tensor>& mask,
+                  bool causal) { return at::scaled_dot_product_attention(qb, kb, vb, mask, 0.0, causal, spec.scale, gqa); };
+#else
+  auto expand = [&](const at::Tensor& t) {
+    return H == Hkv ? t : t.unsqueeze(2).expand({B, Hkv, H / Hkv, T, Dh}).reshape({B, H, T, Dh});
+  };
+  const at::Tensor kk = expand(k), vv = expand(v);
+  auto sdpa = [&](const at::Tensor& qb, const at::Tensor& kb, const at::Tensor& vb, const std::optional<at::Tensor>& mask,
+                  bool causal) { return at::scaled_dot_product_attention(qb, kb, vb, mask, 0.0, causal, spec.scale); };
+#endif
+  (void)Dh;
+  if (spec.window == 0 || spec.window >= T) return sdpa(q, kk, vv, std::nullopt, /*is_causal=*/true);
+  const int64_t chunk = std::min(query_block(opt, B, H, T), T);
+  at::Tensor out = at::empty_like(q);
+  for (int64_t s = 0; s < T; s += chunk) {
+    const int64_t c = std::min(chunk, T - s), e = s + c;
+    const int64_t k0 = std::max<int64_t>(0, s - spec.window + 1);  // the first key any of these queries sees
+    const at::Tensor mask = visible_mask(s, c, e, spec.window, q.device()).narrow(1, k0, e - k0);
+    out.narrow(2, s, c).copy_(sdpa(q.narrow(2, s, c), kk.narrow(2, k0, e - k0), vv.narrow(2, k0, e - k0), mask, false));
+  }
+  return out;
+}
+#endif
+
 // Attention of query heads [B, H, T, Dh] over kv heads [B, Hkv, T, Dh], query head h reading
-// kv head h / (H / Hkv): the fused kernel on libtorch 2.x when nothing observes the
-// probabilities and the layer has no window and no soft-cap (and, before 2.1, which has no
-// scale argument, the default scale), the explicit blocked path otherwise.
+// kv head h / (H / Hkv): libtorch's fused kernel (2.1 and later) when nothing observes the
+// probabilities, the layer has no soft-cap and the caller did not ask for the explicit path;
+// the explicit blocked path otherwise.
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttendSpec& spec,
                   const ForwardOptions& opt) {
-#if TORCH_VERSION_MAJOR >= 2
-  const int64_t Dh = q.size(3);
-  const bool default_scale = std::abs(spec.scale * std::sqrt(static_cast<double>(Dh)) - 1) < 1e-12;
-#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1
-  const bool scale_ok = true;
-#else
-  const bool scale_ok = default_scale;
-#endif
-  if (!opt.observer && spec.window == 0 && spec.softcap == 0 && scale_ok) {
-    const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Hkv = k.size(1);
-    auto expand = [&](const at::Tensor& t) {
-      return t.unsqueeze(2).expand({B, Hkv, H / Hkv, T, Dh}).reshape({B, H, T, Dh});
-    };
-#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1
-    if (!default_scale)
-      return at::scaled_dot_product_attention(q, expand(k), expand(v), {}, 0.0, /*is_causal=*/true, spec.scale);
-#endif
-    return at::scaled_dot_product_attention(q, expand(k), expand(v), {}, 0.0, /*is_causal=*/true);
-  }
+#ifdef AIR_FUSED_ATTENTION
+  if (!opt.observer && !opt.explicit_attention && spec.softcap == 0) return attend_fused(q, k, v, spec, opt);
 #endif
   return attend_explicit(q, k, v, spec, opt);
 }
@@ -310,6 +335,14 @@ std::pair<at::Tensor, at::Tensor> top_routes(const at::Tensor& x, const at::Tens
 }
 
 }  // namespace
+
+bool fused_attention_compiled() {
+#ifdef AIR_FUSED_ATTENTION
+  return true;
+#else
+  return false;
+#endif
+}
 
 at::Tensor& softcap_(at::Tensor& z, double cap) {
   if (cap > 0) z.div_(cap).tanh_().mul_(cap);

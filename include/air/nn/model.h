@@ -37,7 +37,13 @@ struct ForwardOptions {
   AttentionObserver* observer = nullptr;
   // Queries per attention block, bounding the [B, H, Tq, T] score tensor (0 = automatic).
   int64_t query_chunk = 0;
+  // Attention on the explicit, blocked path even where libtorch's fused kernel applies (the
+  // tests compare the two; the fused path needs libtorch 2.1 or later).
+  bool explicit_attention = false;
 };
+
+// Whether this build has the fused attention path (libtorch 2.1 or later).
+bool fused_attention_compiled();
 
 // Next-token statistics of one sequence, float32 on the CPU.
 struct NextTokenStats {
