@@ -1,5 +1,6 @@
 #include "air/bench.h"
 
+#include "air/build_info.h"
 #include "air/error.h"
 #include "air/line_reader.h"
 #include "air/output.h"
@@ -197,9 +198,10 @@ std::vector<double> straightforward(const nn::CausalLM& m, const std::vector<con
 
 // air's scoring path; the step scores of every sample go to *steps, in order.
 std::vector<double> air_path(const nn::CausalLM& m, const std::vector<const Sample*>& samples,
-                             const HeadSet& heads, int64_t batch_tokens, std::vector<double>* steps = nullptr) {
+                             const HeadSet& heads, const ScoreBenchOptions& opt, std::vector<double>* steps = nullptr) {
   ScoreOptions so;
-  so.batch_tokens = batch_tokens;
+  so.batch_tokens = opt.batch_tokens;
+  so.explicit_attention = opt.explicit_attention;
   const Scorer scorer(m, heads, so);
   std::vector<double> out;
   for (const auto& r : scorer.score(samples)) {
@@ -405,7 +407,7 @@ double measure(const Bench& b, const std::vector<std::vector<const Sample*>>& pa
     if (!tl.not_run.empty()) continue;
     const nn::CausalLM& m = tl.fp32 ? b.fp32 : b.m;
     if (!tl.air) straightforward(m, warm, b.heads);
-    else air_path(m, warm, b.heads, b.opt.batch_tokens);
+    else air_path(m, warm, b.heads, b.opt);
   }
   double matmul_sum = 0;
   for (const auto& part : parts) {
@@ -418,7 +420,7 @@ double measure(const Bench& b, const std::vector<std::vector<const Sample*>>& pa
       reset_peak_rss();
       const auto start = Clock::now();
       try {
-        const auto sc = !tl.air ? straightforward(m, part, b.heads) : air_path(m, part, b.heads, b.opt.batch_tokens, &tl.steps);
+        const auto sc = !tl.air ? straightforward(m, part, b.heads) : air_path(m, part, b.heads, b.opt, &tl.steps);
         sync(b.dev);
         tl.scores.insert(tl.scores.end(), sc.begin(), sc.end());
       } catch (const std::exception& e) {  // the baseline can run out of memory on long inputs
@@ -575,7 +577,8 @@ nlohmann::json run_score_bench(const ScoreBenchOptions& opt, ScoreBenchEvents& e
   for (const auto& lengths : workloads)
     for (const ScoreBenchRow& r : run_workload(b, lengths, events)) rows.push_back(row_json(r));
   nlohmann::json report{{"shape", opt.shape}, {"device", s.device}, {"dtype", s.dtype}, {"threads", s.threads},
-                              {"rounds", opt.rounds}, {"weights_bytes", s.weights_bytes}, {"rows", rows}};
+                        {"attention", opt.explicit_attention ? "explicit" : "auto"}, {"libtorch", build_info().torch_version},
+                        {"rounds", opt.rounds}, {"weights_bytes", s.weights_bytes}, {"rows", rows}};
   if (s.moe_block_share >= 0)
     report["moe"] = {{"tokens", s.moe_tokens}, {"block_share", s.moe_block_share}, {"expert_matmul_share", s.expert_matmul_share}};
   if (!opt.json_out.empty()) {

@@ -53,6 +53,7 @@ void Scorer::score_rows(const std::vector<const Sample*>& samples, const std::ve
                         std::vector<ScoreResult>& out) const {
   nn::ForwardOptions plain, masked;
   masked.uniform_heads = &heads_;
+  plain.explicit_attention = masked.explicit_attention = opt_.explicit_attention;
   const int64_t L = model_->config.num_hidden_layers;
   const int64_t fork = opt_.share_prefix ? heads_.first_layer() : 0;
   std::vector<int64_t> lens, starts;

@@ -2,6 +2,7 @@
 // review (outputs over inputs, special files, concurrent runs, sizes, broken numbers, one bad
 // record, ids, tokenizer ids, streams, and the smaller ones) as a regression test.
 
+#include "air/build_info.h"
 #include "air/corpus.h"
 #include "air/error.h"
 #include "air/heads_file.h"
@@ -727,11 +728,8 @@ TEST_F(DiskFullTest, FullDiskIsExitFiveAndResumable) {
   }
 }
 
-// The BLAS libtorch calls is Debian's OpenMP OpenBLAS, found through the program's RPATH whatever
-// the system's libblas.so.3 alternative selects (the pthreads build spins against torch's threads).
-TEST(BlasTest, TheProgramsLoadOpenMpOpenBlas) {
-  if (!fs::exists(fs::path(AIR_OPENBLAS_DIR) / "libblas.so.3"))
-    GTEST_SKIP() << AIR_OPENBLAS_DIR << " is absent (Debian's libopenblas0-openmp is not installed)";
+// The shared libraries loaded in this process, by path.
+std::vector<std::string> loaded_libraries() {
   std::vector<std::string> loaded;
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* out) {
@@ -739,13 +737,28 @@ TEST(BlasTest, TheProgramsLoadOpenMpOpenBlas) {
         return 0;
       },
       &loaded);
+  return loaded;
+}
+
+// The BLAS Debian's libtorch calls is Debian's OpenMP OpenBLAS, found through the program's RPATH
+// whatever the system's libblas.so.3 alternative selects (the pthreads build spins against torch's
+// threads). A PyTorch wheel's libtorch brings its own BLAS (MKL, linked in): no system BLAS loads.
+TEST(BlasTest, TheProgramsLoadOpenMpOpenBlas) {
   int blas = 0;
-  for (const auto& name : loaded)
+#ifdef AIR_DEBIAN_TORCH
+  if (!fs::exists(fs::path(AIR_OPENBLAS_DIR) / "libblas.so.3"))
+    GTEST_SKIP() << AIR_OPENBLAS_DIR << " is absent (Debian's libopenblas0-openmp is not installed)";
+  for (const auto& name : loaded_libraries())
     if (fs::path(name).filename() == "libblas.so.3") {
       ++blas;
       EXPECT_EQ(fs::path(name).parent_path(), fs::path(AIR_OPENBLAS_DIR)) << name;
     }
   EXPECT_EQ(blas, 1);
+#else
+  for (const auto& name : loaded_libraries()) blas += fs::path(name).filename() == "libblas.so.3";
+  EXPECT_EQ(blas, 0);
+  EXPECT_EQ(build_info().blas, "mkl");
+#endif
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ struct ScoreBenchOptions {
   bool baseline = true;                 // also run the straightforward method (and, for bf16 on a CPU, both in fp32)
   int64_t rounds = 2;                   // methods alternate: short = slices, long = repeats
   int64_t batch_tokens = 8192;
+  bool explicit_attention = false;      // air path: the explicit attention path even where libtorch's fused kernel applies
   uint64_t seed = 0;
   std::string json_out;                 // also write the results as JSON
   RuntimeOptions runtime;

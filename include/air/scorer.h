@@ -22,6 +22,8 @@ struct ScoreOptions {
   // Working memory a batch may take, in bytes (0 = unchecked). A batch estimated above it is
   // scored a record at a time; a record estimated above it alone gets an error naming the figures.
   int64_t max_memory = 0;
+  // Attention on the explicit path even where libtorch's fused kernel applies (benchmarks compare them).
+  bool explicit_attention = false;
 };
 
 // Working memory (bytes, an upper estimate: fp32 activations) of one scoring batch of sequences

@@ -195,7 +195,11 @@ int run(int argc, const char* const* argv) {
   CLI::App app{"air: select reasoning post-training data by Attention Influence (AIR)"};
   set_option_spelling(flag_of);  // messages name options as the flags that set them
   // What a bug report needs: air's version and commit, libtorch's, CUDA, cuDNN, BLAS, the CPU.
-  app.set_version_flag("--version", [] { return build_info_text(build_info()); });
+  app.set_version_flag("--version", [] {
+    std::string text = build_info_text(build_info());
+    text.pop_back();  // CLI11 ends the line itself
+    return text;
+  });
   app.require_subcommand(1);
   app.fallthrough();  // --log-level after the subcommand too
   std::string log_level = "info";

@@ -70,6 +70,8 @@ void register_score_bench(CLI::App& bench) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   b->add_option("--batch-tokens", opt->batch_tokens, "air path: padded tokens per batch")->capture_default_str();
+  b->add_flag("--explicit-attention", opt->explicit_attention,
+              "air path: attention on the explicit path even where libtorch's fused kernel applies (2.1 and later)");
   b->add_option("--seed", opt->seed, "weights and inputs seed")->capture_default_str();
   b->add_option("--json", opt->json_out, "also write the results as JSON");
   add_runtime_flags(*b, opt->runtime);

@@ -171,11 +171,13 @@ at::Tensor attend_fused(const at::Tensor& q, const at::Tensor& k, const at::Tens
 // Attention of query heads [B, H, T, Dh] over kv heads [B, Hkv, T, Dh], query head h reading
 // kv head h / (H / Hkv): libtorch's fused kernel (2.1 and later) when nothing observes the
 // probabilities, the layer has no soft-cap and the caller did not ask for the explicit path;
-// the explicit blocked path otherwise.
+// the explicit blocked path otherwise. bf16 on a CPU keeps air's own fused softmax kernel on the
+// explicit path, which ran faster than libtorch 2.15's CPU flash attention (docs/PERFORMANCE.md).
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttendSpec& spec,
                   const ForwardOptions& opt) {
 #ifdef AIR_FUSED_ATTENTION
-  if (!opt.observer && !opt.explicit_attention && spec.softcap == 0) return attend_fused(q, k, v, spec, opt);
+  const bool cpu_bf16 = q.device().is_cpu() && q.scalar_type() == at::kBFloat16;
+  if (!opt.observer && !opt.explicit_attention && spec.softcap == 0 && !cpu_bf16) return attend_fused(q, k, v, spec, opt);
 #endif
   return attend_explicit(q, k, v, spec, opt);
 }
