@@ -31,14 +31,13 @@ std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
   return out;
 }
 
-// The first shared library mapped into this process whose file name names a BLAS.
-std::string loaded_blas_library() {
+// The path of the first shared library mapped into this process whose file name matches `name`.
+std::string loaded_library(const std::regex& name) {
   std::ifstream maps("/proc/self/maps");
   std::string line;
-  static const std::regex kBlas(R"((/\S*/(lib(open)?blas[^/\s]*|libmkl_[^/\s]*|libblis[^/\s]*)))");
   std::smatch m;
   while (std::getline(maps, line))
-    if (std::regex_search(line, m, kBlas)) return m[1].str();
+    if (std::regex_search(line, m, name)) return m[1].str();
   return "";
 }
 
@@ -96,7 +95,9 @@ const BuildInfo& build_info() {
     b.torch_cuda_archs = t.cuda_archs;
     b.cudnn_version = t.cudnn_version;
     b.blas = t.blas;
-    b.blas_library = loaded_blas_library();
+    b.blas_library = loaded_library(std::regex(R"((/\S*/(lib(open)?blas[^/\s]*|libmkl_[^/\s]*|libblis[^/\s]*)))"));
+    b.torch_library = loaded_library(std::regex(R"((/\S*/libtorch_cpu\.so[^/\s]*))"));
+    b.cudart_library = loaded_library(std::regex(R"((/\S*/libcudart\.so[^/\s]*))"));
     b.cpu_capability = t.cpu_capability;
     b.cpu_features = cpu_features();
     b.fused_attention = nn::fused_attention_compiled();
@@ -120,6 +121,9 @@ std::string build_info_text(const BuildInfo& b) {
   else
     o << "no\n";
   o << "CUDA devices visible: " << b.cuda_devices << "\n";
+  o << "loaded: " << or_none(b.torch_library);
+  if (!b.cudart_library.empty()) o << ", " << b.cudart_library;
+  o << "\n";
   o << "BLAS: " << or_none(b.blas);
   if (!b.blas_library.empty()) o << " (" << b.blas_library << ")";
   o << "\n";
@@ -138,6 +142,7 @@ nlohmann::ordered_json build_info_json(const BuildInfo& b) {
   j["cudnn"] = b.cudnn_version;
   j["cuda_devices"] = b.cuda_devices;
   j["blas"] = {{"libtorch", b.blas}, {"library", b.blas_library}};
+  j["loaded"] = {{"libtorch", b.torch_library}, {"cudart", b.cudart_library}};
   j["cpu"] = {{"aten_capability", b.cpu_capability}, {"features", b.cpu_features}};
   return j;
 }

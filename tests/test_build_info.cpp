@@ -41,6 +41,20 @@ constexpr const char* kDebian113 =
     "PERF_WITH_AVX2=1, PERF_WITH_AVX512=1, TORCH_VERSION=1.13.0, USE_CUDA=OFF, USE_CUDNN=OFF, USE_EXCEPTION_PTR=1, "
     "USE_GFLAGS=ON, USE_GLOG=ON, USE_MKLDNN=ON, USE_MPI=OFF, USE_NCCL=OFF, USE_NNPACK=OFF, USE_OPENMP=ON, USE_ROCM=OFF, \n";
 
+// What a shell command prints (stdout and stderr); its exit status in *status.
+std::string output_of(const std::string& cmd, int* status) {
+  std::string out;
+  std::FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) {
+    *status = -1;
+    return out;
+  }
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  *status = ::pclose(p);
+  return out;
+}
+
 TEST(BuildInfoTest, ParsesLibtorchsDescriptionOfItself) {
   const TorchConfigFacts w = parse_torch_config(kTorch215);
   EXPECT_EQ(w.cuda_version, "13.2");
@@ -71,24 +85,39 @@ TEST(BuildInfoTest, DescribesTheLibtorchBuiltAgainst) {
         << "the toolkit air compiled with and libtorch's CUDA differ in major version";
   }
   EXPECT_FALSE(b.cpu_capability.empty());
+  // The libtorch loaded is the one built against (the library folder of its CMake files).
+  EXPECT_NE(b.torch_library.find("libtorch_cpu.so"), std::string::npos) << b.torch_library;
+  EXPECT_EQ(b.cudart_library.empty(), b.torch_cuda_version.empty()) << b.cudart_library;
   const auto j = build_info_json(b);
   EXPECT_EQ(j["libtorch"], TORCH_VERSION);
   EXPECT_EQ(j["cuda"]["compiled"], b.cuda);
 }
 
 TEST(BuildInfoTest, VersionFlagPrintsIt) {
-  std::FILE* p = ::popen((std::string(AIR_EXE) + " --version 2>&1").c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  ASSERT_EQ(::pclose(p), 0) << out;
+  int status = 0;
+  const std::string out = output_of(std::string(AIR_EXE) + " --version", &status);
+  ASSERT_EQ(status, 0) << out;
   EXPECT_EQ(out, build_info_text(build_info()));
   EXPECT_EQ(out.rfind("air " AIR_VERSION " (commit ", 0), 0u) << out;
   EXPECT_NE(out.find("libtorch " TORCH_VERSION), std::string::npos) << out;
   EXPECT_NE(out.find(build_info().cuda ? "CUDA compiled into air: yes, toolkit " : "CUDA compiled into air: no"),
             std::string::npos) << out;
 }
+
+#ifdef AIR_WHEEL_NVIDIA_DIR
+// A PyTorch wheel's CUDA libraries are the ones loaded, even when LD_LIBRARY_PATH points at a CUDA
+// toolkit's older copies (as `module load cuda` does).
+TEST(BuildInfoTest, TheWheelsCudaLibrariesWinOverLdLibraryPath) {
+  int status = 0;
+  const std::string out = output_of(std::string("LD_LIBRARY_PATH=/usr/local/cuda/lib64 ") + AIR_EXE + " --version", &status);
+  ASSERT_EQ(status, 0) << out;
+  const size_t at = out.find("libcudart.so");
+  ASSERT_NE(at, std::string::npos) << out;
+  const size_t begin = out.rfind(' ', at) + 1;
+  const std::string cudart = out.substr(begin, out.find('\n', at) - begin);
+  EXPECT_EQ(fs::weakly_canonical(cudart).string().rfind(AIR_WHEEL_NVIDIA_DIR, 0), 0u) << cudart << "\n" << out;
+}
+#endif
 
 }  // namespace
 }  // namespace air::test

@@ -23,6 +23,8 @@ struct BuildInfo {
   std::string cudnn_version;              // "9.26.0", "" without cuDNN
   std::string blas;                       // "mkl", "open", ... (libtorch's BLAS_INFO)
   std::string blas_library;               // the BLAS shared library loaded in this process, if any
+  std::string torch_library;              // the libtorch_cpu loaded in this process (which environment)
+  std::string cudart_library;             // the CUDA runtime loaded, if any
   std::string cpu_capability;             // ATen's kernels: "AVX512", "AVX2", "DEFAULT"
   std::vector<std::string> cpu_features;  // what air's own kernels use here: "AVX2", "FMA", "AVX512-BF16", "AMX-BF16"
   bool fused_attention = false;           // scaled_dot_product_attention compiled in (libtorch >= 2.1)
