@@ -11,6 +11,7 @@
 #include <fstream>
 #include <numeric>
 #include <optional>
+#include <sstream>
 
 namespace air {
 namespace {
@@ -27,6 +28,28 @@ std::string what_file_is(const std::string& path) {
   if (j.contains("counts") && j.contains("options")) return "the run description (meta) of `air score`";
   if (j.contains("options") && j.contains("model")) return "the description of a partial `air score` output";
   if (j.contains("selected") && j.contains("heads")) return "a heads file of `air probe`";
+  return "";
+}
+
+// Why a record's steps cannot be used as step weights ("" when they can): AIR-METHOD §5 keeps
+// each weight in [0.25, 4], and the steps are byte ranges of the response in order.
+std::string steps_problem(const std::vector<ScoredStep>& steps) {
+  const InfluenceOptions clip;
+  size_t end = 0;
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const ScoredStep& st = steps[k];
+    const std::string which = "step " + std::to_string(k + 1) + " of " + std::to_string(steps.size());
+    if (!std::isfinite(st.weight) || st.weight < clip.min_weight * (1 - 1e-6) || st.weight > clip.max_weight * (1 + 1e-6)) {
+      std::ostringstream w;
+      w.precision(17);
+      w << st.weight;
+      return which + " has weight " + w.str() + ", outside the [0.25, 4] that `air score` writes";
+    }
+    if (st.end < st.begin || st.begin < end)
+      return which + " spans bytes [" + std::to_string(st.begin) + ", " + std::to_string(st.end) +
+             "), not after the step before it (which ends at " + std::to_string(end) + ")";
+    end = st.end;
+  }
   return "";
 }
 
@@ -47,6 +70,7 @@ ScoreEntry entry_of(const ScoreRecord& rec) {
   e.steps.reserve(in.steps.size());
   for (const auto& st : in.steps)
     e.steps.push_back({st.step.begin, st.step.end, st.step.token_end - st.step.token_begin, st.score, st.weight});
+  e.steps_problem = steps_problem(e.steps);
   return e;
 }
 
@@ -65,22 +89,28 @@ std::vector<double> ranks(const std::vector<double>& v) {
   return r;
 }
 
-// The line as it was before `air select --annotate` appended air_score and air_step_weights to
-// it ("" when it does not end so).
-std::string unannotated(const std::string& raw) {
-  const std::string key = "\"air_score\":", weights = ",\"air_step_weights\":[";
-  const size_t at = raw.rfind(key);
-  if (at == std::string::npos || raw.size() < 2 || raw.compare(raw.size() - 2, 2, "]}") != 0) return "";
-  const size_t w = raw.find(weights, at);
-  if (w == std::string::npos || raw.find(']', w) != raw.size() - 2) return "";
-  if (raw.substr(at + key.size(), w - at - key.size()).find_first_not_of("0123456789+-.eE") != std::string::npos) return "";
-  std::string before = raw.substr(0, at);
-  if (!before.empty() && before.back() == ',') before.pop_back();
-  else if (before.empty() || before.back() != '{') return "";
-  return before + "}";
-}
-
 }  // namespace
+
+bool strip_annotation(const std::string& raw, std::string& before, int64_t& line) {
+  const std::string key = "\"air_score\":";
+  const size_t at = raw.rfind(key);
+  if (at == std::string::npos || raw.size() < 2 || raw.back() != '}') return false;
+  nlohmann::ordered_json tail;
+  try {
+    tail = nlohmann::ordered_json::parse("{" + raw.substr(at, raw.size() - at));
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+  if (!tail.is_object() || !tail.contains("air_step_weights") || !tail["air_score"].is_number()) return false;
+  for (const auto& [k, v] : tail.items())
+    if (k != "air_score" && k != "air_step_weights" && k != "air_line" && k != "air_line_hash") return false;
+  std::string b = raw.substr(0, at);
+  if (!b.empty() && b.back() == ',') b.pop_back();
+  else if (b.empty() || b.back() != '{') return false;
+  before = b + "}";
+  line = tail.contains("air_line") && tail["air_line"].is_number_integer() ? tail["air_line"].get<int64_t>() : 0;
+  return true;
+}
 
 std::string score_meta_path(const std::string& scores) {
   namespace fs = std::filesystem;
@@ -254,10 +284,12 @@ MatchedCorpus match_scores(const std::string& data, const ScoreFiles& scores, co
   for (size_t i = 0; i < m.lines.size(); ++i) {
     m.score_of[i] = find_score(scores, m.lines[i]);
     if (!m.score_of[i]) {  // a record of `air select --annotate`: matched as it was scored
-      const std::string before = unannotated(m.lines[i].raw);
-      if (!before.empty()) {
+      std::string before;
+      int64_t line = 0;
+      if (strip_annotation(m.lines[i].raw, before, line)) {
         CorpusLine as_scored = m.lines[i];
         as_scored.hash = line_hash(before);
+        if (line > 0) as_scored.line = line;
         m.score_of[i] = find_score(scores, as_scored);
       }
     }

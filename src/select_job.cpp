@@ -24,19 +24,20 @@
 namespace air {
 namespace {
 
-// The record with air_score and air_step_weights added. The fields go in front of the closing
-// brace, so that everything else stays byte for byte (ids like 1e30 included); a record that
-// already has them (selected before) has them replaced.
-std::string annotate_record(const std::string& raw, double score, const nlohmann::json& weights) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::parse(raw);
-  if (j.contains("air_score") || j.contains("air_step_weights")) {
-    j["air_score"] = score;
-    j["air_step_weights"] = weights;
-    return j.dump();
-  }
+// The record with air_score, air_step_weights, air_line and air_line_hash (the corpus line it was
+// scored from) added. The fields go in front of the closing brace, so that everything else stays
+// byte for byte (ids like 1e30 included); a record that already has them (selected before) has
+// them replaced.
+std::string annotate_record(std::string raw, const ScoreEntry& e, const nlohmann::json& weights) {
+  std::string before;
+  int64_t line = 0;
+  if (strip_annotation(raw, before, line)) raw = before;
   const size_t close = raw.find_last_of('}');
-  return raw.substr(0, close) + (j.empty() ? "" : ",") + "\"air_score\":" + nlohmann::json(score).dump() +
-         ",\"air_step_weights\":" + weights.dump() + "}";
+  const bool empty = raw.find_first_not_of(" \t\r\n", raw.find('{') + 1) == close;
+  std::string s = raw.substr(0, close) + (empty ? "" : ",") + "\"air_score\":" + nlohmann::json(e.score).dump() +
+                  ",\"air_step_weights\":" + weights.dump() + ",\"air_line\":" + std::to_string(e.line);
+  if (!e.hash.empty()) s += ",\"air_line_hash\":" + nlohmann::json(e.hash).dump();
+  return s + "}";
 }
 
 nlohmann::json steps_json(const ScoreEntry& e) {
@@ -193,15 +194,18 @@ void write_selection(const SelectJobOptions& opt, const MatchedCorpus& m, std::v
     }
     nlohmann::json w = nlohmann::json::array();
     for (const auto& s : e.steps) w.push_back(s.weight);
-    out.stream() << annotate_record(m.lines[i].raw, e.score, w) << "\n";
+    out.stream() << annotate_record(m.lines[i].raw, e, w) << "\n";
   }
   out.commit();
   if (opt.weights_out.empty()) return;
   OutputFile wf(opt.weights_out);
   for (size_t i : chosen) {
     const ScoreEntry& e = *m.score_of[i];
-    nlohmann::ordered_json j{{"id", m.lines[i].id}, {"line", m.lines[i].line}, {"rank", rank_of[i]},
-                             {"air_score", e.score}, {"steps", steps_json(e)}};
+    nlohmann::ordered_json j{{"id", e.id}, {"line", e.line}};
+    if (!e.hash.empty()) j["line_hash"] = e.hash;
+    j["rank"] = rank_of[i];
+    j["air_score"] = e.score;
+    j["steps"] = steps_json(e);
     wf.stream() << j.dump() << "\n";
   }
   wf.commit();

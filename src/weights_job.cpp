@@ -103,6 +103,10 @@ WeightsJobResult run_weights_job(const WeightsJobOptions& opt, JobEvents& events
       skip(cl, "its record was not scored");
       continue;
     }
+    if (!e->steps_problem.empty()) {
+      skip(cl, "its score record (corpus line " + std::to_string(e->line) + ") has unusable step weights: " + e->steps_problem);
+      continue;
+    }
     try {
       const Record rec = parse_record(cl.raw, cl.line, scoring.corpus);
       const std::string scored = scored_response(scoring, cl);
@@ -143,7 +147,12 @@ WeightsJobResult run_weights_job(const WeightsJobOptions& opt, JobEvents& events
       }
       nlohmann::json lw = nlohmann::json::array();
       for (double x : weights) lw.push_back(round5(x));
-      nlohmann::ordered_json j{{"id", cl.id}, {"input_ids", enc.ids}, {"labels", labels}, {"loss_weights", lw}};
+      // The record's id and line as scored (those of the corpus, not of this file's lines).
+      nlohmann::ordered_json j{{"id", e->id}, {"line", e->line}};
+      if (!e->hash.empty()) j["line_hash"] = e->hash;
+      j["input_ids"] = enc.ids;
+      j["labels"] = labels;
+      j["loss_weights"] = lw;
       out.stream() << j.dump() << "\n";
       ++res.written;
       res.response_tokens += static_cast<int64_t>(resp.size());

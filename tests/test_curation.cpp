@@ -51,13 +51,14 @@ class CurationTest : public TempDirTest {
   };
   std::vector<Rec> recs_;
 
-  void make(int n_a, int n_b, uint32_t seed, bool with_missing_field = false) {
+  // Without ids (with_ids false), a record's id is its corpus line number, as scoring gives it.
+  void make(int n_a, int n_b, uint32_t seed, bool with_missing_field = false, bool with_ids = true) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<double> u(-0.5, 1.5);
     std::string corpus, scores;
     for (int i = 0; i < n_a + n_b; ++i) {
       Rec r;
-      r.id = "r" + std::to_string(i);
+      r.id = with_ids ? "r" + std::to_string(i) : std::to_string(i + 1);
       r.source = i < n_a ? "gsm8k" : "math";
       r.prompt = "Question " + std::to_string(i) + ": how many apples?";
       r.response = "First step " + std::to_string(i) + ".\n\nSecond step, longer text here.\n\nAnswer: " + std::to_string(i * 7);
@@ -70,7 +71,8 @@ class CurationTest : public TempDirTest {
         b = e;
         cut = r.response.find("\n\n", e);
       }
-      nlohmann::ordered_json line{{"id", r.id}};
+      nlohmann::ordered_json line = nlohmann::ordered_json::object();
+      if (with_ids) line["id"] = r.id;
       if (!(with_missing_field && i % 9 == 4)) line["source"] = r.source;
       line["prompt"] = r.prompt;
       line["response"] = r.response;
@@ -334,6 +336,19 @@ TEST(TokenWeights, ByteWeightedMeanScaledToMeanOne) {
 
 class WeightsTest : public CurationTest {
  protected:
+  // `data` for stories260K with the plain template, against scores.jsonl, into student.jsonl.
+  WeightsJobOptions plain_opts(const std::string& data) {
+    WeightsJobOptions o;
+    o.data = data;
+    o.scores = {(tmp_ / "scores.jsonl").string()};
+    o.tokenizer = model_dir("stories260K").string();
+    o.tmpl = "plain";
+    o.out = (tmp_ / "student.jsonl").string();
+    o.fields.prompt_field = "prompt";
+    o.fields.response_fields = {"response"};
+    return o;
+  }
+
   // Writes the student's file and checks it against the student's own tokenization of the
   // rendered text: `prefix` + prompt + `middle` + response + `suffix`.
   void run_and_check(const std::string& tokenizer, const std::string& tmpl, const std::string& prefix,
@@ -415,17 +430,99 @@ TEST_F(WeightsTest, AnnotatedSelectionReadsAsScored) {
   so.annotate = true;
   Quiet ev;
   run_select_job(so, ev);
-  WeightsJobOptions o;
-  o.data = so.out;
-  o.scores = so.scores;
-  o.tokenizer = model_dir("stories260K").string();
-  o.tmpl = "plain";
-  o.out = (tmp_ / "w.jsonl").string();
-  o.fields.prompt_field = "prompt";
-  o.fields.response_fields = {"response"};
+  WeightsJobOptions o = plain_opts(so.out);
   const WeightsJobResult r = run_weights_job(o, ev);
   EXPECT_EQ(r.written, 4);
   EXPECT_EQ(r.skipped, 0);
+}
+
+// A corpus without ids (GSM8K, MATH-500): every output of a selection names each record by its
+// corpus id, line and line hash as in the scores, never by its line in selected.jsonl.
+TEST_F(WeightsTest, OutputsOfASelectionJoinBackToTheScores) {
+  make(12, 8, 21, false, false);
+  std::map<std::string, nlohmann::json> by_id;  // the scores, by id
+  for (const auto& j : read_jsonl(tmp_ / "scores.jsonl")) by_id[j["id"].get<std::string>()] = j;
+  SelectJobOptions so = select_opts(5);
+  so.order = SelectOrder::kInput;
+  so.weights_out = (tmp_ / "select-weights.jsonl").string();
+  Quiet ev;
+  run_select_job(so, ev);
+  const std::vector<std::string> top = ranked_ids("");
+  const std::set<std::string> want(top.begin(), top.begin() + 5);
+  auto check = [&](const nlohmann::json& j, const std::string& id_key, const std::string& line_key, const std::string& hash_key) {
+    const std::string id = j[id_key].get<std::string>();
+    ASSERT_TRUE(want.count(id)) << j.dump();
+    EXPECT_EQ(j[line_key], by_id[id]["line"]);
+    EXPECT_EQ(j[hash_key], by_id[id]["line_hash"]);
+  };
+  const auto sw = read_jsonl(so.weights_out);
+  ASSERT_EQ(sw.size(), 5u);
+  for (const auto& j : sw) check(j, "id", "line", "line_hash");
+
+  WeightsJobOptions o = plain_opts(so.out);
+  EXPECT_EQ(run_weights_job(o, ev).written, 5);
+  const auto student = read_jsonl(o.out);
+  ASSERT_EQ(student.size(), 5u);
+  std::set<std::string> got;
+  for (const auto& j : student) {
+    check(j, "id", "line", "line_hash");
+    got.insert(j["id"].get<std::string>());
+  }
+  EXPECT_EQ(got, want);
+
+  // Annotated: the record carries its corpus line and hash, and still reads as scored.
+  so.annotate = true;
+  so.weights_out.clear();
+  so.out = (tmp_ / "annotated.jsonl").string();
+  run_select_job(so, ev);
+  const auto annotated = read_jsonl(so.out);
+  ASSERT_EQ(annotated.size(), 5u);
+  for (size_t i = 0; i < annotated.size(); ++i) {
+    EXPECT_EQ(annotated[i]["air_line"], sw[i]["line"]);
+    EXPECT_EQ(annotated[i]["air_line_hash"], sw[i]["line_hash"]);
+    EXPECT_FALSE(annotated[i].contains("id"));
+  }
+  // Selecting from the annotated file again replaces the annotation, leaving the rest as it was.
+  so.data = so.out;
+  so.out = (tmp_ / "again.jsonl").string();
+  run_select_job(so, ev);
+  EXPECT_EQ(read_text(so.out), read_text(tmp_ / "annotated.jsonl"));
+  o.data = (tmp_ / "annotated.jsonl").string();
+  o.out = (tmp_ / "student2.jsonl").string();
+  EXPECT_EQ(run_weights_job(o, ev).written, 5);
+  EXPECT_EQ(read_text(o.out), read_text(tmp_ / "student.jsonl"));
+}
+
+// Step weights outside what scoring writes (negative, huge, not in byte order) leave their record
+// out with a warning naming it; the others are written, every loss weight finite and >= 0.
+TEST_F(WeightsTest, StepWeightsAreChecked) {
+  make(8, 0, 23);
+  auto lines = read_jsonl(tmp_ / "scores.jsonl");
+  lines[1]["steps"][0]["weight"] = -3;
+  lines[2]["steps"][1]["weight"] = 1e308;
+  lines[3]["steps"][1]["begin"] = 0;
+  std::string text;
+  for (const auto& j : lines) text += j.dump() + "\n";
+  write_text(tmp_ / "scores.jsonl", text);
+  WeightsJobOptions o = plain_opts((tmp_ / "corpus.jsonl").string());
+  Quiet ev;
+  const WeightsJobResult r = run_weights_job(o, ev);
+  EXPECT_EQ(r.written, 5);
+  EXPECT_EQ(r.skipped, 3);
+  std::string all;
+  for (const auto& w : ev.warnings) all += w + "\n";
+  EXPECT_NE(all.find("id 'r1'"), std::string::npos) << all;
+  EXPECT_NE(all.find("weight -3"), std::string::npos) << all;
+  EXPECT_NE(all.find("weight 1e+308"), std::string::npos) << all;
+  EXPECT_NE(all.find("id 'r3'"), std::string::npos) << all;
+  for (const auto& j : read_jsonl(o.out)) {
+    EXPECT_NE(j["id"], "r1");
+    for (const auto& w : j["loss_weights"]) {
+      ASSERT_TRUE(w.is_number()) << j["id"];
+      EXPECT_GE(w.get<double>(), 0.0);
+      EXPECT_LE(w.get<double>(), 16.0);
+    }
+  }
 }
 
 TEST_F(WeightsTest, ByteLevelBpeStudentWithChatml) {

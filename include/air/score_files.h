@@ -37,6 +37,7 @@ struct ScoreEntry {
   int64_t tokens = 0;         // response tokens
   int64_t prompt_tokens = 0;
   std::vector<ScoredStep> steps;
+  std::string steps_problem;  // why the steps cannot weight a trainer's loss ("" when they can)
 };
 
 struct ScoreFiles {
@@ -68,6 +69,11 @@ struct CorpusLine {
   std::string hash;  // line_hash()
 };
 std::vector<CorpusLine> read_corpus_lines(const std::string& path, const std::string& id_field);
+
+// A line of `air select --annotate` as it was scored: `before` is the line without the air_score,
+// air_step_weights, air_line and air_line_hash appended to it, `line` its corpus line as scored
+// (0 when not given). False when the line does not end so.
+bool strip_annotation(const std::string& raw, std::string& before, int64_t& line);
 
 // The score of a corpus line: the record scored from the same bytes (a subset or a reordering of
 // the scored corpus is matched), or, for score files without line hashes, the record of the same
