@@ -98,7 +98,15 @@ std::vector<double> ticks(double lo, double hi, int want = 5) {
   const double raw = (hi - lo) / want;
   const double p = std::pow(10.0, std::floor(std::log10(raw)));
   const double step = raw / p < 1.5 ? p : raw / p < 3 ? 2 * p : raw / p < 7 ? 5 * p : 10 * p;
-  for (double x = std::ceil(lo / step) * step; x <= hi + step * 1e-9; x += step) t.push_back(std::abs(x) < step * 1e-9 ? 0 : x);
+  const double first = std::ceil(lo / step) * step;
+  // A range narrower than a few ulps of its values (scores 1e20 and 1e20 + 16384) has no steps
+  // that can be added: its ends are its ticks.
+  if (!std::isfinite(step) || !std::isfinite(first) || first + step == first || hi - lo < 4 * step * 1e-9) return {lo, hi};
+  const double n = std::floor((hi + step * 1e-9 - first) / step);
+  for (int i = 0; i <= static_cast<int>(std::min(n, 4.0 * want)); ++i) {
+    const double x = first + i * step;
+    t.push_back(std::abs(x) < step * 1e-9 ? 0 : x);
+  }
   return t;
 }
 
@@ -112,8 +120,15 @@ struct Plot {
   double px(double x) const { return ml + (std::clamp(x, x0, x1) - x0) / (x1 - x0) * (w - ml - mr); }
   double py(double y) const { return h - mb - (std::clamp(y, y0, y1) - y0) / (y1 - y0) * (h - mt - mb); }
   void fix_ranges() {
-    if (!(x1 > x0)) x1 = x0 + 1;
-    if (!(y1 > y0)) y1 = y0 + 1;
+    widen(x0, x1);
+    widen(y0, y1);
+  }
+  // An empty range made one that maps: one unit, or more where a unit is below the values' ulp.
+  static void widen(double& lo, double& hi) {
+    if (!std::isfinite(lo)) lo = 0;
+    if (!std::isfinite(hi)) hi = lo;
+    if (hi > lo) return;
+    hi = lo + std::max(1.0, std::abs(lo) * 1e-9);
   }
   std::string svg() const {
     std::ostringstream o;

@@ -590,5 +590,31 @@ TEST_F(CurationTest, ReportIsSelfContainedWithEveryPlot) {
   EXPECT_THROW(run_report_job(o, ev), DataError);
 }
 
+// Scores a few ulps apart, all equal, or huge: every plot still has finite coordinates, and the
+// report ends.
+TEST_F(CurationTest, ReportOfScoresWithoutARange) {
+  make(30, 10, 13);
+  const auto lines = read_jsonl(tmp_ / "scores.jsonl");
+  for (const auto& pair : std::vector<std::pair<double, double>>{{1e20, 1e20 + 16384}, {0.5, 0.5}, {-1e300, 1e300}, {1e-300, 2e-300}}) {
+    std::string text;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      nlohmann::json j = lines[i];
+      j["air_score"] = i % 2 ? pair.first : pair.second;
+      text += j.dump() + "\n";
+    }
+    write_text(tmp_ / "scores.jsonl", text);
+    ReportOptions o;
+    o.scores = {(tmp_ / "scores.jsonl").string()};
+    o.data = (tmp_ / "corpus.jsonl").string();
+    o.top_k = 10;
+    o.out = (tmp_ / "report.html").string();
+    Quiet ev;
+    run_report_job(o, ev);
+    const std::string html = read_text(tmp_ / "report.html");
+    EXPECT_EQ(html.find("nan"), std::string::npos) << pair.first;
+    EXPECT_EQ(html.find("inf\""), std::string::npos) << pair.first;
+  }
+}
+
 }  // namespace
 }  // namespace air::test
