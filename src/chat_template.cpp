@@ -1,6 +1,7 @@
 #include "air/chat_template.h"
 
 #include "air/error.h"
+#include "air/line_reader.h"
 
 #include <nlohmann/json.hpp>
 
@@ -187,8 +188,10 @@ std::string read(const std::filesystem::path& p) {
 nlohmann::json tokenizer_config(const std::filesystem::path& model_dir) {
   const auto cfg = model_dir / "tokenizer_config.json";
   if (!std::filesystem::exists(cfg)) return nullptr;
+  const std::string text = read(cfg);
+  if (json_too_deep(text)) throw CheckpointError(cfg.string() + ": " + json_too_deep_message());
   try {
-    return nlohmann::json::parse(read(cfg));
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(cfg.string() + ": not valid JSON (" + e.what() + ")");
   }
@@ -225,8 +228,10 @@ ChatTemplate load_chat_template(const std::string& name, const std::string& sepa
                      ") nor a file");
   }
   nlohmann::json j;
+  const std::string text = read(name);
+  if (json_too_deep(text)) throw UsageError(name + ": " + json_too_deep_message());
   try {
-    j = nlohmann::json::parse(read(name));
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw UsageError(name + ": not valid JSON (" + e.what() + ")");
   }

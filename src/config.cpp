@@ -1,6 +1,7 @@
 #include "air/config.h"
 
 #include "air/error.h"
+#include "air/line_reader.h"
 
 #include <nlohmann/json.hpp>
 
@@ -304,6 +305,7 @@ int64_t ModelConfig::parameter_count() const {
 }
 
 ModelConfig parse_model_config(const std::string& json_text, const std::string& where) {
+  if (json_too_deep(json_text)) throw CheckpointError(where + ": " + json_too_deep_message());
   json j;
   try {
     j = json::parse(json_text);

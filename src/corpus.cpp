@@ -1,6 +1,7 @@
 #include "air/corpus.h"
 
 #include "air/error.h"
+#include "air/line_reader.h"
 #include "air/tokenizer.h"
 
 #include <nlohmann/json.hpp>
@@ -149,7 +150,9 @@ std::vector<std::string> tool_calls(const json& m, const std::string& at) {
       throw DataError(where + ": a tool call needs a string 'name'");
     json args = f.contains("arguments") ? f["arguments"] : json::object();
     if (args.is_string()) {  // OpenAI sends arguments as a JSON string
-      json parsed = json::parse(args.get<std::string>(), nullptr, false);
+      const std::string& text = args.get_ref<const std::string&>();
+      if (json_too_deep(text)) throw DataError(where + ": the tool call's arguments are " + json_too_deep_message());
+      json parsed = json::parse(text, nullptr, false);
       if (!parsed.is_discarded()) args = parsed;
     }
     nlohmann::ordered_json c;
@@ -241,6 +244,7 @@ std::string line_hash(const std::string& line) {
 }
 
 std::string record_id(const std::string& line, int64_t line_no, const std::string& id_field) {
+  if (json_too_deep(line)) return std::to_string(line_no);  // rejected when read as a record
   return id_of(json::parse(line, nullptr, /*allow_exceptions=*/false), line_no, id_field);
 }
 
@@ -276,6 +280,7 @@ void check_corpus_options(const CorpusOptions& opt) {
 Record parse_record(const std::string& line, int64_t line_no, const CorpusOptions& opt) {
   if (auto bad = find_invalid_utf8(line))
     throw DataError("invalid UTF-8 at byte " + std::to_string(*bad) + " of the line");
+  if (json_too_deep(line)) throw DataError("the record is " + json_too_deep_message());
   json j;
   try {
     j = json::parse(line);

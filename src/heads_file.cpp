@@ -1,6 +1,7 @@
 #include "air/heads_file.h"
 
 #include "air/error.h"
+#include "air/line_reader.h"
 #include "air/output.h"
 
 #include <nlohmann/json.hpp>
@@ -132,6 +133,7 @@ HeadsFile read_heads_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   nlohmann::json j;
+  if (json_too_deep(ss.str())) throw DataError(path + ": " + json_too_deep_message());
   try {
     j = nlohmann::json::parse(ss.str());
   } catch (const nlohmann::json::exception& e) {

@@ -208,7 +208,32 @@ void for_each_line(const std::string& path, const std::function<void(const std::
   }
 }
 
+bool json_too_deep(const std::string& text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+std::string json_too_deep_message() {
+  return "nested deeper than " + std::to_string(kMaxJsonDepth) +
+         " arrays and objects, the most air reads (docs/RELIABILITY.md)";
+}
+
 nlohmann::json parse_json_line(const std::string& line, const std::string& where) {
+  if (json_too_deep(line)) throw DataError(where + ": " + json_too_deep_message());
   try {
     return nlohmann::json::parse(line);
   } catch (const nlohmann::json::exception& e) {

@@ -96,6 +96,7 @@ bool strip_annotation(const std::string& raw, std::string& before, int64_t& line
   const size_t at = raw.rfind(key);
   if (at == std::string::npos || raw.size() < 2 || raw.back() != '}') return false;
   nlohmann::ordered_json tail;
+  if (json_too_deep(raw)) return false;
   try {
     tail = nlohmann::ordered_json::parse("{" + raw.substr(at, raw.size() - at));
   } catch (const nlohmann::json::exception&) {

@@ -110,6 +110,7 @@ int64_t apply_filters(MatchedCorpus& m, const SelectJobOptions& opt) {
 // The value of `field` (a dotted path into nested objects) in a record, as JSON (a string keeps
 // its quotes, so that "1" and 1 are two groups); none when the record lacks it.
 std::optional<std::string> group_of(const std::string& raw, const std::string& field) {
+  if (json_too_deep(raw)) return std::nullopt;
   const nlohmann::json j = nlohmann::json::parse(raw, nullptr, false);
   const nlohmann::json* v = &j;
   size_t pos = 0;

@@ -75,7 +75,18 @@ void for_each_line(const std::string& path, const std::function<void(const std::
 // or a device, which cannot be read twice.
 int64_t count_records(const std::string& path);
 
-// Parses one JSONL line; throws DataError "where: malformed JSON (...)".
+// How deep JSON may nest in any record or file air reads (docs/RELIABILITY.md): deeper ones
+// are refused before parsing, since writing or copying them would recurse that deep.
+constexpr int kMaxJsonDepth = 512;
+
+// Whether `text` opens more than `limit` arrays and objects inside each other (strings skipped).
+bool json_too_deep(const std::string& text, int limit = kMaxJsonDepth);
+
+// The DataError message for such a text: "nested deeper than 512 arrays and objects ...".
+std::string json_too_deep_message();
+
+// Parses one JSONL line; throws DataError "where: malformed JSON (...)" or, for one nested deeper
+// than kMaxJsonDepth, "where: nested deeper than ...".
 nlohmann::json parse_json_line(const std::string& line, const std::string& where);
 
 // A corpus that is a regular file is checked to be JSON Lines (not a JSON array, not one

@@ -2,6 +2,7 @@
 
 #include "air/build_info.h"
 #include "air/error.h"
+#include "air/score_files.h"
 #include "cli/config_file.h"
 
 #include <CLI/CLI.hpp>
@@ -234,7 +235,7 @@ int run(int argc, const char* const* argv) {
     const std::string file = config && config->count() ? config->as<std::string>() : std::string("the config file");
     std::string what = e.what();
     const std::string unknown = "INI was not able to parse ";
-    if (what.rfind(unknown, 0) == 0) what = "no command has the setting '" + what.substr(unknown.size()) + "'";
+    if (what.rfind(unknown, 0) == 0) what = "no command has the setting '" + clip_utf8(what.substr(unknown.size()), 80) + "'";
     spdlog::error("--config {}: {} (each command's settings go under its section, e.g. [score], as the command's flags "
                   "without the leading dashes: model = \"DIR\", batch-tokens = 4096)",
                   file, what);

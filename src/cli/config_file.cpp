@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <iterator>
@@ -25,6 +27,42 @@ std::string scalar_text(const toml::node& n, const std::string& key) {
                          "' must be a string, a number, a boolean or an array of them");
 }
 
+constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+constexpr int kMaxConfigDepth = 16;
+
+// The first line (1-based) whose key path (dots between names, outside strings and comments)
+// or bracket nesting goes past kMaxConfigDepth; 0 when none does. The TOML parser and its
+// tables recurse once per level, so such a file is refused before it is parsed.
+int too_deep_line(const std::string& text) {
+  int line = 1, dots = 0, brackets = 0;
+  char quote = 0;  // inside a '...' or "..." string
+  bool comment = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      dots = 0;
+      comment = false;
+      continue;
+    }
+    if (comment) continue;
+    if (quote) {
+      if (quote == '"' && c == '\\') ++i;
+      else if (c == quote) quote = 0;
+      continue;
+    }
+    if (c == '"' || c == '\'') quote = c;
+    else if (c == '#') comment = true;
+    else if (c == '[' || c == '{') ++brackets;
+    else if (c == ']' || c == '}') brackets = std::max(0, brackets - 1);
+    else if (c == '.' && !(i > 0 && std::isdigit(static_cast<unsigned char>(text[i - 1])) && i + 1 < text.size() &&
+                           std::isdigit(static_cast<unsigned char>(text[i + 1]))))
+      ++dots;
+    if (dots > kMaxConfigDepth || brackets > kMaxConfigDepth) return line;
+  }
+  return 0;
+}
+
 class TomlConfig : public CLI::Config {
  public:
   std::string to_config(const CLI::App* app, bool, bool, std::string) const override {
@@ -32,7 +70,15 @@ class TomlConfig : public CLI::Config {
   }
 
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
-    const std::string text((std::istreambuf_iterator<char>(input)), std::istreambuf_iterator<char>());
+    // Bounded: a device or a huge file given by mistake is refused, not read until memory ends.
+    std::string text(kMaxConfigBytes + 1, '\0');
+    input.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(input.gcount()));
+    if (text.size() > kMaxConfigBytes)
+      throw CLI::ConfigError("larger than " + std::to_string(kMaxConfigBytes >> 20) + " MiB: not a settings file");
+    if (const int line = too_deep_line(text))
+      throw CLI::ConfigError("line " + std::to_string(line) + ": keys or values nested deeper than " +
+                             std::to_string(kMaxConfigDepth) + " levels (air's settings are one section deep)");
     toml::table root;
     try {
       root = toml::parse(text);

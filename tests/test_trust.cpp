@@ -1,0 +1,121 @@
+// Outputs users train on and join back: hostile nesting, configs and paths that once crashed or
+// hung a command; each case runs the command line as a user would.
+
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace air::test {
+namespace {
+
+std::vector<std::string> lines_of(const fs::path& p) {
+  std::vector<std::string> out;
+  std::ifstream in(p, std::ios::binary);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+std::string nested(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+class TrustTest : public TempDirTest {
+ protected:
+  std::string model() const { return model_dir("stories260K").string(); }
+};
+
+// Records nested 100,000 deep (in the id, in a field no one reads, in a tool call's arguments) are
+// rejected with the limit named; every command goes on with the other records.
+TEST_F(TrustTest, DeepRecordsAreRejectedAndTheRunGoesOn) {
+  const std::string deep = nested(100000);
+  std::string text;
+  text += R"({"id": "a", "prompt": "What is 2 + 2?", "response": "Two and two.\n\nIt is 4."})" "\n";
+  text += R"({"id": "b", "extra": )" + deep + R"(, "prompt": "Hi", "response": "Hello there."})" "\n";
+  text += R"({"id": )" + deep + R"(, "prompt": "Hi", "response": "Hello."})" "\n";
+  text += R"({"id": "c", "prompt": "What is 3 + 3?", "response": "Three and three.\n\nIt is 6."})" "\n";
+  text += R"({"id": "d", "prompt": "What is 4 + 4?", "response": "Four and four.\n\nIt is 8."})" "\n";
+  write_text(tmp_ / "c.jsonl", text);
+  const std::string c = (tmp_ / "c.jsonl").string(), s = (tmp_ / "s.jsonl").string();
+  std::string err;
+  ASSERT_EQ(run_air({"probe", "--model", model(), "--data", c, "--out", (tmp_ / "h.json").string(), "--num-heads", "2",
+                     "--threads", "1"},
+                    &err),
+            0)
+      << err;
+  ASSERT_EQ(run_air({"score", "--model", model(), "--data", c, "--heads", (tmp_ / "h.json").string(), "--out", s,
+                     "--threads", "1"},
+                    &err),
+            0)
+      << err;
+  const auto scores = lines_of(s);
+  ASSERT_EQ(scores.size(), 5u);
+  for (int i : {1, 2}) {
+    const auto j = nlohmann::json::parse(scores[i]);
+    EXPECT_TRUE(j.value("rejected", false)) << scores[i];
+    EXPECT_NE(j["error"].get<std::string>().find("nested deeper than 512"), std::string::npos) << scores[i];
+  }
+  for (int i : {0, 3, 4}) EXPECT_TRUE(nlohmann::json::parse(scores[i]).contains("air_score")) << scores[i];
+  ASSERT_EQ(run_air({"render", "--model", model(), "--data", c, "--out", (tmp_ / "r.jsonl").string()}, &err), 0) << err;
+  EXPECT_EQ(lines_of(tmp_ / "r.jsonl").size(), 3u);
+  ASSERT_EQ(run_air({"select", "--data", c, "--scores", s, "--top-k", "2", "--annotate", "--out",
+                     (tmp_ / "sel.jsonl").string()},
+                    &err),
+            0)
+      << err;
+  EXPECT_EQ(lines_of(tmp_ / "sel.jsonl").size(), 2u);
+  ASSERT_EQ(run_air({"weights", "--data", c, "--scores", s, "--tokenizer", model(), "--out", (tmp_ / "w.jsonl").string()},
+                    &err),
+            0)
+      << err;
+  EXPECT_EQ(lines_of(tmp_ / "w.jsonl").size(), 3u);
+
+  // A tool call whose arguments string nests that deep.
+  nlohmann::json call{{"messages",
+                       {{{"role", "user"}, {"content", "Call f."}},
+                        {{"role", "assistant"},
+                         {"content", ""},
+                         {"tool_calls", {{{"type", "function"}, {"function", {{"name", "f"}, {"arguments", deep}}}}}}}}}};
+  nlohmann::json ok = call;
+  ok["messages"][1]["tool_calls"][0]["function"]["arguments"] = "{\"x\": 1}";
+  write_text(tmp_ / "t.jsonl", ok.dump() + "\n" + call.dump() + "\n" + ok.dump() + "\n");
+  ASSERT_EQ(run_air({"render", "--model", model(), "--data", (tmp_ / "t.jsonl").string(), "--template", "chatml", "--out",
+                     (tmp_ / "t.r.jsonl").string()},
+                    &err),
+            0)
+      << err;
+  EXPECT_EQ(lines_of(tmp_ / "t.r.jsonl").size(), 2u);
+  EXPECT_NE(read_text(tmp_ / "t.r.jsonl.rejects.jsonl").find("nested deeper"), std::string::npos);
+}
+
+// A --config whose table header is 100,000 keys deep, or that never ends, is refused with exit 2.
+TEST_F(TrustTest, DeepOrEndlessConfigIsRefused) {
+  std::string header = "[score";
+  for (int i = 0; i < 100000; ++i) header += ".a";
+  write_text(tmp_ / "deep.toml", header + "]\nx = 1\n");
+  std::string err;
+  const std::vector<std::string> render{"render", "--model", model(), "--data", (tmp_ / "none.jsonl").string(),
+                                        "--out", (tmp_ / "r.jsonl").string()};
+  auto with = [&](const std::string& config) {
+    std::vector<std::string> a{"--config", config};
+    a.insert(a.end(), render.begin(), render.end());
+    return a;
+  };
+  EXPECT_EQ(run_air(with((tmp_ / "deep.toml").string()), &err), 2);
+  EXPECT_NE(err.find("line 1: keys or values nested deeper than 16"), std::string::npos) << err.substr(0, 400);
+  EXPECT_LT(err.size(), 2000u);
+  write_text(tmp_ / "arrays.toml", "[score]\nx = " + nested(100000) + "\n");
+  EXPECT_EQ(run_air(with((tmp_ / "arrays.toml").string()), &err), 2);
+  EXPECT_NE(err.find("line 2: keys or values nested deeper"), std::string::npos) << err.substr(0, 400);
+  EXPECT_EQ(run_air(with("/dev/zero"), &err), 2);
+  EXPECT_NE(err.find("larger than 1 MiB"), std::string::npos) << err;
+  // What air writes itself reads back: dotted numbers and quoted dots are not nesting.
+  write_text(tmp_ / "fine.toml", "[score]\nmax-memory = \"1.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19G\" # a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r\n"
+                                 "delta = 0.05\n");
+  EXPECT_EQ(run_air(with((tmp_ / "fine.toml").string()), &err), 2);
+  EXPECT_EQ(err.find("nested deeper"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace air::test
