@@ -1,6 +1,7 @@
 #include "air/compare_job.h"
 
 #include "air/error.h"
+#include "air/line_reader.h"
 #include "air/output.h"
 
 #include <algorithm>
@@ -108,7 +109,7 @@ Comparison run_compare_job(const CompareJobOptions& opt, JobEvents& events) {
     events.warn(std::to_string(c.only_a) + " records are scored only in " + a.name + " and " + std::to_string(c.only_b) +
                 " only in " + b.name + "; the comparison is over the " + std::to_string(c.both) + " in both");
   OutputFile out(opt.out);
-  out.stream() << comparison_json(c, opt).dump(2) << "\n";
+  out.stream() << dump_json(comparison_json(c, opt), 2) << "\n";
   out.commit();
   return c;
 }

@@ -123,7 +123,7 @@ HeadsFile heads_file_from_json(const nlohmann::json& j, const std::string& path)
 
 void write_heads_file(const std::string& path, const HeadsFile& h) {
   OutputFile out(path);
-  out.stream() << to_json(h).dump(2) << "\n";
+  out.stream() << dump_json(to_json(h), 2) << "\n";
   out.commit();
 }
 

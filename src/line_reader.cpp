@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -206,6 +207,49 @@ void for_each_line(const std::string& path, const std::function<void(const std::
     if (too_long) throw DataError(in.too_long_message());
     fn(line, in.line_number());
   }
+}
+
+std::string escape_invalid_utf8(const std::string& s) {
+  auto seq = [&](size_t i) -> size_t {  // length of the valid UTF-8 character at i, 0 if none
+    const auto b = [&](size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
+    const unsigned c = b(i);
+    auto cont = [&](size_t k) { return (b(k) & 0xC0u) == 0x80u; };
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+      const unsigned d = b(i + 1);
+      if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d > 0x9F)) return 0;
+      return cont(i + 1) && cont(i + 2) ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+      const unsigned d = b(i + 1);
+      if ((c == 0xF0 && d < 0x90) || (c == 0xF4 && d > 0x8F)) return 0;
+      return cont(i + 1) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+    }
+    return 0;
+  };
+  bool valid = true;
+  for (size_t i = 0; i < s.size() && valid;) {
+    const size_t n = seq(i);
+    valid = n > 0;
+    i += n;
+  }
+  if (valid) return s;
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = seq(i);
+    if (n == 0) {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned char>(s[i]));
+      out += buf;
+      ++i;
+    } else {
+      if (s[i] == '\\') out += '\\';
+      out.append(s, i, n);
+      i += n;
+    }
+  }
+  return out;
 }
 
 bool json_too_deep(const std::string& text, int limit) {

@@ -518,7 +518,7 @@ ScoreJobResult run_score_job(const ScoreJobOptions& given, JobEvents& events) {
   res.meta = run_meta(run, st, counts, done, res.seconds);
   if (!res.paths.meta.empty()) {
     OutputFile mf(res.paths.meta);
-    mf.stream() << res.meta.dump(2) << "\n";
+    mf.stream() << dump_json(res.meta, 2) << "\n";
     mf.commit();
   }
   return result(std::move(res), opt, st, counts, done);

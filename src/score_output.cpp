@@ -158,7 +158,7 @@ void ScoreWriter::write_sidecar() {
     side["runs"] = runs;
   }
   OutputFile f(sidecar_path(path_));
-  f.stream() << side.dump(2) << "\n";
+  f.stream() << dump_json(side, 2) << "\n";
   f.commit();
 }
 

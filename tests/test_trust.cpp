@@ -1,6 +1,7 @@
 // Outputs users train on and join back: hostile nesting, configs and paths that once crashed or
 // hung a command; each case runs the command line as a user would.
 
+#include "air/line_reader.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -115,6 +116,29 @@ TEST_F(TrustTest, DeepOrEndlessConfigIsRefused) {
                                  "delta = 0.05\n");
   EXPECT_EQ(run_air(with((tmp_ / "fine.toml").string()), &err), 2);
   EXPECT_EQ(err.find("nested deeper"), std::string::npos) << err;
+}
+
+// File names that are not UTF-8 are written into JSON outputs with the odd bytes escaped, and
+// every command that writes them ends well.
+TEST_F(TrustTest, PathsThatAreNotUtf8) {
+  EXPECT_EQ(escape_invalid_utf8("caf\xC3\xA9\\x.jsonl"), "caf\xC3\xA9\\x.jsonl");  // valid: as it is
+  EXPECT_EQ(escape_invalid_utf8("a\\b\xFF\xC3\xA9\xED\xA0\x80"), "a\\\\b\\xFF\xC3\xA9\\xED\\xA0\\x80");
+  const std::string dir = (tmp_ / "d\xFE").string();
+  fs::create_directories(dir);
+  const std::string c = dir + "/c\xFF.jsonl", h = dir + "/h.json", s = dir + "/s\x80.jsonl";
+  fs::copy_file(fs::path(AIR_MODELS_DIR) / ".." / "data" / "stories-sample.jsonl", c);
+  std::string err;
+  ASSERT_EQ(run_air({"probe", "--model", model(), "--data", c, "--out", h, "--num-heads", "2", "--threads", "1"}, &err), 0) << err;
+  ASSERT_EQ(run_air({"score", "--model", model(), "--data", c, "--heads", h, "--out", s, "--threads", "1", "--flush-every",
+                     "0.01"},
+                    &err),
+            0)
+      << err;
+  const nlohmann::json meta = read_json(s + ".meta.json");
+  EXPECT_EQ(meta["data"], escape_invalid_utf8(c));
+  EXPECT_NE(meta["data"].get<std::string>().find("\\xFF"), std::string::npos);
+  ASSERT_EQ(run_air({"compare", s, s, "--out", dir + "/cmp.json"}, &err), 0) << err;
+  EXPECT_EQ(read_json(dir + "/cmp.json")["a"][0], escape_invalid_utf8(s));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace air {
 
@@ -84,6 +85,32 @@ bool json_too_deep(const std::string& text, int limit = kMaxJsonDepth);
 
 // The DataError message for such a text: "nested deeper than 512 arrays and objects ...".
 std::string json_too_deep_message();
+
+// `s` unchanged when it is valid UTF-8; else with each byte that is not part of a character
+// written as \xHH and each backslash doubled, so that the bytes can be recovered (a path that is
+// not UTF-8 in a JSON output).
+std::string escape_invalid_utf8(const std::string& s);
+
+// j.dump(indent), where strings that are not valid UTF-8 (a path the user gave) are written as
+// escape_invalid_utf8 gives them rather than failing.
+template <class Json>
+std::string dump_json(const Json& j, int indent = -1) {
+  try {
+    return j.dump(indent);
+  } catch (const nlohmann::json::type_error& e) {
+    if (e.id != 316) throw;
+  }
+  Json c = j;
+  std::vector<Json*> todo{&c};
+  while (!todo.empty()) {
+    Json* v = todo.back();
+    todo.pop_back();
+    if (v->is_string()) *v = escape_invalid_utf8(v->template get<std::string>());
+    else if (v->is_structured())
+      for (auto& x : *v) todo.push_back(&x);
+  }
+  return c.dump(indent);
+}
 
 // Parses one JSONL line; throws DataError "where: malformed JSON (...)" or, for one nested deeper
 // than kMaxJsonDepth, "where: nested deeper than ...".
