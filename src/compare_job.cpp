@@ -100,6 +100,7 @@ Comparison run_compare_job(const CompareJobOptions& opt, JobEvents& events) {
   for (const auto& in : inputs) check_input_file(in);
   check_outputs({{"output (" + option_name("out") + ")", opt.out}}, inputs);
   check_writable(opt.out);
+  OutputLock lock = OutputLock::for_output(opt.out);
   const ScoreFiles a = read_score_files(opt.a, events);
   const ScoreFiles b = read_score_files(opt.b, events);
   const Comparison c = compare_scores(a, b, opt.top_k, opt.top_ratio, opt.moved);
@@ -108,7 +109,7 @@ Comparison run_compare_job(const CompareJobOptions& opt, JobEvents& events) {
   if (c.only_a || c.only_b)
     events.warn(std::to_string(c.only_a) + " records are scored only in " + a.name + " and " + std::to_string(c.only_b) +
                 " only in " + b.name + "; the comparison is over the " + std::to_string(c.both) + " in both");
-  OutputFile out(opt.out);
+  OutputFile out(opt.out, std::move(lock));
   out.stream() << dump_json(comparison_json(c, opt), 2) << "\n";
   out.commit();
   return c;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 namespace air {
@@ -48,6 +49,11 @@ int64_t default_max_length(const std::filesystem::path& dir) {
 }
 
 }  // namespace
+
+std::string CorpusSettings::template_file() const {
+  std::error_code ec;
+  return tmpl != "auto" && std::filesystem::is_regular_file(tmpl, ec) ? tmpl : std::string();
+}
 
 CorpusSetup make_corpus_setup(const CorpusSettings& f, const std::string& tokenizer_path) {
   CorpusSetup s;

@@ -51,27 +51,36 @@ bool skipped(const std::string& path) { return path.empty() || path == "-"; }
 
 }  // namespace
 
-// Paths on the kernel's own file systems (/dev/stdout, /proc/self/fd/1) name streams or open
-// files, not files to replace.
-static bool kernel_path(const fs::path& p) {
-  const std::string s = p.lexically_normal().string();
-  return s.rfind("/dev/", 0) == 0 || s.rfind("/proc/", 0) == 0;
+// A path that names an open file descriptor rather than a file: /dev/stdin, /dev/stdout,
+// /dev/stderr, /dev/fd/N, /proc/PID/fd/N (self and thread-self included).
+static bool descriptor_path(const std::string& s) {
+  if (s == "/dev/stdin" || s == "/dev/stdout" || s == "/dev/stderr" || s.rfind("/dev/fd/", 0) == 0) return true;
+  if (s.rfind("/proc/", 0) != 0) return false;
+  const size_t slash = s.find('/', 6);
+  return slash != std::string::npos && s.compare(slash, 4, "/fd/") == 0;
 }
 
 bool is_stream_output(const std::string& path) {
   if (path == "-") return true;
   if (path.empty()) return false;
+  // Follow the path's own links hop by hop: one through a descriptor is a stream, whatever the
+  // descriptor is open on (stdout redirected to a file is written in place, not replaced).
   std::error_code ec;
-  const fs::path abs = fs::absolute(path, ec);
-  if (kernel_path(abs)) return true;
-  struct stat st {}, lst {};
-  if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
-    const fs::path target = fs::weakly_canonical(abs, ec);
-    if (ec || kernel_path(target)) return true;
+  fs::path p = fs::absolute(path, ec).lexically_normal();
+  for (int hop = 0; hop < 40; ++hop) {
+    if (descriptor_path(p.string())) return true;
+    struct stat lst {};
+    if (::lstat(p.c_str(), &lst) != 0 || !S_ISLNK(lst.st_mode)) break;
+    const fs::path target = fs::read_symlink(p, ec);
+    if (ec) break;
+    p = (target.is_absolute() ? target : p.parent_path() / target).lexically_normal();
   }
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return false;
   return !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
 }
+
+std::string scratch_path(const std::string& path) { return path + ".tmp"; }
 
 std::string output_target(const std::string& path) {
   if (skipped(path) || is_stream_output(path)) return path;
@@ -94,12 +103,15 @@ void check_outputs(const std::vector<NamedPath>& given_outputs, const std::vecto
     for (const auto& e : fs::directory_iterator(p.path, ec))
       if (e.is_regular_file(ec)) inputs.push_back({p.what + " file", e.path().string()});
   }
-  // Each file output is written under its lock file, which must not be an input either.
+  // Each file output is written to a scratch file under its lock file, which must not be inputs
+  // either (both are removed or replaced).
   std::vector<NamedPath> outputs;
   for (const auto& p : given_outputs) {
     outputs.push_back(p);
-    if (!skipped(p.path) && !is_stream_output(p.path))
+    if (!skipped(p.path) && !is_stream_output(p.path)) {
       outputs.push_back({p.what + "'s lock file", OutputLock::lock_path(output_target(p.path))});
+      outputs.push_back({p.what + "'s scratch file", scratch_path(output_target(p.path))});
+    }
   }
   std::vector<std::pair<const NamedPath*, FileKey>> in_keys, out_keys;
   for (const auto& p : inputs)
@@ -192,6 +204,11 @@ OutputLock::OutputLock(const std::string& path) {
   throw IoError(path + ": cannot lock " + lp + ": it keeps being replaced");
 }
 
+OutputLock OutputLock::for_output(const std::string& path) {
+  if (skipped(path) || is_stream_output(path)) return {};
+  return OutputLock(output_target(path));
+}
+
 OutputLock::OutputLock(OutputLock&& other) noexcept : lock_path_(std::move(other.lock_path_)), fd_(other.fd_) {
   other.fd_ = -1;
 }
@@ -219,7 +236,7 @@ void check_stream(std::ostream& out, const std::string& path) {
   if (!out) throw IoError(path + ": write failed (" + std::strerror(errno) + ")");
 }
 
-OutputFile::OutputFile(const std::string& path) : path_(path) {
+OutputFile::OutputFile(const std::string& path, OutputLock held) : path_(path) {
   if (skipped(path_)) return;
   check_writable(path_);
   if (is_stream_output(path_)) {
@@ -228,8 +245,8 @@ OutputFile::OutputFile(const std::string& path) : path_(path) {
     return;
   }
   path_ = output_target(path_);  // a symbolic link stays, its target is replaced
-  lock_ = OutputLock(path_);
-  tmp_ = path_ + ".tmp";
+  lock_ = held.held() ? std::move(held) : OutputLock(path_);
+  tmp_ = scratch_path(path_);
   std::error_code ec;
   fs::remove(tmp_, ec);  // ours under the lock; a link left there must not be written through
   file_ = std::make_unique<std::ofstream>(tmp_, std::ios::binary | std::ios::trunc);

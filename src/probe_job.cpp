@@ -285,7 +285,8 @@ HeadsFile run_probe_job(const ProbeJobOptions& opt, JobEvents& events) {
   check_outputs({{"heads file (" + option_name("out") + ")", opt.out}}, {{"model folder (" + option_name("model") + ")", opt.model},
                                                   {"corpus (" + option_name("data") + ")", opt.data},
                                                   {"probe items (" + option_name("probe_data") + ")", p.probe_data},
-                                                  {"probe text (" + option_name("probe_text") + ")", p.probe_text}});
+                                                  {"probe text (" + option_name("probe_text") + ")", p.probe_text},
+                                                  {"chat template (" + option_name("template") + ")", opt.corpus.template_file()}});
   check_writable(opt.out);
   check_jsonl(opt.data);
   const LoadedModel m = load_model(opt.model, opt.runtime);

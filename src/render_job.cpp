@@ -13,7 +13,9 @@ RenderJobResult run_render_job(const RenderJobOptions& opt, JobEvents& events) {
   res.rejects = !opt.rejects.empty() ? opt.rejects : is_stream_output(opt.out) ? std::string() : opt.out + ".rejects.jsonl";
   check_input_file({"corpus (" + option_name("data") + ")", opt.data});
   check_outputs({{"output (" + option_name("out") + ")", opt.out}, {"rejects file", res.rejects}},
-                {{"corpus (" + option_name("data") + ")", opt.data}, {"tokenizer (" + option_name("model") + ")", opt.tokenizer}});
+                {{"corpus (" + option_name("data") + ")", opt.data},
+                 {"tokenizer (" + option_name("model") + ")", opt.tokenizer},
+                 {"chat template (" + option_name("template") + ")", opt.corpus.template_file()}});
   check_writable(opt.out);
   check_writable(res.rejects);
   check_jsonl(opt.data);

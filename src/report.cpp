@@ -530,6 +530,7 @@ ReportResult run_report_job(const ReportOptions& opt, JobEvents& events) {
   if (opt.heads.empty() && !heads_path.empty()) inputs.push_back({"heads file named by the scores' meta", heads_path});
   check_outputs({{"report (" + option_name("out") + ")", opt.out}}, inputs);
   check_writable(opt.out);
+  OutputLock lock = OutputLock::for_output(opt.out);
 
   const std::vector<Run> runs = group_runs(opt.scores, events);
   for (const Run& r : runs)
@@ -636,7 +637,7 @@ ReportResult run_report_job(const ReportOptions& opt, JobEvents& events) {
   }
   html << "<p class=\"mut\">Written by air " << AIR_VERSION << ".</p></body></html>\n";
   const std::string text = html.str();
-  OutputFile out(opt.out);
+  OutputFile out(opt.out, std::move(lock));
   out.stream() << text;
   out.commit();
   res.bytes = static_cast<int64_t>(text.size());

@@ -50,13 +50,12 @@ OutputLock check_paths(const ScoreJobOptions& opt, const ScorePaths& p) {
   check_input_file({"heads file (" + option_name("heads") + ")", opt.heads});
   check_input_file({"probe items (" + option_name("probe_data") + ")", opt.probe.probe_data});
   check_input_file({"probe text (" + option_name("probe_text") + ")", opt.probe.probe_text});
-  const std::string& tmpl = opt.corpus.tmpl;
   const std::vector<NamedPath> inputs = {{"model folder (" + option_name("model") + ")", opt.model},
                                          {"corpus (" + option_name("data") + ")", opt.data},
                                          {"heads file (" + option_name("heads") + ")", opt.heads},
                                          {"probe items (" + option_name("probe_data") + ")", opt.probe.probe_data},
                                          {"probe text (" + option_name("probe_text") + ")", opt.probe.probe_text},
-                                         {"chat template (" + option_name("template") + ")", fs::is_regular_file(tmpl) ? tmpl : ""}};
+                                         {"chat template (" + option_name("template") + ")", opt.corpus.template_file()}};
   std::vector<NamedPath> outputs = {{"output (" + option_name("out") + ")", opt.out}, {"meta file", p.meta}, {"rejects file", p.rejects}};
   if (!p.stream) {
     outputs.push_back({"partial output", ScoreWriter::partial_path(opt.out)});

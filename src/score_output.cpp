@@ -157,6 +157,9 @@ void ScoreWriter::write_sidecar() {
     runs.push_back(run);
     side["runs"] = runs;
   }
+  // The sidecar is this run's own file: a link left at its name is replaced, not written through.
+  std::error_code ec;
+  if (fs::is_symlink(sidecar_path(path_), ec)) fs::remove(sidecar_path(path_), ec);
   OutputFile f(sidecar_path(path_));
   f.stream() << dump_json(side, 2) << "\n";
   f.commit();

@@ -182,11 +182,12 @@ std::vector<int64_t> group_quotas(const std::vector<std::vector<size_t>>& groups
   return q;
 }
 
-void write_selection(const SelectJobOptions& opt, const MatchedCorpus& m, std::vector<size_t> chosen) {
+void write_selection(const SelectJobOptions& opt, const MatchedCorpus& m, std::vector<size_t> chosen, OutputLock out_lock,
+                     OutputLock weights_lock) {
   std::vector<int64_t> rank_of(m.lines.size(), 0);
   for (size_t r = 0; r < chosen.size(); ++r) rank_of[chosen[r]] = static_cast<int64_t>(r + 1);
   if (opt.order == SelectOrder::kInput) std::sort(chosen.begin(), chosen.end());
-  OutputFile out(opt.out);
+  OutputFile out(opt.out, std::move(out_lock));
   for (size_t i : chosen) {
     const ScoreEntry& e = *m.score_of[i];
     if (!opt.annotate) {
@@ -199,7 +200,7 @@ void write_selection(const SelectJobOptions& opt, const MatchedCorpus& m, std::v
   }
   out.commit();
   if (opt.weights_out.empty()) return;
-  OutputFile wf(opt.weights_out);
+  OutputFile wf(opt.weights_out, std::move(weights_lock));
   for (size_t i : chosen) {
     const ScoreEntry& e = *m.score_of[i];
     nlohmann::ordered_json j{{"id", e.id}, {"line", e.line}};
@@ -286,6 +287,8 @@ GroupQuota parse_group_quota(const std::string& name) {
 
 SelectJobResult run_select_job(const SelectJobOptions& opt, JobEvents& events) {
   check_select_options(opt);
+  // Held from the start: a second run on the same output is refused before either writes.
+  OutputLock out_lock = OutputLock::for_output(opt.out), weights_lock = OutputLock::for_output(opt.weights_out);
   const ScoreFiles scores = read_score_files(opt.scores, events);
   const ScoringSettings scoring =
       scoring_settings(read_score_metas(opt.scores, opt.allow_mixed, events),
@@ -307,7 +310,7 @@ SelectJobResult run_select_job(const SelectJobOptions& opt, JobEvents& events) {
   const int64_t k = opt.top_k > 0 ? std::min(opt.top_k, n)
                                   : std::min<int64_t>(n, static_cast<int64_t>(std::ceil(opt.top_ratio * n - 1e-9)));
   const std::vector<size_t> chosen = choose(opt, m, k, res, events);
-  write_selection(opt, m, chosen);
+  write_selection(opt, m, chosen, std::move(out_lock), std::move(weights_lock));
   res.records = static_cast<int64_t>(m.lines.size());
   res.candidates = n;
   res.selected = static_cast<int64_t>(chosen.size());

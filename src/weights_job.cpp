@@ -74,11 +74,14 @@ WeightsJobResult run_weights_job(const WeightsJobOptions& opt, JobEvents& events
     if (!meta.empty()) inputs.push_back({"run description of " + s, meta});
   }
   for (const auto& in : inputs) check_input_file(in);
+  CorpusSettings student;
+  student.tmpl = opt.tmpl;
+  // The student's tokenizer (a folder stands for its files) and template file are inputs too.
+  inputs.push_back({"student tokenizer (" + option_name("tokenizer") + ")", opt.tokenizer});
+  inputs.push_back({"student chat template (" + option_name("template") + ")", student.template_file()});
   check_outputs({{"output (" + option_name("out") + ")", opt.out}}, inputs);
   check_writable(opt.out);
 
-  CorpusSettings student;
-  student.tmpl = opt.tmpl;
   student.separator = opt.separator;
   student.max_length = 0;
   const CorpusSetup setup = make_corpus_setup(student, opt.tokenizer);

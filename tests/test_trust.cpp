@@ -1,7 +1,9 @@
 // Outputs users train on and join back: hostile nesting, configs and paths that once crashed or
 // hung a command; each case runs the command line as a user would.
 
+#include "air/error.h"
 #include "air/line_reader.h"
+#include "air/output.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -139,6 +141,93 @@ TEST_F(TrustTest, PathsThatAreNotUtf8) {
   EXPECT_NE(meta["data"].get<std::string>().find("\\xFF"), std::string::npos);
   ASSERT_EQ(run_air({"compare", s, s, "--out", dir + "/cmp.json"}, &err), 0) << err;
   EXPECT_EQ(read_json(dir + "/cmp.json")["a"][0], escape_invalid_utf8(s));
+}
+
+// Every file an output may create (its scratch file, lock, sidecars and their scratch files) is
+// compared with every input, tokenizer and template files included: nothing given is written over.
+TEST_F(TrustTest, ScratchFilesAndTemplatesAreInputsToKeep) {
+  const std::string corpus_text = read_text(fs::path(AIR_MODELS_DIR) / ".." / "data" / "stories-sample.jsonl");
+  const std::string d = tmp_.string();
+  std::string err;
+  auto kept = [&](const std::vector<std::string>& args, const std::string& input) {
+    const std::string before = read_text(input);
+    EXPECT_EQ(run_air(args, &err), 2) << args[0] << " " << input;
+    EXPECT_NE(err.find("would destroy that input"), std::string::npos) << err;
+    EXPECT_TRUE(fs::exists(input)) << input;
+    if (fs::exists(input)) EXPECT_EQ(read_text(input), before) << input;
+  };
+  write_text(d + "/sel.jsonl.tmp", corpus_text);
+  write_text(d + "/s.jsonl", "{\"id\": \"1\", \"line\": 1, \"air_score\": 0.5}\n");
+  kept({"select", "--data", d + "/sel.jsonl.tmp", "--scores", d + "/s.jsonl", "--top-k", "1", "--out", d + "/sel.jsonl"},
+       d + "/sel.jsonl.tmp");
+  write_text(d + "/t.jsonl.meta.json.tmp", corpus_text);
+  kept({"score", "--model", model(), "--data", d + "/t.jsonl.meta.json.tmp", "--out", d + "/t.jsonl", "--num-heads", "2"},
+       d + "/t.jsonl.meta.json.tmp");
+  write_text(d + "/u.jsonl.partial.json.tmp", corpus_text);
+  kept({"score", "--model", model(), "--data", d + "/u.jsonl.partial.json.tmp", "--out", d + "/u.jsonl", "--num-heads", "2"},
+       d + "/u.jsonl.partial.json.tmp");
+  write_text(d + "/v.jsonl.rejects.jsonl.tmp", corpus_text);
+  kept({"render", "--model", model(), "--data", d + "/v.jsonl.rejects.jsonl.tmp", "--out", d + "/v.jsonl"},
+       d + "/v.jsonl.rejects.jsonl.tmp");
+  // A student's tokenizer folder and chat template files.
+  const fs::path student = tmp_ / "student";
+  fs::create_directories(student);
+  for (const auto& e : fs::directory_iterator(model_dir("stories260K"))) fs::copy_file(e.path(), student / e.path().filename());
+  write_text(d + "/c.jsonl", corpus_text);
+  kept({"weights", "--data", d + "/c.jsonl", "--scores", d + "/s.jsonl", "--tokenizer", student.string(), "--out",
+        (student / "tokenizer_config.json").string()},
+       (student / "tokenizer_config.json").string());
+  write_text(d + "/t.json", R"({"name": "mine", "user": {"prefix": "U: ", "suffix": "\n"}, "assistant": {"prefix": "A: ", "suffix": "\n"}})");
+  kept({"render", "--model", model(), "--data", d + "/c.jsonl", "--template", d + "/t.json", "--out", d + "/t.json"},
+       d + "/t.json");
+  kept({"weights", "--data", d + "/c.jsonl", "--scores", d + "/s.jsonl", "--tokenizer", model(), "--template",
+        d + "/t.json", "--out", d + "/t.json"},
+       d + "/t.json");
+  kept({"probe", "--model", model(), "--data", d + "/c.jsonl", "--template", d + "/t.json", "--out", d + "/t.json"},
+       d + "/t.json");
+}
+
+// A link at OUT.partial.json is replaced like those at OUT.partial and OUT.tmp, never written
+// through; outputs through /proc/self/cwd or on /dev/shm are files, with a lock and a scratch file.
+TEST_F(TrustTest, ScratchLinksAndKernelPaths) {
+  write_text(tmp_ / "victim.txt", "keep me\n");
+  fs::create_symlink(tmp_ / "victim.txt", tmp_ / "s.jsonl.partial.json");
+  const std::string c = (fs::path(AIR_MODELS_DIR) / ".." / "data" / "stories-sample.jsonl").string();
+  std::string err;
+  ASSERT_EQ(run_air({"score", "--model", model(), "--data", c, "--out", (tmp_ / "s.jsonl").string(), "--num-heads", "2",
+                     "--threads", "1"},
+                    &err),
+            0)
+      << err;
+  EXPECT_EQ(read_text(tmp_ / "victim.txt"), "keep me\n");
+
+  EXPECT_TRUE(is_stream_output("-"));
+  EXPECT_TRUE(is_stream_output("/dev/stdout"));
+  EXPECT_TRUE(is_stream_output("/dev/null"));
+  EXPECT_TRUE(is_stream_output("/proc/self/fd/1"));
+  EXPECT_TRUE(is_stream_output("/dev/fd/2"));
+  const std::string via_proc = "/proc/self/cwd/" + fs::relative(tmp_ / "x.jsonl", fs::current_path()).string();
+  EXPECT_FALSE(is_stream_output(via_proc)) << via_proc;
+  write_text(tmp_ / "y.jsonl", "old\n");
+  EXPECT_FALSE(is_stream_output("/proc/self/cwd/" + fs::relative(tmp_ / "y.jsonl", fs::current_path()).string()));
+  if (fs::is_directory("/dev/shm")) EXPECT_FALSE(is_stream_output("/dev/shm/air-trust-test.jsonl"));
+  // So a second run on such a path meets the first one's lock.
+  const OutputLock first = OutputLock::for_output(via_proc);
+  EXPECT_TRUE(first.held());
+  EXPECT_THROW(OutputLock::for_output((tmp_ / "x.jsonl").string()), IoError);
+}
+
+// `select` holds its output's lock from the start: a second select on the same --out is refused
+// while the first runs, not both told success.
+TEST_F(TrustTest, ASecondSelectOnTheSameOutputIsRefused) {
+  const std::string c = (fs::path(AIR_MODELS_DIR) / ".." / "data" / "stories-sample.jsonl").string();
+  const std::string s = (tmp_ / "s.jsonl").string(), out = (tmp_ / "sel.jsonl").string();
+  std::string err;
+  ASSERT_EQ(run_air({"score", "--model", model(), "--data", c, "--out", s, "--num-heads", "2", "--threads", "1"}, &err), 0) << err;
+  const OutputLock other = OutputLock::for_output(out);  // as another run would hold it
+  EXPECT_EQ(run_air({"select", "--data", c, "--scores", s, "--top-k", "3", "--out", out}, &err), 5);
+  EXPECT_NE(err.find("another run"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(out));
 }
 
 }  // namespace

@@ -19,6 +19,8 @@ struct CorpusSettings {
   std::vector<std::string> response_fields;  // explicit response fields, joined in order
   std::string id_field = "id";               // record id field
   std::string tmpl = "auto";                 // preset name, template file, or auto (from the model)
+  // The template file, when tmpl names one (an input to keep safe), else "".
+  std::string template_file() const;
   std::string separator = "\n\n";            // the plain template's prompt/response separator
   std::string step_delimiter = "\\n\\s*\\n";  // regex that ends a step
   int64_t min_step_tokens = 4;               // shorter steps merge into the one before

@@ -20,10 +20,14 @@ struct NamedPath {
 };
 
 // True for "-" (stdout), for an existing path that is not a regular file or directory (a FIFO,
-// a character device such as /dev/null), and for a path on /dev or /proc or a symbolic link into
-// them (/dev/stdout, /proc/self/fd/1): such an output is written in place, as a stream, with no
-// temporary file, no rename and no sidecars beside it.
+// a character device such as /dev/null), and for a path that names an open file descriptor
+// (/dev/stdout, /dev/fd/N, /proc/self/fd/N) or a symbolic link through one: such an output is
+// written in place, as a stream, with no temporary file, no rename and no sidecars beside it.
+// A regular file reached through /proc/self/cwd, or one on /dev/shm, is a file like any other.
 bool is_stream_output(const std::string& path);
+
+// The scratch file an output is written to before it is renamed into place: OUT.tmp.
+std::string scratch_path(const std::string& path);
 
 // The file an output path is written as: a symbolic link's final target (so that the link stays
 // and its target is replaced), else the path itself.
@@ -61,6 +65,10 @@ class OutputLock {
   ~OutputLock();
 
   static std::string lock_path(const std::string& path) { return path + ".lock"; }
+  // The lock an OutputFile for `path` takes (on the file a symbolic link leads to), taken now:
+  // a job that reads before it writes holds it from the start.
+  static OutputLock for_output(const std::string& path);
+  bool held() const { return fd_ >= 0; }
 
  private:
   void release();
@@ -73,7 +81,8 @@ class OutputLock {
 // (see is_stream_output) is written in place. Write errors (a full disk) throw IoError naming FILE.
 class OutputFile {
  public:
-  explicit OutputFile(const std::string& path);
+  // `held`: the output's lock taken earlier (OutputLock::for_output), else it is taken now.
+  explicit OutputFile(const std::string& path, OutputLock held = {});
   ~OutputFile();
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
