@@ -79,6 +79,17 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+// A value the model's arithmetic stays finite with: in [lo, hi], else a CheckpointError naming
+// the field (1e-300 or 1e308 pass as positive numbers, then overflow the forward pass).
+double bounded(double v, double lo, double hi, const std::string& field, const std::string& where) {
+  if (std::isfinite(v) && v >= lo && v <= hi) return v;
+  std::ostringstream o;
+  o.precision(17);
+  o << where << ": field '" << field << "' must be in [" << lo << ", " << hi << "] (outside it the model's "
+    << "arithmetic overflows and every loss is not a number), got " << v;
+  throw CheckpointError(o.str());
+}
+
 RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
   RopeScaling r;
   if (j.is_null()) return r;
@@ -92,6 +103,7 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
     r.type = RopeScaling::Type::kLinear;
     r.factor = f.number_or("factor", 0.0);
     if (r.factor <= 0) throw CheckpointError(at + ": linear scaling needs factor > 0");
+    bounded(r.factor, 1e-6, 1e6, "rope_scaling.factor", where);
     return r;
   }
   if (type == "llama3") {
@@ -105,6 +117,7 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
       throw CheckpointError(at + ": llama3 scaling needs factor > 0, high_freq_factor > "
                                  "low_freq_factor and original_max_position_embeddings > 0, got " +
                             j.dump());
+    bounded(r.factor, 1e-6, 1e6, "rope_scaling.factor", where);
     return r;
   }
   if (type == "longrope") {
@@ -115,10 +128,10 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
       for (const auto& v : j[key]) {
         if (!v.is_number() || !(v.get<double>() > 0))
           throw CheckpointError(at + ": " + key + ": expected positive numbers, got " + v.dump());
-        into->push_back(v.get<double>());
+        into->push_back(bounded(v.get<double>(), 1e-6, 1e4, std::string("rope_scaling.") + key, where));
       }
     }
-    r.attention_factor = f.number_or("attention_factor", 0.0);  // 0: from the context lengths
+    r.attention_factor = bounded(f.number_or("attention_factor", 0.0), 0, 1e4, "rope_scaling.attention_factor", where);  // 0: from the context lengths
     r.original_max_position_embeddings = f.integer_or("original_max_position_embeddings", 0);
     return r;
   }
@@ -147,19 +160,20 @@ void parse_gemma(ModelConfig& c, const Fields& f, const json& j, const std::stri
   c.norm_unit_offset = c.sandwich_norms = c.embed_scale = true;
   const double scalar = f.number_or("query_pre_attn_scalar", 256);
   if (!(scalar > 0)) throw CheckpointError(where + ": field 'query_pre_attn_scalar' must be > 0, got " + std::to_string(scalar));
+  bounded(scalar, 1e-2, 1e12, "query_pre_attn_scalar", where);
   c.attention_scale = 1.0 / std::sqrt(scalar);
   // An explicit null means no soft-capping; absent means the family's default.
   auto cap = [&](const char* key, double fallback) {
     if (!j.contains(key)) return fallback;
     if (j[key].is_null()) return 0.0;
-    return optional_positive(f, key, fallback, where);
+    return bounded(optional_positive(f, key, fallback, where), 1e-3, 1e6, key, where);
   };
   c.attn_softcap = cap("attn_logit_softcapping", g3 ? 0.0 : 50.0);
   c.final_softcap = cap("final_logit_softcapping", g3 ? 0.0 : 30.0);
   if (!j.contains("sliding_window")) c.sliding_window = 4096;
   else c.sliding_window = f.integer_or("sliding_window", 0);
   if (c.sliding_window < 0) throw CheckpointError(where + ": sliding_window must be >= 0");
-  if (g3) c.rope_local_theta = optional_positive(f, "rope_local_base_freq", 10000.0, where);
+  if (g3) c.rope_local_theta = bounded(optional_positive(f, "rope_local_base_freq", 10000.0, where), 1, 1e30, "rope_local_base_freq", where);
   c.sliding_layers.assign(static_cast<size_t>(c.num_hidden_layers), false);
   // Sliding layers need a window (HF would mask every key of them).
   auto check_window = [&] {
@@ -359,6 +373,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta))
     throw CheckpointError(where + ": field 'rope_theta' must be a positive number, got " +
                           j.value("rope_theta", json()).dump());
+  bounded(c.rope_theta, 1, 1e30, "rope_theta", where);
   if (!(c.rms_norm_eps >= 0 && c.rms_norm_eps <= 1))
     throw CheckpointError(where + ": field 'rms_norm_eps' must be in [0, 1], got " +
                           j.value("rms_norm_eps", json()).dump());

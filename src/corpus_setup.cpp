@@ -1,14 +1,17 @@
 #include "air/corpus_setup.h"
 
 #include "air/error.h"
+#include "air/line_reader.h"
 #include "air/output.h"
 #include "air/tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace air {
 namespace {
@@ -29,24 +32,55 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
-// max_position_embeddings of the config.json in dir, at least 4,096 (rotary models run past
-// their context; a small model with a short one, like the bundled stories260K's 512, would
-// otherwise reject most reasoning traces); 0 (no limit) without a config.json.
-int64_t default_max_length(const std::filesystem::path& dir) {
-  constexpr int64_t kAtLeast = 4096;
+}  // namespace
+
+ModelContext model_context(const std::filesystem::path& dir) {
+  ModelContext c;
   const std::filesystem::path config = dir / "config.json";
-  if (!std::filesystem::exists(config)) return 0;
+  if (!std::filesystem::exists(config)) return c;
   std::ifstream in(config);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (json_too_deep(ss.str())) throw CheckpointError(config.string() + ": " + json_too_deep_message());
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(ss.str());
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(config.string() + ": malformed JSON (" + e.what() + ")");
   }
-  const auto it = j.find("max_position_embeddings");
-  const int64_t context = it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-  return std::max(context, kAtLeast);
+  if (j.contains("text_config") && j["text_config"].is_object() && !j.contains("max_position_embeddings")) j = j["text_config"];
+  auto integer = [&](const nlohmann::json& o, const char* key) -> int64_t {
+    return o.is_object() && o.contains(key) && o[key].is_number_integer() ? o[key].get<int64_t>() : 0;
+  };
+  int64_t positions = integer(j, "max_position_embeddings");
+  const char* field = "max_position_embeddings";
+  if (positions <= 0) {
+    positions = integer(j, "n_positions");
+    field = "n_positions";
+  }
+  if (positions <= 0) return c;
+  c.tokens = positions;
+  c.why = std::string(field) + " " + std::to_string(positions) + " in its config.json";
+  // Position scaling that stretches the trained context (linear, dynamic, YaRN): factor times
+  // the original context. Llama 3 and LongRoPE configs state the stretched context already.
+  const nlohmann::json rs = j.value("rope_scaling", nlohmann::json());
+  if (rs.is_object() && rs.contains("factor") && rs["factor"].is_number()) {
+    std::string type = rs.value("rope_type", rs.value("type", std::string()));
+    const double factor = rs["factor"].get<double>();
+    if ((type == "linear" || type == "dynamic" || type == "yarn") && std::isfinite(factor) && factor > 1 && factor < 1e6) {
+      const int64_t original = integer(rs, "original_max_position_embeddings") > 0
+                                   ? integer(rs, "original_max_position_embeddings") : positions;
+      const auto stretched = static_cast<int64_t>(static_cast<double>(original) * factor);
+      if (stretched > c.tokens) {
+        c.tokens = stretched;
+        c.why += ", stretched by its " + type + " rope_scaling (factor " + nlohmann::json(factor).dump() + ")";
+      }
+    }
+  }
+  return c;
 }
+
+namespace {
 
 }  // namespace
 
@@ -85,7 +119,14 @@ CorpusSetup make_corpus_setup(const CorpusSettings& f, const std::string& tokeni
   s.options.corpus.id_field = f.id_field;
   check_corpus_options(s.options.corpus);
   if (f.max_length < -1) throw OptionError("max_length", option_name("max_length") + " must be >= 0 (0 = no limit)");
-  s.options.sample.max_length = f.max_length >= 0 ? f.max_length : default_max_length(dir);
+  if (f.max_length >= 0) {
+    s.options.sample.max_length = f.max_length;
+  } else {
+    const ModelContext context = model_context(dir);
+    s.options.sample.max_length = context.tokens;
+    if (context.tokens > 0)
+      s.options.sample.max_length_why = "the model's context (" + context.why + "; --truncate cuts a longer record)";
+  }
   s.options.sample.truncate = f.truncate;
   s.options.strict = f.strict;
   return s;

@@ -38,8 +38,9 @@ Sample prepare_sample(Record record, const ChatTemplate& tmpl, const Tokenizer& 
   const int64_t total = static_cast<int64_t>(enc.ids.size());
   if (opt.max_length > 0 && total > opt.max_length) {
     if (!opt.truncate)
-      throw DataError(std::to_string(total) + " tokens, more than " + option_name("max_length") + " " +
-                      std::to_string(opt.max_length));
+      throw DataError(std::to_string(total) + " tokens, more than " +
+                      (opt.max_length_why.empty() ? option_name("max_length") + " " + std::to_string(opt.max_length)
+                                                  : std::to_string(opt.max_length) + ", " + opt.max_length_why));
     if (first + 1 > opt.max_length)
       throw DataError("the prompt alone is " + std::to_string(first) +
                       " tokens, " + option_name("max_length") + " is " + std::to_string(opt.max_length));

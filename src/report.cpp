@@ -2,9 +2,11 @@
 
 #include "air/compare_job.h"
 #include "air/error.h"
+#include "air/head_set.h"
 #include "air/heads_file.h"
 #include "air/line_reader.h"
 #include "air/output.h"
+#include "air/probe.h"
 #include "air/score_files.h"
 #include "air/score_output.h"
 
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -479,6 +482,58 @@ std::string rank_rank(const Comparison& c, const std::string& a, const std::stri
   return p.svg();
 }
 
+// The heads a run was scored with, as its meta records them (none without a meta).
+std::optional<HeadSet> scored_heads(const std::vector<std::pair<std::string, nlohmann::json>>& metas) {
+  if (metas.empty()) return std::nullopt;
+  const nlohmann::json& m = metas[0].second;
+  if (!m.contains("heads") || !m["heads"].is_object() || !m["heads"].contains("selected") || !m["heads"]["selected"].is_string())
+    return std::nullopt;
+  try {
+    return HeadSet::parse(m["heads"]["selected"].get<std::string>());
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+// The head map: the probe's score of every head (from the heads file) with the heads that scored
+// outlined, those of the meta (the file may have been probed again since: then it says so); and
+// the probe's verdict when that selection does not stand out from noise.
+std::string heads_section(const std::string& heads_path, const std::vector<std::pair<std::string, nlohmann::json>>& metas,
+                          JobEvents& events) {
+  const std::optional<HeadSet> scored = scored_heads(metas);
+  std::ostringstream o;
+  HeadsFile h;
+  if (!heads_path.empty()) {
+    h = read_heads_file(heads_path);
+  } else if (!scored) {
+    return "<p class=\"mut\">No heads file (give --heads).</p>";
+  }
+  if (scored && !heads_path.empty() && scored->to_string() != h.selected.to_string()) {
+    const std::string note = heads_path + " now selects " + h.selected.to_string() + ", but the scores were made with " +
+                             scored->to_string() + " (probed again since?): the map outlines the heads that scored";
+    events.warn("report: " + note);
+    o << "<p class=\"warn\">" << esc(note) << ".</p>";
+  }
+  if (scored) h.selected = *scored;
+  if (heads_path.empty())
+    o << "<p class=\"mut\">The heads file the scores name is not found: the heads that scored, without the probe's ranking.</p>";
+  else
+    o << "<p class=\"mut\">" << esc(heads_path) << ": " << h.selected.heads().size() << " heads selected of "
+      << h.result.ranked.size() << ".</p>";
+  if (!h.result.ranked.empty()) {
+    const Separation sep = separation(h.result, h.selected);
+    if (!sep.distinct) {
+      const std::string verdict = "the probe's verdict: this selection is indistinguishable from noise (the selected heads "
+                                  "stand " + fixed(sep.z_mean_selected, 1) + " robust spreads above the median head, " +
+                                  std::to_string(sep.items_counted) + " items counted), so these scores measure little";
+      events.warn("report: " + verdict);
+      o << "<p class=\"warn\">" << esc(verdict) << ".</p>";
+    }
+  }
+  o << head_map(h);
+  return o.str();
+}
+
 // The heads file a run's meta names, where it can be found ("" if none): as written, or beside
 // the meta.
 std::string heads_named_by(const std::string& meta_path) {
@@ -608,19 +663,9 @@ ReportResult run_report_job(const ReportOptions& opt, JobEvents& events) {
   html << "</div></div>";
   for (const auto& s : shown) res.shown += s.found;
 
-  // The probe's heads.
-  html << "<h2>Heads</h2>";
-  if (heads_path.empty()) {
-    html << "<p class=\"mut\">No heads file (give --heads).</p>";
-  } else {
-    std::ifstream in(heads_path);
-    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_discarded()) throw DataError(heads_path + ": not JSON");
-    const HeadsFile h = heads_file_from_json(j, heads_path);
-    html << "<p class=\"mut\">" << esc(heads_path) << ": " << h.selected.heads().size() << " heads selected of "
-         << h.result.ranked.size() << ".</p>" << head_map(h);
-    res.plots.push_back("head map");
-  }
+  // The heads that scored (the meta's), on the probe's ranking of every head.
+  html << "<h2>Heads</h2>" << heads_section(heads_path, run.metas, events);
+  if (!heads_path.empty() || scored_heads(run.metas)) res.plots.push_back("head map");
 
   // Other runs against the first.
   if (runs.size() > 1) {

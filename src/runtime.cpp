@@ -186,9 +186,37 @@ void check_finite(const at::Tensor& t, const std::string& what) {
   }
 }
 
+// Weights of the decoder layers that the model the config describes would not use (a shared
+// expert with shared_expert_intermediate_size 0, experts on layers the config makes dense): the
+// config describes another model than the weights, and what would be scored is not the model.
+static void check_every_layer_tensor_is_used(const Checkpoint& ckpt, nn::CausalLM& model) {
+  const ModelConfig& c = ckpt.config();
+  std::set<std::string> used;
+  for (const auto& p : model->named_parameters(/*recurse=*/true)) used.insert(source_of(c, p.key()).tensor);
+  std::vector<std::string> left;
+  const std::string prefix = "model.layers.";
+  for (const auto& name : ckpt.tensor_names()) {
+    if (used.count(name) || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const long long layer = std::strtoll(name.c_str() + prefix.size(), nullptr, 10);
+    if (layer < 0 || layer >= c.num_hidden_layers) continue;  // e.g. DeepSeek-V3's multi-token-prediction layer
+    if (name.size() >= 8 && name.compare(name.size() - 8, 8, "inv_freq") == 0) continue;  // a buffer, not a weight
+    left.push_back(name);
+  }
+  if (left.empty()) return;
+  std::string field = "the architecture's fields";
+  if (left[0].find("shared_expert") != std::string::npos)
+    field = "shared_expert_intermediate_size (" + std::to_string(c.shared_expert_intermediate_size) + ")";
+  else if (left[0].find("experts") != std::string::npos || left[0].find(".gate.") != std::string::npos)
+    field = "num_experts (" + std::to_string(c.num_experts) + "), mlp_only_layers or decoder_sparse_step";
+  throw CheckpointError(ckpt.dir().string() + "/config.json: the checkpoint holds " + std::to_string(left.size()) +
+                        " weight(s) of its decoder layers that this config leaves unused (first: '" + left[0] +
+                        "'): check " + field + "; scoring without them would score another model");
+}
+
 nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& first, at::ScalarType dtype,
                             const std::vector<c10::Device>& layer_devices) {
   nn::CausalLM model(ckpt.config());
+  check_every_layer_tensor_is_used(ckpt, model);
   const std::vector<c10::Device> placed = place_layers(ckpt.config().num_hidden_layers, layer_devices);
   model->layer_device = placed;
   // A parameter's device: its layer's; the final norm and the output head on the last device.

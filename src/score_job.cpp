@@ -1,5 +1,6 @@
 #include "air/score_job.h"
 
+#include "air/batching.h"
 #include "air/build_info.h"
 #include "air/error.h"
 #include "air/heads_file.h"
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <variant>
 
 namespace air {
@@ -141,7 +143,8 @@ nlohmann::ordered_json run_description(const ScoreJobOptions& opt, const LoadedM
                     {"emit_token_scores", opt.emit_token_scores},
                     {"shard", opt.shard.str()},
                     {"eps", so.influence.eps},
-                    {"batch_tokens", opt.batch_tokens}};
+                    {"batch_tokens", opt.batch_tokens},
+                    {"window", opt.window}};
   run["template"] = template_to_json(corpus.tmpl);
   run["template"]["origin"] = corpus.template_origin;
   run["dtype_why"] = m.dtype_why;
@@ -183,6 +186,14 @@ Resumed find_resumable(const std::string& out, const nlohmann::ordered_json& run
   if (!diff.empty())
     throw OptionError("resume", r.from + " was scored differently (" + diff + "); run without " + option_name("resume") +
                                     " to start over");
+  for (const char* key : {"batch_tokens", "window"}) {
+    const nlohmann::json a = before.contains("options") ? before["options"].value(key, nlohmann::json()) : nlohmann::json();
+    const nlohmann::json b = run["options"].value(key, nlohmann::json());
+    if (a != b)
+      events.warn(r.from + " was scored with " + option_name(key) + " " + a.dump() + ", now " + b.dump() +
+                  ": records are batched differently, so the scores of this run may differ from an unbroken run's in "
+                  "the last digits (give the same value for identical bytes)");
+  }
   r.lines = read_score_lines(r.from, &r.bytes, [&](const std::string& w) { events.warn(w + "; it is scored again"); });
   if (before.contains("wall_seconds") && before["wall_seconds"].is_number()) r.seconds = before["wall_seconds"].get<double>();
   if (before.contains("runs") && before["runs"].is_array()) r.runs = before["runs"];
@@ -203,11 +214,14 @@ class ResumeCursor {
   ResumeCursor(const Resumed& done, std::string corpus) : done_(done), corpus_(std::move(corpus)) {}
 
   bool empty() const { return done_.lines.empty(); }
+  size_t held() const { return done_.lines.size(); }  // records of the earlier runs
+  size_t taken() const { return next_; }              // of those, met so far
   // Whether the next record held is a rejected one (rejects are read again, for the rejects file).
   bool next_is_rejected() const { return next_ < done_.lines.size() && done_.lines[next_].rejected; }
   // True when the corpus record (line, id, hash) is the next one held: it is counted and passed
-  // over. Throws DataError when the corpus holds another record there.
-  bool take(int64_t line, const std::string& id, const std::string& hash, Counts& counts) {
+  // over. Throws DataError when the corpus holds another record there. `read`: the record was
+  // read and tokenized again (to be batched as before), which counts its truncation and steps.
+  bool take(int64_t line, const std::string& id, const std::string& hash, Counts& counts, bool read = false) {
     if (next_ >= done_.lines.size()) return false;
     const ScoredLine& d = done_.lines[next_];
     if (d.line != line || d.id != id)
@@ -224,8 +238,10 @@ class ResumeCursor {
       ++counts.scored;
       ++counts.resumed_scored;
       counts.response_tokens += d.tokens;
-      counts.truncated += d.truncated;
-      counts.single_step += d.single_step;
+      if (!read) {
+        counts.truncated += d.truncated;
+        counts.single_step += d.single_step;
+      }
     }
     return true;
   }
@@ -243,54 +259,89 @@ class ResumeCursor {
   size_t next_ = 0;
 };
 
-// Records in input order, scored and written a window at a time: when the window holds `window`
-// records, or as many tokens as the scorer gets through in flush_every seconds (one batch until
-// that is measured), or when flush_every seconds have passed since the last write. Long records
-// reach OUT batch by batch, and a run cut short loses at most that much.
+// Records in input order, scored a window at a time. A window is `window` consecutive records
+// of the corpus (or shard), counted from its start: what is batched together depends on the data
+// alone, never on time, so that a rerun and a resumed run give the same bytes. Inside a window
+// the batches are scored one by one; every flush_every seconds, and on a stop request, the
+// records done so far in input order are written. A resumed run scores again the window its last
+// record was in (those written before are not written twice).
 class WindowWriter {
  public:
   WindowWriter(const ScoreJobOptions& opt, const Scorer& scorer, ScoreWriter& out, Counts& counts,
                const ScoreProgress& base, JobEvents& events)
-      : opt_(opt), scorer_(scorer), out_(out), counts_(counts), progress_(base), events_(events),
-        token_limit_(std::max<int64_t>(opt.batch_tokens, 1)) {}
+      : opt_(opt), scorer_(scorer), out_(out), counts_(counts), progress_(base), events_(events) {}
 
-  void add(Sample&& s) {
+  // `written`: the record is in the output already (a resumed run's), scored only to batch alike.
+  void add(Sample&& s, bool written = false) {
     tokens_ += static_cast<int64_t>(s.ids.size());
-    ++samples_;
-    entries_.emplace_back(std::move(s));
+    entries_.push_back({std::move(s), written});
     if (due()) flush();
   }
-  void add(const Reject& r) {
-    entries_.emplace_back(r);
+  void add(const Reject& r, bool written = false) {
+    entries_.push_back({r, written});
     if (due()) flush();
   }
   void read_to(double fraction) {
-    if (fraction_start_ < 0) fraction_start_ = fraction;
+    if (fraction_start_ < 0) fraction_start_ = window_start_ = fraction;
     progress_.fraction = fraction;
   }
   int64_t written() const { return written_; }
 
+  // Scores and writes the window held.
   void flush() {
     if (entries_.empty()) return;
-    std::vector<const Sample*> batch;
-    for (const auto& e : entries_)
-      if (auto* s = std::get_if<Sample>(&e)) batch.push_back(s);
-    const auto t_batch = Clock::now();
-    int64_t in_window = 0;  // records of the window scored so far
-    const std::vector<ScoreResult> results = scorer_.score(batch, [&](int64_t samples, int64_t tokens) {
-      in_window += samples;
-      run_tokens_ += tokens;
-      report(in_window);
-    });
-    scoring_seconds_ += since(t_batch);
-    if (scoring_seconds_ > 0)
-      token_limit_ = std::max<int64_t>(
-          opt_.batch_tokens, static_cast<int64_t>(static_cast<double>(run_tokens_) / scoring_seconds_ * opt_.flush_every));
-    write(results);
-    entries_.clear();
-    samples_ = tokens_ = 0;
-    last_flush_ = Clock::now();
+    std::vector<size_t> rows;  // entries to score
+    std::vector<int64_t> lengths;
+    bool all_written = true;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      all_written = all_written && entries_[i].written;
+      if (const auto* s = std::get_if<Sample>(&entries_[i].item)) {
+        rows.push_back(i);
+        lengths.push_back(static_cast<int64_t>(s->ids.size()));
+      }
+    }
+    if (all_written) {
+      clear();
+      return;
+    }
+    results_.assign(entries_.size(), std::nullopt);
+    int64_t tokens_done = 0;  // of the window
+    const auto t_window = Clock::now();
+    // The batches the scorer would make of the whole window, scored one at a time.
+    for (const auto& batch : plan_batches(lengths, std::max<int64_t>(opt_.batch_tokens, 1))) {
+      if (stop_requested()) {  // the caller stops; the rest of the window is scored at resume
+        write_done();
+        return;
+      }
+      std::vector<const Sample*> samples;
+      for (size_t b : batch) samples.push_back(&std::get<Sample>(entries_[rows[b]].item));
+      const std::vector<ScoreResult> results = scorer_.score(samples, [&](int64_t, int64_t tokens) {
+        tokens_done += tokens;
+        run_tokens_ += tokens;
+      });
+      for (size_t k = 0; k < batch.size(); ++k) results_[rows[batch[k]]] = results[k];
+      report(tokens_done);
+      if (stop_requested() || since(last_write_) >= opt_.flush_every) write_done();
+    }
+    if (stop_requested()) {
+      write_done();
+      return;
+    }
+    const double scoring_seconds = since(t_window);
+    write_done();
+    clear();
     report(0);
+    if (scoring_seconds > 0)  // the tokens scored in flush_every seconds, for arriving corpora
+      token_limit_ = std::max<int64_t>(opt_.batch_tokens, static_cast<int64_t>(static_cast<double>(tokens_done) /
+                                                                                 scoring_seconds * opt_.flush_every));
+  }
+  bool stop_requested() const { return opt_.stop && opt_.stop->load() != 0; }
+  // A corpus that arrives through a pipe, a FIFO or stdin is batched as it arrives: its window
+  // also closes at the tokens the run scores in flush_every seconds, or after flush_every
+  // seconds, so that a slow writer's records reach OUT while it writes. A file never is.
+  bool due() const {
+    if (static_cast<int64_t>(entries_.size()) >= opt_.window) return true;
+    return arriving_ && (tokens_ >= token_limit_ || since(last_write_) >= opt_.flush_every);
   }
   // The last report: everything read is written.
   void finish() {
@@ -299,15 +350,27 @@ class WindowWriter {
   }
 
  private:
-  bool due() const {
-    return samples_ >= opt_.window || tokens_ >= token_limit_ ||
-           std::chrono::duration<double>(Clock::now() - last_flush_).count() >= opt_.flush_every;
+  struct Entry {
+    std::variant<Sample, Reject> item;
+    bool written = false;
+  };
+  void clear() {
+    window_start_ = std::max(0.0, progress_.fraction);
+    tokens_ = 0;
+    entries_.clear();
+    results_.clear();
+    next_write_ = 0;
   }
-  void write(const std::vector<ScoreResult>& results) {
-    size_t k = 0;
-    for (const auto& e : entries_) {
-      if (const auto* s = std::get_if<Sample>(&e)) {
-        const ScoreResult& r = results[k++];
+  // Writes the window's records from the first unwritten one up to the first not yet scored.
+  void write_done() {
+    const size_t from = next_write_;
+    for (; next_write_ < entries_.size(); ++next_write_) {
+      const Entry& e = entries_[next_write_];
+      const auto* s = std::get_if<Sample>(&e.item);
+      if (s && !results_[next_write_]) break;
+      if (e.written) continue;
+      if (s) {
+        const ScoreResult& r = *results_[next_write_];
         if (r.error.empty()) {
           ++counts_.scored;
           counts_.response_tokens += r.influence.tokens;
@@ -317,27 +380,35 @@ class WindowWriter {
         }
         out_.stream() << to_json(score_record(*s, r)).dump() << "\n";
       } else {
-        out_.stream() << to_json(rejected_record(std::get<Reject>(e))).dump() << "\n";
+        out_.stream() << to_json(rejected_record(std::get<Reject>(e.item))).dump() << "\n";
       }
       ++written_;
     }
-    out_.flush();
+    if (next_write_ > from) out_.flush();
+    last_write_ = Clock::now();
   }
-  // Progress with `in_window` records of the unwritten window scored.
-  void report(int64_t in_window) {
+  // Progress: records written or scored; the ETA from the share of the input through the model,
+  // counted in bytes across windows and in tokens inside the window (long traces weigh as much
+  // as they cost, not as one record each).
+  void report(int64_t window_tokens_done) {
     ScoreProgress& p = progress_;
-    p.records = base_records_ + written_ + in_window;
+    int64_t pending = 0, window_tokens = 0;
+    for (size_t i = next_write_; i < entries_.size(); ++i)
+      pending += !entries_[i].written && (!std::holds_alternative<Sample>(entries_[i].item) || (i < results_.size() && results_[i]));
+    for (const Entry& e : entries_)
+      if (const auto* s = std::get_if<Sample>(&e.item)) window_tokens += static_cast<int64_t>(s->ids.size());
+    p.records = base_records_ + written_ + pending;
     p.scored = counts_.scored;
     p.errors = counts_.errors;
     p.response_tokens = counts_.response_tokens;
     p.tokens = run_tokens_;
     p.seconds = since(start_);
     p.tokens_per_second = p.seconds > 0 ? static_cast<double>(run_tokens_) / p.seconds : 0;
-    const double read = p.fraction - fraction_start_;
-    const int64_t run_records = p.records - base_records_;
-    if (p.total >= 0 && run_records > 0)
-      p.eta_seconds = p.seconds * static_cast<double>(std::max<int64_t>(p.total - p.records, 0)) / static_cast<double>(run_records);
-    else p.eta_seconds = p.fraction >= 0 && read > 0 ? p.seconds * (1 - p.fraction) / read : -1;
+    const double window_end = entries_.empty() ? window_start_ : p.fraction;
+    const double inside = window_tokens > 0 ? static_cast<double>(window_tokens_done) / static_cast<double>(window_tokens) : 0;
+    const double done = window_start_ + inside * std::max(0.0, window_end - window_start_);
+    const double through = done - std::max(0.0, fraction_start_);
+    p.eta_seconds = p.fraction >= 0 && through > 0 ? p.seconds * std::max(0.0, 1 - done) / through : -1;
     events_.progress(p);
   }
 
@@ -347,16 +418,19 @@ class WindowWriter {
   Counts& counts_;
   ScoreProgress progress_;
   JobEvents& events_;
-  std::vector<std::variant<Sample, Reject>> entries_;
-  int64_t samples_ = 0, tokens_ = 0;  // in the window
-  int64_t token_limit_;
-  int64_t run_tokens_ = 0;      // tokens through the model in this run
-  double scoring_seconds_ = 0;  // in scorer.score, for the rate
+  std::vector<Entry> entries_;                       // the window
+  std::vector<std::optional<ScoreResult>> results_;  // per entry, once scored
+  size_t next_write_ = 0;                            // first entry of the window not yet written
+  int64_t tokens_ = 0;                               // of the window's samples
+  const bool arriving_ = opt_.data == "-" || !fs::is_regular_file(opt_.data);
+  int64_t token_limit_ = std::max<int64_t>(opt_.batch_tokens, 1);  // for arriving corpora
+  int64_t run_tokens_ = 0;  // tokens through the model in this run
   int64_t written_ = 0;
   const int64_t base_records_ = progress_.records;  // resumed before this run
   double fraction_start_ = -1;  // of the input read when this run's first record was
+  double window_start_ = 0;     // of the input read when the window began
   const Clock::time_point start_ = Clock::now();
-  Clock::time_point last_flush_ = Clock::now();
+  Clock::time_point last_write_ = Clock::now();
 };
 
 // OUT.meta.json: the run description, its counts and times.
@@ -402,11 +476,17 @@ CorpusStats score_corpus(const ScoreJobOptions& opt, const CorpusSetup& corpus, 
   DatasetOptions dopt = corpus.options;
   dopt.shard = opt.shard;
   // Records already scored are passed over before they are rendered and tokenized (rejected ones
-  // go through, so that the rejects file stays whole).
+  // go through, so that the rejects file stays whole), up to the start of the window the last of
+  // them was in: that window is scored again as a whole, so that its batches are those of a run
+  // never stopped, and only its records not yet written are written.
+  const size_t window_start = cursor.held() / static_cast<size_t>(opt.window) * static_cast<size_t>(opt.window);
   if (!cursor.empty())
-    dopt.skip = [&](const Record& r) { return !cursor.next_is_rejected() && cursor.take(r.line, r.id, r.hash, counts); };
+    dopt.skip = [&](const Record& r) {
+      return cursor.taken() < window_start && !cursor.next_is_rejected() && cursor.take(r.line, r.id, r.hash, counts);
+    };
   dopt.on_progress = [&](double fraction) { window.read_to(fraction); };
-  // On a stop request: the records held are scored and written, OUT.partial is kept.
+  // On a stop request: the records of the window scored so far are written (from its first
+  // unwritten one up to the first not scored), OUT.partial is kept.
   auto stop_if_asked = [&] {
     if (!opt.stop || opt.stop->load() == 0) return;
     window.flush();
@@ -419,11 +499,13 @@ CorpusStats score_corpus(const ScoreJobOptions& opt, const CorpusSetup& corpus, 
   const CorpusStats st = read_corpus(
       opt.data, corpus.tmpl, *corpus.tokenizer, *corpus.splitter, dopt,
       [&](Sample&& s) {
-        if (!cursor.take(s.record.line, s.record.id, s.record.hash, counts)) window.add(std::move(s));
+        const bool written = cursor.take(s.record.line, s.record.id, s.record.hash, counts, /*read=*/true);
+        if (!written || cursor.taken() > window_start) window.add(std::move(s), written);
         stop_if_asked();
       },
       [&](const Reject& r) {
-        if (!cursor.take(r.line, r.id, line_hash(r.raw), counts)) window.add(r);
+        const bool written = cursor.take(r.line, r.id, line_hash(r.raw), counts);
+        if (!written || cursor.taken() > window_start) window.add(r, written);
         stop_if_asked();
       });
   cursor.check_all_taken();

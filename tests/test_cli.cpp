@@ -1,6 +1,7 @@
 // The command line, run in-process: outputs, exit codes and the absence of partial outputs.
 
 #include "cli/cli.h"
+#include "air/corpus_setup.h"
 #include "test_util.h"
 
 #include <ATen/Context.h>
@@ -137,9 +138,20 @@ TEST_F(CliTest, MaxLengthDefaultsToTheModelContext) {
   };
   using Ids = std::vector<std::string>;
   const fs::path stories = model_dir("stories260K");
-  // stories260K's context is 512: the default is 4,096.
-  EXPECT_EQ(rendered(stories, {}), (Ids{"mid", "short"}));
-  EXPECT_NE(read_text(out.string() + ".rejects.jsonl").find("more than --max-length 4096"), std::string::npos);
+  // stories260K's context is 512: no record is scored at positions the model never saw.
+  EXPECT_EQ(rendered(stories, {}), (Ids{"short"}));
+  EXPECT_NE(read_text(out.string() + ".rejects.jsonl").find("more than 512, the model's context (max_position_embeddings 512"),
+            std::string::npos);
+  EXPECT_EQ(rendered(stories, {"--truncate"}), (Ids{"long", "mid", "short"}));
+  // Linear position scaling stretches it: 512 x 8 = 4,096.
+  const fs::path scaled = tmp_ / "scaled";
+  fs::create_directories(scaled);
+  for (const char* f : {"tokenizer.model", "tokenizer_config.json"}) fs::copy_file(stories / f, scaled / f);
+  nlohmann::json sc = read_json(stories / "config.json");
+  sc["rope_scaling"] = {{"type", "linear"}, {"factor", 8.0}};
+  write_text(scaled / "config.json", sc.dump());
+  EXPECT_EQ(rendered(scaled, {}), (Ids{"mid", "short"}));
+  EXPECT_EQ(model_context(scaled).tokens, 4096);
   // The same tokenizer with an 8,192-token context.
   const fs::path wide = tmp_ / "wide";
   fs::create_directories(wide);

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <functional>
 
 namespace air::test {
 namespace {
@@ -37,6 +38,30 @@ TEST(ConfigTest, ReadsEveryFixture) {
   EXPECT_TRUE(q3.qk_norm);
   EXPECT_EQ(q3.head_dim, 32);  // explicit, not hidden / heads = 16
   EXPECT_TRUE(load_model_config(fixture_dir("qwen2-tied")).tie_word_embeddings);
+}
+
+// Values that pass as positive numbers but overflow the forward pass are refused naming the
+// field, not left to end as "loss at position 0 is not finite" (which blames the input).
+TEST(ConfigTest, ValuesThatOverflowTheModelNameTheirField) {
+  auto with = [](const char* fixture, const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = read_json(fixture_dir(fixture) / "config.json");
+    edit(j);
+    return error_of(j);
+  };
+  EXPECT_NE(with("llama", [](auto& j) { j["rope_theta"] = 1e-300; }).find("field 'rope_theta' must be in"), std::string::npos);
+  EXPECT_NE(with("gemma2", [](auto& j) { j["query_pre_attn_scalar"] = 1e-300; }).find("'query_pre_attn_scalar' must be in"),
+            std::string::npos);
+  EXPECT_NE(with("gemma2", [](auto& j) { j["attn_logit_softcapping"] = 1e308; }).find("'attn_logit_softcapping' must be in"),
+            std::string::npos);
+  EXPECT_NE(with("gemma2", [](auto& j) { j["final_logit_softcapping"] = 1e308; }).find("'final_logit_softcapping' must be in"),
+            std::string::npos);
+  EXPECT_NE(with("phi3-longrope", [](auto& j) { j["rope_scaling"]["long_factor"][0] = 1e200; })
+                .find("'rope_scaling.long_factor' must be in"),
+            std::string::npos);
+  // What real checkpoints hold still reads.
+  EXPECT_EQ(with("llama", [](auto& j) { j["rope_theta"] = 1e6; }), "");
+  EXPECT_EQ(with("gemma2", [](auto&) {}), "");
+  EXPECT_EQ(with("phi3-longrope", [](auto&) {}), "");
 }
 
 TEST(ConfigTest, HeadDimDefaultsToHiddenOverHeads) {

@@ -590,6 +590,35 @@ TEST_F(CurationTest, ReportIsSelfContainedWithEveryPlot) {
   EXPECT_THROW(run_report_job(o, ev), DataError);
 }
 
+// The head map outlines the heads the scores were made with (the meta's), not those of a heads
+// file probed again since, says so, and repeats the probe's verdict on a selection that is noise.
+TEST_F(CurationTest, ReportHeadMapShowsTheHeadsThatScored) {
+  make(30, 10, 17);
+  nlohmann::json heads{{"selected", {{1, 0}, {0, 1}}}, {"heads", nlohmann::json::array()}};
+  for (int l = 0; l < 3; ++l)
+    for (int h = 0; h < 4; ++h) heads["heads"].push_back({{"rank", 1}, {"layer", l}, {"head", h}, {"score", 0.1 * (l + h)}});
+  write_text(tmp_ / "heads.json", heads.dump());
+  write_text(tmp_ / "scores.jsonl.meta.json",
+             nlohmann::json{{"options", {{"prompt_field", "prompt"}, {"response_fields", {"response"}}}},
+                            {"heads", {{"file", (tmp_ / "heads.json").string()}, {"selected", "2:3,0:0,1:2"}}}}
+                 .dump());
+  ReportOptions o;
+  o.scores = {(tmp_ / "scores.jsonl").string()};
+  o.top_k = 5;
+  o.out = (tmp_ / "report.html").string();
+  Quiet ev;
+  run_report_job(o, ev);
+  const std::string html = read_text(tmp_ / "report.html");
+  size_t outlined = 0;
+  for (size_t p = html.find("stroke-width=\"2\""); p != std::string::npos; p = html.find("stroke-width=\"2\"", p + 1)) ++outlined;
+  EXPECT_EQ(outlined, 3u);  // the meta's three, not the file's two
+  EXPECT_NE(html.find("now selects 0:1,1:0, but the scores were made with 0:0,1:2,2:3"), std::string::npos);
+  EXPECT_NE(html.find("indistinguishable from noise"), std::string::npos);
+  std::string warned;
+  for (const auto& w : ev.warnings) warned += w + "\n";
+  EXPECT_NE(warned.find("probed again since"), std::string::npos) << warned;
+}
+
 // Scores a few ulps apart, all equal, or huge: every plot still has finite coordinates, and the
 // report ends.
 TEST_F(CurationTest, ReportOfScoresWithoutARange) {

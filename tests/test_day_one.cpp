@@ -64,7 +64,8 @@ class DayOneTest : public TempDirTest {
 // numeric reference answer (every record was rejected before).
 TEST_F(DayOneTest, SkyT1TracesAreScored) {
   std::string err;
-  ASSERT_EQ(air(score(data("skyt1-amc23-sample.jsonl"), tmp_ / "s.jsonl", {"--num-heads", "2"}), &err), 0) << err;
+  // Past stories260K's 512 positions on purpose (no limit): the test is of the layout.
+  ASSERT_EQ(air(score(data("skyt1-amc23-sample.jsonl"), tmp_ / "s.jsonl", {"--num-heads", "2", "--max-length", "0"}), &err), 0) << err;
   EXPECT_NE(err.find("records are read as Sky-T1: question -> code"), std::string::npos) << err;
   const auto scored = records(tmp_ / "s.jsonl");
   ASSERT_EQ(scored.size(), 4u);
@@ -122,7 +123,7 @@ TEST_F(DayOneTest, SelectRefusesScoresOfDifferentRuns) {
 TEST_F(DayOneTest, SelectMatchesRecordsByTheirTextNotTheirLine) {
   const fs::path c = first_lines(data("gsm8k-sample.jsonl"), 0, 20, "c.jsonl");
   std::string err;
-  ASSERT_EQ(air(score(c, tmp_ / "s.jsonl", {"--num-heads", "2", "--step-delimiter", "\\n"}), &err), 0) << err;
+  ASSERT_EQ(air(score(c, tmp_ / "s.jsonl", {"--num-heads", "2", "--step-delimiter", "\\n", "--truncate"}), &err), 0) << err;
   const fs::path sub = first_lines(c, 5, 15, "sub.jsonl");
   ASSERT_EQ(air(select(sub, {tmp_ / "s.jsonl"}, {"--top-k", "3", "--out", (tmp_ / "sel.jsonl").string()}), &err), 0)
       << err;
@@ -273,7 +274,7 @@ TEST_F(DayOneTest, StepDelimiterMisfitIsWarnedAbout) {
   const fs::path c = first_lines(data("gsm8k-sample.jsonl"), 0, 10, "c.jsonl");
   std::string err;
   const std::vector<std::string> render = {"render", "--model", model_dir("stories260K").string(), "--data", c.string(),
-                                           "--out", (tmp_ / "r.jsonl").string()};
+                                           "--out", (tmp_ / "r.jsonl").string(), "--truncate"};
   ASSERT_EQ(air(render, &err), 0) << err;
   EXPECT_NE(err.find("10 of 10 records are a single step"), std::string::npos) << err;
   std::vector<std::string> nl = render;

@@ -64,6 +64,7 @@ class JobTest : public TempDirTest {
     o.out = out.string();
     o.probe.selection.num_heads = 3;
     o.corpus.step_delimiter = "\\n";
+    o.corpus.truncate = true;  // some GSM8K records run past stories260K's 512 positions
     o.runtime.threads = 1;
     return o;
   }
@@ -198,6 +199,52 @@ TEST_F(JobTest, StopRequestKeepsWhatWasScoredForResume) {
   EXPECT_EQ(lines(cut), lines(whole));
 }
 
+// Scores depend on the data alone: flushing every microsecond, and a run stopped inside a window
+// (then resumed), write byte for byte what one unbroken run writes.
+struct StopAfterReports : Recorder {
+  std::atomic<int> stop{0};
+  size_t after = 0;
+  void progress(const ScoreProgress& p) override {
+    Recorder::progress(p);
+    if (progress_seen.size() >= after) stop.store(15);
+  }
+};
+
+TEST_F(JobTest, TimingDoesNotChangeTheBytes) {
+  const fs::path c = corpus(40);
+  ScoreJobOptions o = score_options(c, tmp_ / "whole.jsonl");
+  Recorder quiet;
+  probe_into(o, quiet);
+  o.window = 16;
+  o.batch_tokens = 400;  // several batches in each window
+  run_score_job(o, quiet);
+  const auto whole = lines(tmp_ / "whole.jsonl");
+  ASSERT_EQ(whole.size(), 40u);
+
+  o.out = (tmp_ / "often.jsonl").string();
+  o.flush_every = 1e-6;
+  run_score_job(o, quiet);
+  EXPECT_EQ(lines(o.out), whole);
+
+  bool inside_a_window = false;  // some stop left part of a window written
+  for (size_t after : {7u, 16u, 24u, 32u}) {
+    o.out = (tmp_ / ("cut" + std::to_string(after) + ".jsonl")).string();
+    o.resume = false;
+    StopAfterReports ev;
+    ev.after = after;
+    o.stop = &ev.stop;
+    EXPECT_THROW(run_score_job(o, ev), Interrupted);
+    const size_t kept = fs::exists(o.out + ".partial") ? lines(o.out + ".partial").size() : 0;
+    inside_a_window = inside_a_window || kept % 16 != 0;
+    o.stop = nullptr;
+    o.resume = true;
+    o.window = 16;
+    EXPECT_EQ(run_score_job(o, quiet).resumed, static_cast<int64_t>(kept));
+    EXPECT_EQ(lines(o.out), whole) << "stopped after " << after << " reports, " << kept << " records kept";
+  }
+  EXPECT_TRUE(inside_a_window);
+}
+
 // A model split over several devices (layer ranges, as device_map="auto") scores exactly as on
 // one: two CPU placements here (cuda:0,cuda:0 in scripts/gpu-check.sh on a GPU machine).
 TEST_F(JobTest, LayersSplitOverDevicesScoreAsOnOne) {
@@ -222,7 +269,7 @@ TEST_F(JobTest, LayersSplitOverDevicesScoreAsOnOne) {
   EXPECT_EQ(m.model->layer_device.size(), static_cast<size_t>(m.checkpoint.config().num_hidden_layers));
   // The command line takes the list.
   ASSERT_EQ(run_air({"score", "--model", o.model, "--heads", o.heads, "--data", c.string(), "--out",
-                     (tmp_ / "cli.jsonl").string(), "--device", "cpu,cpu", "--threads", "1", "--step-delimiter", "\\n"}),
+                     (tmp_ / "cli.jsonl").string(), "--device", "cpu,cpu", "--threads", "1", "--step-delimiter", "\\n", "--truncate"}),
             0);
   EXPECT_EQ(lines(tmp_ / "cli.jsonl"), lines(tmp_ / "one.jsonl"));
 }

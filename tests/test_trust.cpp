@@ -230,5 +230,24 @@ TEST_F(TrustTest, ASecondSelectOnTheSameOutputIsRefused) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// A config that leaves weights of its layers unused (a Qwen2-MoE shared expert with
+// shared_expert_intermediate_size 0) describes another model: refused naming the field, exit 4.
+TEST_F(TrustTest, WeightsTheConfigLeavesUnusedAreRefused) {
+  const fs::path dir = tmp_ / "moe";
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(fixture_dir("qwen2-moe"))) fs::copy_file(e.path(), dir / e.path().filename());
+  nlohmann::json c = read_json(dir / "config.json");
+  c["shared_expert_intermediate_size"] = 0;
+  write_text(dir / "config.json", c.dump());
+  write_text(tmp_ / "c.jsonl", R"({"prompt": "a b c", "response": "d e f g h"})" "\n");
+  std::string err;
+  EXPECT_EQ(run_air({"score", "--model", dir.string(), "--data", (tmp_ / "c.jsonl").string(), "--num-heads", "1", "--out",
+                     (tmp_ / "s.jsonl").string()},
+                    &err),
+            4);
+  EXPECT_NE(err.find("shared_expert_intermediate_size (0)"), std::string::npos) << err;
+  EXPECT_NE(err.find("shared_expert"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace air::test

@@ -38,10 +38,20 @@ struct CorpusSetup {
   std::vector<std::string> warnings;  // what the caller should tell (a template that may not fit)
 };
 
+// The positions a model was made for, from the config.json in `dir`: max_position_embeddings
+// (or n_positions), stretched by a linear, dynamic or YaRN rope_scaling's factor; 0 when the
+// config does not say (or there is no config.json). `why` says where the figure comes from.
+struct ModelContext {
+  int64_t tokens = 0;
+  std::string why;
+};
+ModelContext model_context(const std::filesystem::path& dir);
+
 // Loads the tokenizer at `tokenizer_path` (a model folder or a tokenizer file) and everything
-// else the settings name. The default max_length is the model's context,
-// max_position_embeddings in the config.json beside the tokenizer, at least 4,096 (no limit where
-// there is no config.json). Throws UsageError for settings that cannot work.
+// else the settings name. The default max_length is the model's context (model_context of the
+// folder beside the tokenizer; no limit where it does not say): a record past it is rejected, or
+// cut with `truncate`, never scored at positions the model never saw. Throws UsageError for
+// settings that cannot work.
 CorpusSetup make_corpus_setup(const CorpusSettings& settings, const std::string& tokenizer_path);
 
 // Tells `events` what reading a corpus with this setup meets: the setup's warnings now, and, as

@@ -20,6 +20,7 @@ namespace air {
 struct SampleOptions {
   int64_t max_length = 4096;  // tokens per rendered sample (0 = no limit)
   bool truncate = false;      // cut over-long samples at max_length instead of rejecting them
+  std::string max_length_why; // where max_length comes from, for messages ("" : the flag)
 };
 
 // A record ready to score.

@@ -34,8 +34,10 @@ struct ScoreJobOptions {
   ScoreMode score = ScoreMode::kRelative;
   int64_t batch_tokens = 8192;     // padded tokens per forward batch
   bool emit_token_scores = false;  // per-token loss deltas in each record
-  int64_t window = 1024;           // records held in memory at once
-  double flush_every = 30;         // seconds: scored records reach OUT at least this often
+  // Consecutive records batched together (counted from the corpus's start, so that batches and
+  // scores depend on the data alone, never on time); a resumed run scores its last window again.
+  int64_t window = 256;
+  double flush_every = 30;  // seconds: the records of a window scored so far reach OUT at least this often
   // Continue OUT.partial left by a run cut short (or re-check a complete OUT): the records it
   // holds are checked against the corpus and not scored again.
   bool resume = false;

@@ -16,8 +16,11 @@
 #   --time 04:00:00 (the probe and the selection 01:00:00), --mem 16G, --cpus-per-task 4 on CPU;
 #   with --gpus-per-task G: --gres=gpu:G, and air runs on cuda (G > 1: the model's layers split
 #   over the G GPUs).
-# Environment: AIR (the air binary; default the repo's build/air), AIR_SCORE_ARGS and
-# AIR_SELECT_ARGS (extra flags of `air score` / `air select`, split on spaces).
+# Environment: AIR (the air binary; default the repo's build/air), AIR_PROBE_ARGS,
+# AIR_SCORE_ARGS and AIR_SELECT_ARGS (extra flags of `air probe` / `air score` / `air select`,
+# split on spaces). The probe reads the corpus (--data), as `air score` without --heads does, so
+# the cluster selects what one process selects; flags that change how records are read
+# (--template, --format, fields) belong in both AIR_PROBE_ARGS and AIR_SCORE_ARGS.
 # --wait blocks until the selection ends; exit status 0 when it completed, 1 when any job failed
 # (their logs are named).
 set -euo pipefail
@@ -61,10 +64,16 @@ done
 [ -f "$data" ] || die "--data $data: not a file"
 command -v sbatch >/dev/null || die "sbatch not found: this runs on a Slurm login node"
 
-# Jobs run elsewhere: every path absolute.
-abs() { (cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"); }
-mkdir -p "$out/logs"
-model=$(cd "$model" && pwd) data=$(abs "$data") out=$(cd "$out" && pwd) air=$(abs "$air")
+# Jobs run elsewhere: every path absolute (so none begins with '-'; any byte but NUL kept).
+abs() {
+  local dir base
+  dir=$(dirname -- "$1" && echo .) && dir=${dir%$'\n.'}
+  base=$(basename -- "$1" && echo .) && base=${base%$'\n.'}
+  (cd -- "$dir" && printf '%s/%s' "$(pwd -P)" "$base")
+}
+absdir() { (cd -- "$1" && pwd -P); }
+mkdir -p -- "$out/logs"
+model=$(absdir "$model") data=$(abs "$data") out=$(absdir "$out") air=$(abs "$air")
 
 resources=(--mem=16G)
 device=cpu
@@ -77,7 +86,13 @@ if [ -n "$gpus" ]; then
 else
   resources+=(--cpus-per-task=4)
 fi
-q() { printf '%q ' "$@"; }
+# Words for /bin/sh (sbatch --wrap): each in single quotes, a quote as '\'' (POSIX, any bytes).
+q() {
+  local a
+  for a in "$@"; do printf "'%s' " "${a//\'/\'\\\'\'}"; done
+}
+
+read -r -a probe_extra <<<"${AIR_PROBE_ARGS:-}"
 
 # The probe, unless an earlier submission wrote its heads.
 dependency=()
@@ -86,7 +101,7 @@ if [ -f "$out/heads.json" ]; then
 else
   probe=$(sbatch --parsable --job-name=air-probe --output="$out/logs/air-probe-%j.log" --time=01:00:00 \
     "${resources[@]}" "${extra[@]}" \
-    --wrap="exec $(q "$air" probe --model "$model" --out "$out/heads.json" --device "$device")")
+    --wrap="exec $(q "$air" probe --model "$model" --data "$data" --out "$out/heads.json" --device "$device" "${probe_extra[@]}")")
   probe=${probe%%;*}
   dependency=(--dependency="afterok:$probe")
   echo "submit.sh: probe job $probe" >&2

@@ -84,7 +84,7 @@ void add_score_flags(CLI::App& cmd, ScoreJobOptions& opt, ScoreFlags& flags) {
   cmd.add_option("--batch-tokens", opt.batch_tokens, "padded tokens per forward batch")
       ->capture_default_str()
       ->group("Scoring");
-  cmd.add_option("--window", opt.window, "samples held in memory at once")->capture_default_str()->group("Scoring");
+  cmd.add_option("--window", opt.window, "consecutive records batched together (by count, never by time: reruns and resumes give the same bytes)")->capture_default_str()->group("Scoring");
   cmd.add_option("--flush-every", opt.flush_every,
                  "seconds: scored records are written at least this often")
       ->capture_default_str()

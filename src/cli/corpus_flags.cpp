@@ -35,7 +35,7 @@ void add_corpus_flags(CLI::App& cmd, CorpusSettings& f, std::string* rejects) {
       ->capture_default_str()
       ->group(steps);
   cmd.add_option("--max-length", f.max_length,
-                 "tokens per sample (default: the model's max_position_embeddings, at least 4096; 0 = no limit)")
+                 "tokens per sample (default: the model's context, max_position_embeddings with its rope scaling; 0 = no limit); a longer record is rejected, or cut with --truncate")
       ->check(CLI::Validator(
           [](std::string& v) -> std::string {
             return !v.empty() && v[0] != '-' ? "" : "expected 0 (no limit) or a number of tokens, got " + v;

@@ -105,17 +105,19 @@ export AIR_SCORE_ARGS="--threads 1 --flush-every 0.2 --window 8"
 export AIR_WAIT_POLL=1
 small=(--cpus-per-task=1 --mem=400M --time=00:20:00)
 
-# The reference: one process.
-"$air" probe --model "$model" --out "$tmp/heads.json" --threads 1 2>/dev/null
-"$air" score --model "$model" --heads "$tmp/heads.json" --data "$data" --out "$tmp/scores.jsonl" --threads 1 2>/dev/null
+# The reference: one process, `air score` alone (it probes on the corpus first).
+"$air" score --model "$model" --data "$data" --out "$tmp/scores.jsonl" --threads 1 2>/dev/null
 "$air" select --scores "$tmp/scores.jsonl" --data "$data" --top-k 50 --out "$tmp/selected.jsonl" 2>/dev/null
 [ "$(wc -l <"$tmp/selected.jsonl")" -eq 50 ] || fail "the reference selection has $(wc -l <"$tmp/selected.jsonl") lines"
+heads_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["selected"])' "$1"; }
 
 # 1. Four shards on the cluster.
 "$repo/scripts/slurm/submit.sh" --model "$model" --data "$data" --out "$tmp/out1" --shards 4 --top-k 50 --wait \
   -- "${small[@]}" >/dev/null || fail "submit.sh --wait failed"
-cmp "$tmp/out1/selected.jsonl" "$tmp/selected.jsonl" || fail "4 shards on Slurm select differently from one process"
 [ -f "$tmp/out1/heads.json" ] && [ -f "$tmp/out1/scores.3-of-4.jsonl.meta.json" ] || fail "missing outputs in out1"
+[ "$(heads_of "$tmp/out1/heads.json")" = "$(heads_of "$tmp/scores.jsonl.heads.json")" ] ||
+  fail "the cluster's probe selected $(heads_of "$tmp/out1/heads.json"), air score alone $(heads_of "$tmp/scores.jsonl.heads.json")"
+cmp "$tmp/out1/selected.jsonl" "$tmp/selected.jsonl" || fail "4 shards on Slurm select differently from one process"
 echo "cluster-test: 4 shards on Slurm == one process ($(wc -l <"$tmp/out1/selected.jsonl") records selected)" >&2
 
 # 2. Task 1 stopped with SIGTERM while it scores, then the same command again.
@@ -149,4 +151,17 @@ resumed=$(jq '.counts.resumed' "$out/scores.1-of-4.jsonl.meta.json")
 lines=$(cat "$out"/scores.*-of-4.jsonl | wc -l)
 [ "$lines" -eq "$(wc -l <"$data")" ] || fail "the shards hold $lines records for $(wc -l <"$data") in the corpus"
 echo "cluster-test: resubmitted: task 1 resumed $resumed records; selection identical" >&2
+# 3. Paths /bin/sh must be given exactly: a quote, a tab, a newline and bytes that are not UTF-8
+# in the corpus's name, a space and a leading '-' in the output folder's, given relative.
+odd="$tmp/odd"
+mkdir -p "$odd"
+name=$'-it\'s\ta\nb\xff.jsonl'
+head -n 64 "$data" >"$odd/$name"
+(cd "$odd" && "$air" score --model "$model" --data "./$name" --out ref.jsonl --threads 1 2>/dev/null &&
+  "$air" select --scores ref.jsonl --data "./$name" --top-k 10 --out ref-selected.jsonl 2>/dev/null) ||
+  fail "the reference run on the odd path failed"
+(cd "$odd" && "$repo/scripts/slurm/submit.sh" --model "$model" --data "$name" --out "-out 3" --shards 2 --top-k 10 --wait \
+  -- "${small[@]}" >/dev/null) || fail "submit.sh on odd paths failed: $(cat "$odd/-out 3"/logs/*.log 2>/dev/null | tail -5)"
+cmp "$odd/-out 3/selected.jsonl" "$odd/ref-selected.jsonl" || fail "odd paths: the cluster selects differently"
+echo "cluster-test: odd paths (quote, tab, newline, non-UTF-8, leading '-') submitted exactly" >&2
 echo "cluster-test: passed" >&2
