@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every ```sh block of docs/RECIPES.md as written, in a fresh folder that sees the repo's
-# data/ and models/, with MODEL=models/stories260K and the air under test first on PATH; then
+# data/ and a long-context copy of models/stories260K, with MODEL=models/stories260K and the air under test first on PATH; then
 # checks what the comments after each block expect:
 #   <!-- expect: TEXT -->       TEXT is in the block's log (stderr)
 #   <!-- expect-not: TEXT -->   TEXT is not
@@ -13,7 +13,11 @@ recipes=${2:-$root/docs/RECIPES.md}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ln -s "$root/data" "$work/data"
-ln -s "$root/models" "$work/models"
+# MODEL stands for the reasoning model a recipe is written for: stories260K, told a context of
+# 32,768 positions (its own 512 would reject every long trace; the recipes are of layouts).
+mkdir -p "$work/models/stories260K"
+cp "$root/models/stories260K/"* "$work/models/stories260K/"
+jq '.max_position_embeddings = 32768' "$root/models/stories260K/config.json" >"$work/models/stories260K/config.json"
 mkdir "$work/bin"
 ln -s "$air" "$work/bin/air"
 
