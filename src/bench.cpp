@@ -553,7 +553,7 @@ nlohmann::json run_score_bench(const ScoreBenchOptions& opt, ScoreBenchEvents& e
       throw OptionError("long_lengths", option_name("long_lengths") + ": each length must be >= 8, got " + std::to_string(T));
   if (opt.rounds < 1) throw OptionError("rounds", option_name("rounds") + " must be >= 1");
   if (!opt.lengths_from.empty()) check_input_file({"corpus (" + option_name("lengths_from") + ")", opt.lengths_from});
-  set_threads(opt.runtime.threads);
+  if (const std::string note = set_threads(opt.runtime.threads); !note.empty()) events.warn(note);
   ModelConfig c = shape_config(opt.shape);
   c.torch_dtype = "bfloat16";
   const c10::Device dev = opt.runtime.device;

@@ -291,6 +291,7 @@ HeadsFile run_probe_job(const ProbeJobOptions& opt, JobEvents& events) {
   check_jsonl(opt.data);
   const LoadedModel m = load_model(opt.model, opt.runtime);
   events.info("dtype " + dtype_name(m.dtype) + " (" + m.dtype_why + ")");
+  for (const auto& note : m.notes) events.warn(note);
   CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
   report_corpus_notices(corpus, events);
   check_tokenizer_fits(*corpus.tokenizer, m.checkpoint.config().vocab_size, opt.model);

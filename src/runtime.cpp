@@ -162,14 +162,17 @@ int available_cpus() {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-void set_threads(int threads) {
+std::string set_threads(int threads) {
   const int cpus = available_cpus();
   if (threads < 0) throw OptionError("threads", option_name("threads") + " must be >= 0, got " + std::to_string(threads));
-  if (threads > cpus)
-    throw OptionError("threads", option_name("threads") + " " + std::to_string(threads) + ": this process may run on " +
-                     std::to_string(cpus) + " CPUs; more threads than CPUs only wait on each other "
-                     "(0 = all of them)");
+  std::string note;
+  if (threads > cpus) {
+    note = option_name("threads") + " " + std::to_string(threads) + ": this process may run on " + std::to_string(cpus) +
+           " CPUs, so it uses " + std::to_string(cpus) + " threads (more only wait on each other; 0 = all of them)";
+    threads = cpus;
+  }
   at::set_num_threads(threads > 0 ? threads : cpus);
+  return note;
 }
 
 void check_finite(const at::Tensor& t, const std::string& what) {
@@ -307,10 +310,11 @@ std::string memory_string(int64_t bytes) {
 }
 
 LoadedModel load_model(const std::string& dir, const RuntimeOptions& rt) {
-  set_threads(rt.threads);
+  std::string threads_note = set_threads(rt.threads);
   if (rt.max_memory < 0) throw OptionError("max_memory", option_name("max_memory") + " must be >= 0");
   const int64_t limit = rt.max_memory > 0 ? rt.max_memory : resident_bytes() + available_memory_bytes();
   LoadedModel m;
+  if (!threads_note.empty()) m.notes.push_back(std::move(threads_note));
   m.device = rt.layer_devices.empty() ? rt.device : rt.layer_devices.front();
   if (m.device.is_cuda() && !at::hasCUDA())
     throw OptionError("device", option_name("device") + " " + m.device.str() + ": this build of libtorch has no CUDA, or no GPU is visible");

@@ -146,8 +146,14 @@ ScoreFiles read_score_files(const std::vector<std::string>& paths, JobEvents& ev
         ScoreEntry e = entry_of(score_record_from_json(j, at));
         const auto key = std::make_pair(e.line, e.hash);
         const auto [it, fresh] = where.emplace(key, at);
-        if (!fresh)
-          throw DataError(at + ": corpus line " + std::to_string(e.line) + " is scored twice (also at " + it->second + ")");
+        if (!fresh) {
+          const std::string other = it->second.substr(0, it->second.rfind(':'));
+          throw DataError(at + ": corpus line " + std::to_string(e.line) + " is scored twice (also at " + it->second + ")" +
+                          (other != path ? ": " + other + " and " + path + " are two runs over the same records, not "
+                                           "shards of one; to compare runs use `air compare " + other + " " + path +
+                                           "`, to select give one run's scores"
+                                         : ""));
+        }
         const size_t k = out.entries.size();
         if (e.hash.empty()) out.by_line[e.line] = k;
         else out.by_hash[e.hash].push_back(k);
@@ -278,13 +284,24 @@ std::string scored_response(const ScoringSettings& scoring, const CorpusLine& cl
 }
 
 MatchedCorpus match_scores(const std::string& data, const ScoreFiles& scores, const std::string& id_field,
-                           bool allow_partial, JobEvents& events) {
+                           bool allow_partial, JobEvents& events, bool by_id) {
   MatchedCorpus m;
   m.lines = read_corpus_lines(data, id_field);
   m.score_of.assign(m.lines.size(), nullptr);
+  std::unordered_map<std::string, const ScoreEntry*> of_id;
+  if (by_id)
+    for (const ScoreEntry& e : scores.entries)
+      if (!of_id.emplace(e.id, &e).second)
+        throw DataError(scores.name + ": id '" + e.id + "' is scored twice (lines " + std::to_string(of_id[e.id]->line) +
+                        " and " + std::to_string(e.line) + "): records cannot be matched by id");
   for (size_t i = 0; i < m.lines.size(); ++i) {
-    m.score_of[i] = find_score(scores, m.lines[i]);
-    if (!m.score_of[i]) {  // a record of `air select --annotate`: matched as it was scored
+    if (by_id) {
+      const auto it = of_id.find(m.lines[i].id);
+      m.score_of[i] = it == of_id.end() ? nullptr : it->second;
+    } else {
+      m.score_of[i] = find_score(scores, m.lines[i]);
+    }
+    if (!m.score_of[i] && !by_id) {  // a record of `air select --annotate`: matched as it was scored
       std::string before;
       int64_t line = 0;
       if (strip_annotation(m.lines[i].raw, before, line)) {
@@ -309,7 +326,10 @@ MatchedCorpus match_scores(const std::string& data, const ScoreFiles& scores, co
   const int64_t matched = n_lines - m.missing;
   if (matched == 0 && n_lines > 0 && !scores.entries.empty())
     throw DataError(scores.name + " holds no score of any of the " + std::to_string(n_lines) + " records of " + data +
-                    " (none has the text of a scored record): the scores belong to another corpus, or it changed since");
+                    (by_id ? " (none has the id of a scored record): the scores belong to another corpus"
+                           : " (none has the text of a scored record): the scores belong to another corpus, or it changed "
+                             "since; a corpus written again (pandas, jq, json.dumps) keeps its ids but not its bytes: "
+                             "match by id with " + option_name("match") + " id"));
   if (m.missing && allow_partial)
     events.warn(std::to_string(m.missing) + " of the " + std::to_string(n_lines) + " records of " + data +
                 " have no score and are left out");

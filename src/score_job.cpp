@@ -563,6 +563,7 @@ ScoreJobResult run_score_job(const ScoreJobOptions& given, JobEvents& events) {
   const OutputLock lock = check_paths(opt, res.paths);
   const LoadedModel m = load_model(opt.model, opt.runtime);
   events.info("dtype " + dtype_name(m.dtype) + " (" + m.dtype_why + ")");
+  for (const auto& note : m.notes) events.warn(note);
   const ModelConfig& c = m.checkpoint.config();
   CorpusSetup corpus = make_corpus_setup(opt.corpus, opt.model);
   report_corpus_notices(corpus, events);

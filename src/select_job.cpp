@@ -293,7 +293,7 @@ SelectJobResult run_select_job(const SelectJobOptions& opt, JobEvents& events) {
   const ScoringSettings scoring =
       scoring_settings(read_score_metas(opt.scores, opt.allow_mixed, events),
                        RecordFields{opt.id_field, opt.prompt_field, opt.response_fields}, events);
-  MatchedCorpus m = match_scores(opt.data, scores, scoring.corpus.id_field, opt.allow_partial, events);
+  MatchedCorpus m = match_scores(opt.data, scores, scoring.corpus.id_field, opt.allow_partial, events, opt.match_by_id);
   SelectJobResult res;
   res.filtered = apply_filters(m, opt);
   if (res.filtered)
@@ -308,7 +308,13 @@ SelectJobResult run_select_job(const SelectJobOptions& opt, JobEvents& events) {
                     " could not be scored, " + std::to_string(m.missing) + " without a score, " +
                     std::to_string(res.filtered) + " outside the length and score bounds)");
   const int64_t k = opt.top_k > 0 ? std::min(opt.top_k, n)
-                                  : std::min<int64_t>(n, static_cast<int64_t>(std::ceil(opt.top_ratio * n - 1e-9)));
+                                  : std::max<int64_t>(1, std::min<int64_t>(n, static_cast<int64_t>(std::ceil(opt.top_ratio * n - 1e-9))));
+  if (opt.top_k > n)
+    events.warn(option_name("top_k") + " " + std::to_string(opt.top_k) + " is more than the " + std::to_string(n) +
+                " candidate records: all " + std::to_string(n) + " are selected");
+  if (opt.top_ratio > 0 && opt.top_ratio * static_cast<double>(n) < 1)
+    events.warn(option_name("top_ratio") + " " + nlohmann::json(opt.top_ratio).dump() + " of " + std::to_string(n) +
+                " candidate records is less than one record: the best one is selected");
   const std::vector<size_t> chosen = choose(opt, m, k, res, events);
   write_selection(opt, m, chosen, std::move(out_lock), std::move(weights_lock));
   res.records = static_cast<int64_t>(m.lines.size());

@@ -72,6 +72,7 @@ int64_t run_loss_job(const LossJobOptions& opt, JobEvents& events) {
   check_outputs({{"output (" + option_name("out") + ")", opt.out}}, {{"input (" + option_name("input") + ")", opt.input}, {"model folder (" + option_name("model") + ")", opt.model}});
   check_writable(opt.out);
   const LoadedModel m = load_model(opt.model, opt.runtime);
+  for (const auto& note : m.notes) events.warn(note);
   const ModelConfig& c = m.checkpoint.config();
   const HeadSet heads = HeadSet::parse(opt.mask_heads);
   heads.validate(c.num_hidden_layers, c.num_attention_heads);

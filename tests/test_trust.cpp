@@ -249,5 +249,37 @@ TEST_F(TrustTest, WeightsTheConfigLeavesUnusedAreRefused) {
   EXPECT_NE(err.find("shared_expert"), std::string::npos) << err;
 }
 
+// select says what it selects when --top-k is past the corpus or --top-ratio below one record,
+// and points two complete runs of the same records to `air compare`.
+TEST_F(TrustTest, SelectSaysWhatItSelects) {
+  const std::string c = (fs::path(AIR_MODELS_DIR) / ".." / "data" / "stories-sample.jsonl").string();
+  const std::string s = (tmp_ / "s.jsonl").string(), out = (tmp_ / "sel.jsonl").string();
+  std::string err;
+  ASSERT_EQ(run_air({"score", "--model", model(), "--data", c, "--out", s, "--num-heads", "2", "--threads", "1"}, &err), 0) << err;
+  const size_t n = lines_of(c).size();
+  ASSERT_EQ(run_air({"select", "--data", c, "--scores", s, "--top-k", "100000", "--out", out}, &err), 0) << err;
+  EXPECT_NE(err.find("--top-k 100000 is more than the " + std::to_string(n) + " candidate records: all"), std::string::npos) << err;
+  EXPECT_EQ(lines_of(out).size(), n);
+  ASSERT_EQ(run_air({"select", "--data", c, "--scores", s, "--top-ratio", "1e-9", "--out", out}, &err), 0) << err;
+  EXPECT_NE(err.find("less than one record: the best one is selected"), std::string::npos) << err;
+  EXPECT_EQ(lines_of(out).size(), 1u);
+  // The corpus written again (keys reordered, other spacing): matched by id on request.
+  std::string again;
+  for (const auto& l : lines_of(c)) again += nlohmann::json::parse(l).dump(-1, ' ', true) + "\n";  // keys sorted, \u escapes
+  write_text(tmp_ / "rewritten.jsonl", again);
+  const std::string rw = (tmp_ / "rewritten.jsonl").string();
+  EXPECT_NE(run_air({"select", "--data", rw, "--scores", s, "--top-k", "3", "--out", out}, &err), 0);
+  EXPECT_NE(err.find("--match id"), std::string::npos) << err;
+  ASSERT_EQ(run_air({"select", "--data", rw, "--scores", s, "--top-k", "3", "--match", "id", "--out", out}, &err), 0) << err;
+  ASSERT_EQ(run_air({"select", "--data", c, "--scores", s, "--top-k", "3", "--out", (tmp_ / "sel-bytes.jsonl").string()}, &err), 0);
+  const auto by_id = lines_of(out), by_bytes = lines_of(tmp_ / "sel-bytes.jsonl");
+  ASSERT_EQ(by_id.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(nlohmann::json::parse(by_id[i]), nlohmann::json::parse(by_bytes[i]));
+  fs::copy_file(s, tmp_ / "again.jsonl");
+  EXPECT_NE(run_air({"select", "--data", c, "--scores", s, (tmp_ / "again.jsonl").string(), "--top-k", "3", "--out", out}, &err), 0);
+  EXPECT_NE(err.find("two runs over the same records"), std::string::npos) << err;
+  EXPECT_NE(err.find("air compare"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace air::test

@@ -69,9 +69,10 @@ at::ScalarType resolve_dtype(std::optional<at::ScalarType> dtype, const c10::Dev
 void use_exact_fp32(const c10::Device& device, at::ScalarType dtype);
 // CPUs this process may run on (its affinity mask: what Slurm or taskset granted).
 int available_cpus();
-// Sets torch's intra-op thread count (0 = all available CPUs); throws UsageError for more
-// threads than available CPUs.
-void set_threads(int threads);
+// Sets torch's intra-op thread count (0 = all available CPUs). More threads than the CPUs this
+// process may run on are capped to them (a shared config must run on smaller nodes): the
+// returned note says so ("" when nothing was capped). Throws OptionError for a negative count.
+std::string set_threads(int threads);
 // Throws CheckpointError "<what>: holds a non-finite value (nan) at flat index I ..." when a
 // floating tensor holds NaN or infinity. Reads the tensor in chunks.
 void check_finite(const at::Tensor& t, const std::string& what);
@@ -93,6 +94,7 @@ struct LoadedModel {
   std::vector<c10::Device> layer_devices;  // the devices the layers are split over (else empty; see model->layer_device)
   at::ScalarType dtype = at::kFloat;
   std::string dtype_why;  // DtypeChoice::why
+  std::vector<std::string> notes;  // what the caller should tell (a --threads capped to the CPUs)
   // Bytes left for work once the model is loaded: the limit (RuntimeOptions::max_memory, or the
   // memory available at start) less what the process holds after loading.
   int64_t memory_budget = 0;

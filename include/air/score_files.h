@@ -107,8 +107,10 @@ struct MatchedCorpus {
   int64_t errors = 0, missing = 0;          // lines whose record failed; lines without a score
 };
 // DataError when no line has a score (another corpus), or some have none and !allow_partial.
+// by_id: lines are matched to scores by their id instead of their bytes (a corpus written again
+// by pandas, jq or json.dumps keeps its ids but not its bytes); ids must then be unique.
 MatchedCorpus match_scores(const std::string& data, const ScoreFiles& scores, const std::string& id_field,
-                           bool allow_partial, JobEvents& events);
+                           bool allow_partial, JobEvents& events, bool by_id = false);
 
 // Spearman's rank correlation of paired values (average ranks for ties); NaN under 2 pairs or
 // when either side is constant.

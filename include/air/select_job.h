@@ -38,6 +38,7 @@ struct SelectJobOptions {
   bool annotate = false;            // add air_score and air_step_weights to each record
   std::string weights_out;          // per-record step weights with byte spans (empty: none)
   bool allow_partial = false;       // select even if the scores do not cover the corpus
+  bool match_by_id = false;         // match records to scores by id, not by their bytes (a corpus written again)
   bool allow_mixed = false;         // select across score files from runs that differ
   bool dedupe = false;              // keep one record per distinct response text (the best ranked)
   int64_t show = 0;                 // return this many top records with their top step

@@ -31,6 +31,13 @@ void add_select_flags(CLI::App& cmd, SelectJobOptions& opt, std::string& order) 
       ->required()
       ->group("Input");
   cmd.add_flag("--allow-partial", opt.allow_partial, "select even if the scores do not cover the corpus")->group("Input");
+  cmd.add_option_function<std::string>(
+         "--match", [&opt](const std::string& v) { opt.match_by_id = v == "id"; },
+         "how records are matched to their scores: bytes (the line as scored) or id (a corpus written again by "
+         "pandas, jq or json.dumps)")
+      ->check(CLI::IsMember({"bytes", "id"}))
+      ->default_str("bytes")
+      ->group("Input");
   cmd.add_flag("--allow-mixed", opt.allow_mixed,
                "select across score files whose metas differ in model, heads or scoring options")
       ->group("Input");
