@@ -53,8 +53,10 @@ for lane in "${lanes[@]}"; do
       echo "$want" >"$stamp"
     fi
     PYTHON="$venv/bin/python" bash scripts/build.sh --python-torch
-    # The binary must be the CUDA build, linked against libtorch_cuda.
-    if ! ldd build-torch/air | grep -q 'libtorch_cuda\.so'; then
+    # The binary must be the CUDA build, linked against libtorch_cuda. (ldd's output is read whole
+    # first: under pipefail, `ldd | grep -q` fails whenever grep's early exit kills ldd with SIGPIPE.)
+    libs=$(ldd build-torch/air)
+    if ! grep -q 'libtorch_cuda\.so' <<<"$libs"; then
       echo "test.sh: build-torch/air does not link libtorch_cuda.so" >&2; exit 1
     fi
     build-torch/air --version
