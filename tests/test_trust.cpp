@@ -120,6 +120,33 @@ TEST_F(TrustTest, DeepOrEndlessConfigIsRefused) {
   EXPECT_EQ(err.find("nested deeper"), std::string::npos) << err;
 }
 
+// A config file's relative paths are relative to its folder, wherever air runs from; a preset's
+// name stays a name; an error says which config the settings came from.
+TEST_F(TrustTest, ConfigPathsAreRelativeToTheConfigFile) {
+  const fs::path cfg = tmp_ / "cfg";
+  fs::create_directories(cfg / "in");
+  write_text(cfg / "in" / "d.jsonl", R"({"id": "a", "prompt": "What is 2 + 2?", "response": "It is 4."})" "\n");
+  write_text(cfg / "t.json", R"({"user": {"prefix": "U: ", "suffix": "\n"}, "assistant": {"prefix": "A: ", "suffix": "\n"}})");
+  write_text(cfg / "air.toml", "[render]\nmodel = \"" + model() +
+                                   "\"\ndata = \"in/d.jsonl\"\nout = \"r.jsonl\"\ntemplate = \"t.json\"\n");
+  std::string err;
+  ASSERT_EQ(run_air({"--config", (cfg / "air.toml").string(), "render"}, &err), 0) << err;
+  const auto rendered = lines_of(cfg / "r.jsonl");
+  ASSERT_EQ(rendered.size(), 1u);
+  EXPECT_NE(rendered[0].find("U: What is 2 + 2?"), std::string::npos) << rendered[0];
+  EXPECT_FALSE(fs::exists("r.jsonl"));
+  // A preset keeps its name although cfg/chatml does not exist.
+  write_text(cfg / "preset.toml", "[render]\nmodel = \"" + model() +
+                                      "\"\ndata = \"in/d.jsonl\"\nout = \"p.jsonl\"\ntemplate = \"chatml\"\n");
+  ASSERT_EQ(run_air({"--config", (cfg / "preset.toml").string(), "render"}, &err), 0) << err;
+  EXPECT_NE(read_text(cfg / "p.jsonl").find("<|im_start|>user"), std::string::npos);
+  // A file that is not there is named as the config makes it, and so is the config.
+  write_text(cfg / "bad.toml", "[render]\nmodel = \"" + model() + "\"\ndata = \"in/none.jsonl\"\nout = \"b.jsonl\"\n");
+  EXPECT_NE(run_air({"--config", (cfg / "bad.toml").string(), "render"}, &err), 0);
+  EXPECT_NE(err.find((cfg / "in/none.jsonl").string()), std::string::npos) << err;
+  EXPECT_NE(err.find("settings were read from --config " + (cfg / "bad.toml").string()), std::string::npos) << err;
+}
+
 // File names that are not UTF-8 are written into JSON outputs with the odd bytes escaped, and
 // every command that writes them ends well.
 TEST_F(TrustTest, PathsThatAreNotUtf8) {

@@ -65,6 +65,15 @@ std::string thousands(int64_t n) {
   return (n < 0 ? "-" : "") + out;
 }
 
+// After an error in a run that read a --config file: which file the settings came from (its
+// relative paths are relative to its folder).
+void name_the_config(const CLI::App& app) {
+  const CLI::Option* config = app.get_config_ptr();
+  if (config && config->count() > 0 && !config->as<std::string>().empty())
+    spdlog::error("settings were read from --config {} (its relative paths are relative to its folder)",
+                  config->as<std::string>());
+}
+
 }  // namespace
 
 std::string progress_text(const ScoreProgress& p) {
@@ -212,7 +221,7 @@ int run(int argc, const char* const* argv) {
                  "keys named as the flags without dashes (batch-tokens = 4096); flags given on the command line win")
       ->check(CLI::ExistingFile);
   app.allow_config_extras(CLI::config_extras_mode::error);
-  app.config_formatter(toml_config());
+  app.config_formatter(toml_config(&app));
   // Set up before parsing: a flag's own check (--max-memory) may already have something to say.
   if (!spdlog::get("air")) setup_logging(log_level);
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
@@ -242,9 +251,11 @@ int run(int argc, const char* const* argv) {
     return 2;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
+    if (code != 0) name_the_config(app);
     return code == 0 ? 0 : 2;
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
+    if (e.exit_code() < 128) name_the_config(app);  // not for a stop on a signal
     return e.exit_code();
   } catch (const c10::Error& e) {
     spdlog::error("internal error in libtorch: {}", e.what_without_backtrace());

@@ -1,11 +1,14 @@
 #include "cli/config_file.h"
 
+#include "air/chat_template.h"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iterator>
 #include <sstream>
 
@@ -63,8 +66,28 @@ int too_deep_line(const std::string& text) {
   return 0;
 }
 
+// Settings that name files or folders: a relative one in a config file is relative to the
+// config file's folder (a shared config works from any directory), "-" is a stream.
+bool names_a_path(const std::string& key) {
+  static const char* const kKeys[] = {"model", "tokenizer", "data", "out", "scores", "heads", "meta", "template",
+                                      "input", "lengths-from", "json", "weights-out", "rejects", "probe-text",
+                                      "probe-data"};
+  return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
+}
+
+std::string resolved(const std::filesystem::path& folder, const std::string& key, const std::string& value) {
+  if (value.empty() || value == "-" || folder.empty() || std::filesystem::path(value).is_absolute()) return value;
+  if (key == "template") {  // a preset's name stays a name
+    const auto presets = builtin_templates();
+    if (std::find(presets.begin(), presets.end(), value) != presets.end()) return value;
+  }
+  return (folder / value).lexically_normal().string();
+}
+
 class TomlConfig : public CLI::Config {
  public:
+  explicit TomlConfig(const CLI::App* app) : app_(app) {}
+
   std::string to_config(const CLI::App* app, bool, bool, std::string) const override {
     return app ? given_flags_toml(*app) : "";
   }
@@ -89,10 +112,23 @@ class TomlConfig : public CLI::Config {
     }
     std::vector<CLI::ConfigItem> items;
     walk(root, {}, items);
+    const std::filesystem::path folder = config_folder();
+    for (CLI::ConfigItem& item : items)
+      if (names_a_path(item.name))
+        for (std::string& v : item.inputs) v = resolved(folder, item.name, v);
     return items;
   }
 
  private:
+  // The folder of the --config file being read ("" when it is the working directory).
+  std::filesystem::path config_folder() const {
+    const CLI::Option* config = app_ ? app_->get_config_ptr() : nullptr;
+    if (!config || config->count() == 0) return {};
+    return std::filesystem::path(config->as<std::string>()).parent_path();
+  }
+
+  const CLI::App* app_;
+
   static void walk(const toml::table& t, const std::vector<std::string>& parents, std::vector<CLI::ConfigItem>& items) {
     for (const auto& [k, v] : t) {
       const std::string key(k.str());
@@ -153,18 +189,21 @@ std::string toml_value(const std::string& s) {
 
 }  // namespace
 
-std::shared_ptr<CLI::Config> toml_config() { return std::make_shared<TomlConfig>(); }
+std::shared_ptr<CLI::Config> toml_config(const CLI::App* app) { return std::make_shared<TomlConfig>(app); }
 
 std::string given_flags_toml(const CLI::App& cmd) {
   std::string out = "[" + cmd.get_name() + "]\n";
   for (const CLI::Option* o : cmd.get_options()) {
     if (o->count() == 0 || o->get_lnames().empty() || o == cmd.get_help_ptr()) continue;
     const std::string name = o->get_lnames().front();
-    const std::vector<std::string>& r = o->results();
     if (o->get_type_size() == 0) {  // a flag
       out += name + " = " + (o->as<bool>() ? "true" : "false") + "\n";
       continue;
     }
+    // Paths as absolute ones: the TOML, saved anywhere, names the same files.
+    std::vector<std::string> r;
+    for (const std::string& x : o->results())
+      r.push_back(names_a_path(name) ? resolved(std::filesystem::current_path(), name, x) : x);
     if (o->get_expected_max() > 1 || r.size() > 1) {
       std::string list;
       for (const auto& x : r) list += (list.empty() ? "" : ", ") + toml_value(x);
