@@ -12,6 +12,7 @@ packages=(
   libxxhash-dev
   zlib1g-dev
   jq xz-utils python3-venv
+  python3-jinja2                  # the tests' reference renders of models' own chat templates
   nlohmann-json3-dev
   libcli11-dev
   libspdlog-dev

@@ -48,6 +48,24 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
     t.default_system = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
     return t;
   }
+  if (name == "qwen3") {
+    // Qwen3: the last assistant turn always opens '<think>\n' + reasoning.strip('\n') +
+    // '\n</think>\n\n' + content.lstrip('\n'), an empty block when there is no reasoning.
+    ChatTemplate t = chatml();
+    t.name = name;
+    t.reasoning_always = true;
+    return t;
+  }
+  if (name == "llama3.1") {
+    // Llama 3.1, 3.2 and 3.3: always a system turn, opened with the knowledge date and the
+    // template's own default date (transformers writes today's date where the template calls
+    // strftime_now; a date that changes daily would change every score, so the default is kept).
+    ChatTemplate t = builtin("llama3", separator);
+    t.name = name;
+    t.system.prefix += "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n";
+    t.system_always = true;
+    return t;
+  }
   if (name == "llama3") {
     ChatTemplate t;
     t.name = name;
@@ -177,6 +195,13 @@ std::string trimmed(const std::string& s) {
   return s.substr(b, s.find_last_not_of(ws) - b + 1);
 }
 
+// Python's s.strip('\n').
+std::string stripped_newlines(const std::string& s) {
+  const size_t b = s.find_first_not_of('\n');
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of('\n') - b + 1);
+}
+
 std::string read(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -215,7 +240,8 @@ std::string special_token(const nlohmann::json& cfg, const char* key) {
 }  // namespace
 
 std::vector<std::string> builtin_templates() {
-  return {"chatml", "qwen2.5", "llama3", "mistral", "gemma", "phi3", "phi4", "olmo2", "deepseek", "plain"};
+  return {"chatml", "qwen2.5", "qwen3", "llama3", "llama3.1", "mistral", "gemma", "phi3", "phi4", "olmo2", "deepseek",
+          "plain"};
 }
 
 ChatTemplate load_chat_template(const std::string& name, const std::string& separator) {
@@ -255,19 +281,23 @@ nlohmann::ordered_json template_to_json(const ChatTemplate& t) {
   j["default_system"] = t.default_system;
   j["system_in_user"] = t.system_in_user;
   j["add_special_tokens"] = t.add_special_tokens;
-  if (t.trim) j["trim"] = true;  // written only when set, so earlier runs' templates read the same
+  // Written only when set, so earlier runs' templates read the same.
+  if (t.trim) j["trim"] = true;
+  if (t.system_always) j["system_always"] = true;
+  if (t.reasoning_always) j["reasoning_always"] = true;
   return j;
 }
 
 ChatTemplate template_from_json(const nlohmann::json& j) {
   static const std::set<std::string> kKeys = {"name", "begin", "system", "user", "assistant", "tool", "reasoning",
                                               "tool_call", "default_system", "system_in_user", "add_special_tokens", "trim",
-                                              "origin"};
+                                              "system_always", "reasoning_always", "origin"};
   if (!j.is_object()) throw UsageError("a template is a JSON object, got " + std::string(j.type_name()));
   for (const auto& [key, value] : j.items())
     if (!kKeys.count(key))
       throw UsageError("unknown template entry \"" + key + "\" (known: name, begin, system, user, assistant, tool, "
-                       "reasoning, tool_call, default_system, system_in_user, add_special_tokens, trim)");
+                       "reasoning, tool_call, default_system, system_in_user, add_special_tokens, trim, system_always, "
+                       "reasoning_always)");
   auto text = [&](const nlohmann::json& obj, const std::string& key, const std::string& at) {
     if (!obj.contains(key)) return std::string();
     if (!obj[key].is_string())
@@ -302,6 +332,8 @@ ChatTemplate template_from_json(const nlohmann::json& j) {
   t.system_in_user = flag("system_in_user", !j.contains("system"));
   t.add_special_tokens = flag("add_special_tokens", true);
   t.trim = flag("trim", false);
+  t.system_always = flag("system_always", false);
+  t.reasoning_always = flag("reasoning_always", false);
   return t;
 }
 
@@ -317,7 +349,11 @@ std::string detect_template(const std::filesystem::path& model_dir, bool* unreco
     if (!has("You are Phi, a language model trained by Microsoft")) return "phi4";
   } else {
     if (has("You are Qwen, created by Alibaba Cloud")) return "qwen2.5";
+    // Qwen3 reads reasoning_content and writes a <think> block in the last assistant turn.
+    if (has("<|im_start|>") && has("reasoning_content") && has("<think>")) return "qwen3";
     if (has("<|im_start|>")) return "chatml";
+    // Llama 3.1 to 3.3 write a system turn with the knowledge date; Llama 3 does not.
+    if (has("<|start_header_id|>") && has("Cutting Knowledge Date")) return "llama3.1";
     if (has("<|start_header_id|>")) return "llama3";
     if (has("[INST]")) return "mistral";
     if (has("<start_of_turn>")) return "gemma";
@@ -386,7 +422,7 @@ Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
   bool has_system = false;
   for (const auto& m : messages) has_system |= m.role == "system";
   std::vector<Message> msgs;
-  if (!has_system && !t.default_system.empty()) msgs.push_back({"system", t.default_system, "", {}});
+  if (!has_system && (t.system_always || !t.default_system.empty())) msgs.push_back({"system", t.default_system, "", {}});
   msgs.insert(msgs.end(), messages.begin(), messages.end());
 
   for (size_t i = 0; i < msgs.size(); ++i) {
@@ -401,17 +437,48 @@ Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
                                      : m.role == "tool" ? t.tool
                                                         : t.assistant;
     r.text += role.prefix;
+    // The content as written: trimmed, or (Qwen3's, after its <think> block) without leading
+    // newlines; `from` is where it starts in the message's own content.
+    size_t from = 0, count = m.content.size();
+    if (t.trim) {
+      const std::string kept = trimmed(m.content);
+      from = kept.empty() ? 0 : m.content.find_first_not_of(" \t\n\r\f\v");
+      count = kept.size();
+    }
     std::string content;
-    if (last && !m.reasoning.empty()) content = t.reasoning.prefix + m.reasoning + t.reasoning.suffix;
-    content += t.trim ? trimmed(m.content) : m.content;
     if (m.role == "user" && !pending_system.empty()) {
-      content = pending_system + "\n\n" + content;
+      content = pending_system + "\n\n";
       pending_system.clear();
     }
-    for (const auto& call : m.tool_calls)
-      content += (content.empty() ? "" : "\n") + t.tool_call.prefix + call + t.tool_call.suffix;
+    std::vector<Rendered::Piece> pieces;  // in `content`
+    std::string empty_block;  // Qwen3's empty <think> block: the prompt's, as its non-thinking generation prompt writes it
+    if (last && t.reasoning_always && m.role == "assistant") {
+      const size_t rb = std::min(m.reasoning.size(), m.reasoning.find_first_not_of('\n'));
+      const std::string reasoning = stripped_newlines(m.reasoning);
+      const std::string block = t.reasoning.prefix + reasoning + t.reasoning.suffix;
+      if (reasoning.empty()) {
+        empty_block = block;
+      } else {
+        pieces.push_back({Rendered::kReasoning, content.size() + t.reasoning.prefix.size(), reasoning.size(), rb});
+        content += block;
+      }
+      while (count > 0 && m.content[from] == '\n') ++from, --count;
+    } else if (last && !m.reasoning.empty()) {
+      pieces.push_back({Rendered::kReasoning, content.size() + t.reasoning.prefix.size(), m.reasoning.size(), 0});
+      content += t.reasoning.prefix + m.reasoning + t.reasoning.suffix;
+    }
+    if (count > 0) pieces.push_back({Rendered::kContent, content.size(), count, from});
+    content.append(m.content, from, count);
+    for (size_t c = 0; c < m.tool_calls.size(); ++c) {
+      content += (content.empty() ? "" : "\n") + t.tool_call.prefix;
+      pieces.push_back({Rendered::kToolCall + static_cast<int>(c), content.size(), m.tool_calls[c].size(), 0});
+      content += m.tool_calls[c] + t.tool_call.suffix;
+    }
     if (last) {
+      r.text += empty_block;
       r.response_begin = r.text.size();
+      for (Rendered::Piece& p : pieces) p.begin += r.text.size();
+      r.pieces = std::move(pieces);
       r.text += content;
       r.response_end = r.text.size();
     } else {

@@ -67,6 +67,7 @@ ScoreEntry entry_of(const ScoreRecord& rec) {
   e.entropy = in.entropy;
   e.tokens = in.tokens;
   e.prompt_tokens = rec.prompt_tokens;
+  e.truncated = rec.truncated;
   e.steps.reserve(in.steps.size());
   for (const auto& st : in.steps)
     e.steps.push_back({st.step.begin, st.step.end, st.step.token_end - st.step.token_begin, st.score, st.weight});
@@ -262,11 +263,13 @@ ScoringSettings scoring_settings(const std::vector<std::pair<std::string, nlohma
   sc.corpus.prompt_field = str("prompt_field");
   sc.corpus.response_fields = response_fields;
   sc.corpus.id_field = str("id_field").empty() ? "id" : str("id_field");
+  sc.template_known = true;
   if (m.contains("template") && m["template"].is_object()) sc.tmpl = template_from_json(m["template"]);
   else if (!str("template").empty() && str("template") != "plain")
     try {
       sc.tmpl = load_chat_template(str("template"), o.value("separator", std::string("\n\n")));
     } catch (const UsageError&) {
+      sc.template_known = false;
       events.warn(metas[0].first + ": template '" + str("template") +
                   "' cannot be loaded here; steps are shown on the response text alone");
     }

@@ -7,52 +7,60 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <optional>
 
 namespace air {
 namespace {
 
-// Where the scored response's byte 0 lies in the student's response text: the same text, one
-// inside the other (a template that trims, or adds around the content), else none.
-bool align(const std::string& scored, const std::string& student, int64_t& shift) {
-  if (scored == student) {
-    shift = 0;
-    return true;
-  }
-  if (!scored.empty()) {
-    const size_t at = student.find(scored);
-    if (at != std::string::npos) {
-      shift = static_cast<int64_t>(at);
-      return true;
-    }
-  }
-  if (!student.empty()) {
-    const size_t at = scored.find(student);
-    if (at != std::string::npos) {
-      shift = -static_cast<int64_t>(at);
-      return true;
-    }
-  }
-  return false;
-}
-
 double round5(double v) { return std::round(v * 1e5) / 1e5; }
+
+// The response's texts in a rendering: field, offset from the response's start, size, source.
+std::vector<std::array<size_t, 4>> layout(const Rendered& r) {
+  std::vector<std::array<size_t, 4>> out;
+  for (const auto& p : r.pieces)
+    out.push_back({static_cast<size_t>(p.field), p.begin - r.response_begin, p.size, p.source});
+  return out;
+}
 
 }  // namespace
 
+std::vector<int64_t> response_byte_map(const Rendered& scored, const Rendered& student) {
+  std::vector<int64_t> map(student.response_end - student.response_begin, -1);
+  for (const auto& sp : student.pieces)
+    for (const auto& cp : scored.pieces) {
+      if (sp.field != cp.field) continue;
+      const size_t lo = std::max(sp.source, cp.source), hi = std::min(sp.source + sp.size, cp.source + cp.size);
+      for (size_t x = lo; x < hi; ++x)
+        map[sp.begin - student.response_begin + (x - sp.source)] =
+            static_cast<int64_t>(cp.begin - scored.response_begin + (x - cp.source));
+    }
+  return map;
+}
+
 std::vector<double> token_weights(const std::vector<std::pair<size_t, size_t>>& spans,
                                   const std::vector<ScoredStep>& steps) {
+  std::vector<std::vector<std::pair<size_t, size_t>>> each;
+  each.reserve(spans.size());
+  for (const auto& s : spans) each.push_back({s});
+  return token_weights(each, steps);
+}
+
+std::vector<double> token_weights(const std::vector<std::vector<std::pair<size_t, size_t>>>& spans,
+                                  const std::vector<ScoredStep>& steps) {
   std::vector<double> w(spans.size(), 1.0);
-  size_t s = 0;  // steps and spans are both in byte order
   for (size_t k = 0; k < spans.size(); ++k) {
-    const auto [b, e] = spans[k];
-    while (s < steps.size() && steps[s].end <= b) ++s;
     double bytes = 0, sum = 0;
-    for (size_t t = s; t < steps.size() && steps[t].begin < e; ++t) {
-      const size_t lo = std::max(b, steps[t].begin), hi = std::min(e, steps[t].end);
-      if (hi <= lo) continue;
-      bytes += static_cast<double>(hi - lo);
-      sum += static_cast<double>(hi - lo) * steps[t].weight;
+    for (const auto [b, e] : spans[k]) {
+      // Steps are in byte order: the first that ends past b, then on while they begin before e.
+      auto t = std::partition_point(steps.begin(), steps.end(), [&](const ScoredStep& st) { return st.end <= b; });
+      for (; t != steps.end() && t->begin < e; ++t) {
+        const size_t lo = std::max(b, t->begin), hi = std::min(e, t->end);
+        if (hi <= lo) continue;
+        bytes += static_cast<double>(hi - lo);
+        sum += static_cast<double>(hi - lo) * t->weight;
+      }
     }
     if (bytes > 0) w[k] = sum / bytes;
   }
@@ -97,6 +105,40 @@ WeightsJobResult run_weights_job(const WeightsJobOptions& opt, JobEvents& events
   auto skip = [&](const CorpusLine& cl, const std::string& why) {
     if (res.skipped++ < 5) events.warn(opt.data + ":" + std::to_string(cl.line) + " (id '" + cl.id + "'): " + why + "; left out");
   };
+  // The response as scored: the steps' byte ranges must fit it. Without the scores' meta the
+  // scoring template is not known: the preset whose rendering the steps fit is taken, when all
+  // those they fit lay the texts out alike; else the record is left out, saying why.
+  bool told_guess = false;
+  auto fits = [](const Rendered& r, const ScoreEntry& e) {
+    if (e.steps.empty()) return true;
+    const size_t size = r.response_end - r.response_begin, end = e.steps.back().end;
+    return e.truncated ? end <= size : end == size;
+  };
+  auto scored_rendering = [&](const Record& rec, const ScoreEntry& e) {
+    Rendered r = render(scoring.tmpl, rec.messages);
+    if (fits(r, e)) return r;
+    const std::string why = "its steps end at byte " + std::to_string(e.steps.back().end) + " of the response, which " +
+                            scoring.tmpl.name + " renders in " + std::to_string(r.response_end - r.response_begin) + " bytes";
+    if (scoring.template_known) throw DataError(why + " (the record is not the one scored?)");
+    std::vector<std::string> fitting;
+    std::optional<Rendered> found;
+    for (const std::string& name : builtin_templates()) {
+      Rendered c = render(load_chat_template(name), rec.messages);
+      if (!fits(c, e)) continue;
+      fitting.push_back(name);
+      if (found && layout(*found) != layout(c))
+        throw DataError(why + "; presets that fit lay the reasoning and answer out differently (" + fitting.front() +
+                        ", " + name + "): give the scores' meta (FILE.meta.json) that names the template");
+      if (!found) found = std::move(c);
+    }
+    if (!found) throw DataError(why + ", and no preset renders it so: give the scores' meta (FILE.meta.json)");
+    if (!told_guess) {
+      told_guess = true;
+      events.warn(opt.scores.front() + " has no meta naming its template: the step ranges fit the response as " +
+                  fitting.front() + " renders it; read so");
+    }
+    return *found;
+  };
   OutputFile out(opt.out);
   for (size_t i = 0; i < m.lines.size(); ++i) {
     const CorpusLine& cl = m.lines[i];
@@ -112,12 +154,12 @@ WeightsJobResult run_weights_job(const WeightsJobOptions& opt, JobEvents& events
     }
     try {
       const Record rec = parse_record(cl.raw, cl.line, scoring.corpus);
-      const std::string scored = scored_response(scoring, cl);
+      const Rendered scored = scored_rendering(rec, *e);
       Rendered r = render(setup.tmpl, rec.messages);
-      const std::string response = r.text.substr(r.response_begin, r.response_end - r.response_begin);
-      int64_t shift = 0;
-      if (!align(scored, response, shift))
-        throw DataError("the student's template renders the response text differently from scoring");
+      // Student bytes to scored bytes, through the reasoning and answer texts themselves.
+      const std::vector<int64_t> to_scored = response_byte_map(scored, r);
+      if (std::all_of(to_scored.begin(), to_scored.end(), [](int64_t x) { return x < 0; }))
+        throw DataError("no text of the scored response is in the student's rendering of it");
       // The end of the turn is trained too (the plain template has none: its separator is not one).
       if (setup.tmpl.name != "plain") r.text += setup.tmpl.assistant.suffix;
       const Encoding enc = setup.tokenizer->encode(r.text, setup.tmpl.add_special_tokens);
@@ -129,14 +171,20 @@ WeightsJobResult run_weights_job(const WeightsJobOptions& opt, JobEvents& events
       std::vector<int64_t> labels(enc.ids.size(), -100);
       std::vector<double> weights(enc.ids.size(), 0.0);
       std::vector<size_t> resp;
-      std::vector<std::pair<size_t, size_t>> spans;  // in the scored response's bytes
-      const auto rb = static_cast<int64_t>(r.response_begin), re = static_cast<int64_t>(r.response_end);
+      std::vector<std::vector<std::pair<size_t, size_t>>> spans;  // in the scored response's bytes
+      const size_t rb = r.response_begin, re = r.response_end;
       for (size_t k = 0; k < enc.ids.size(); ++k) {
-        const auto b = static_cast<int64_t>(enc.offsets[k].first), en = static_cast<int64_t>(enc.offsets[k].second);
+        const auto [b, en] = enc.offsets[k];
         if (en > rb && b < re && k > 0) {
           resp.push_back(k);
-          const int64_t lo = std::max(b, rb) - rb - shift, hi = std::min(en, re) - rb - shift;
-          spans.emplace_back(static_cast<size_t>(std::max<int64_t>(lo, 0)), static_cast<size_t>(std::max<int64_t>(hi, 0)));
+          std::vector<std::pair<size_t, size_t>> ranges;
+          for (size_t y = std::max(b, rb); y < std::min(en, re); ++y) {
+            const int64_t x = to_scored[y - rb];
+            if (x < 0) continue;
+            if (!ranges.empty() && ranges.back().second == static_cast<size_t>(x)) ++ranges.back().second;
+            else ranges.emplace_back(static_cast<size_t>(x), static_cast<size_t>(x) + 1);
+          }
+          spans.push_back(std::move(ranges));
         } else if (b >= re && !resp.empty()) {
           labels[k] = enc.ids[k];
           weights[k] = 1.0;

@@ -120,9 +120,9 @@ TEST(TemplateTest, DetectsPresetsAndReadsFiles) {
   EXPECT_EQ(detect_template(tok_dir("mistral")), "plain");  // its chat_template is empty
   EXPECT_EQ(detect_template(model_dir("stories260K")), "plain");
   if (fs::exists(tok_dir("qwen3"))) {
-    EXPECT_EQ(detect_template(tok_dir("qwen3")), "chatml");
+    EXPECT_EQ(detect_template(tok_dir("qwen3")), "qwen3");
     EXPECT_EQ(detect_template(tok_dir("qwen2_5")), "qwen2.5");
-    EXPECT_EQ(detect_template(tok_dir("llama3_2")), "llama3");
+    EXPECT_EQ(detect_template(tok_dir("llama3_2")), "llama3.1");
   }
   const fs::path file = fs::path(AIR_TEST_DATA_DIR) / ".." / ".." / "configs" / "templates" / "alpaca.json";
   const ChatTemplate t = load_chat_template(file.string());
@@ -171,7 +171,8 @@ TEST(SampleTest, PresetResponseStartIsTokenExact) {
   std::string absent;
   for (const auto& [preset, name] : std::vector<std::pair<std::string, std::string>>{
            {"gemma", "gemma3"}, {"phi3", "mistral"}, {"phi4", "cl100k"}, {"olmo2", "cl100k"},
-           {"deepseek", "deepseek_v3"}, {"llama3", "llama3_2"}, {"chatml", "qwen3"}}) {
+           {"deepseek", "deepseek_v3"}, {"llama3", "llama3_2"}, {"llama3.1", "llama3_2"}, {"chatml", "qwen3"},
+           {"qwen3", "qwen3"}}) {
     if (!fs::exists(tok_dir(name))) {
       absent += " " + name;
       continue;

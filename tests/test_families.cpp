@@ -33,7 +33,7 @@ std::vector<Family> families() {
           {"olmo2", "cl100k", "OLMo-2-1124-13B-Instruct", "olmo2"},
           {"mixtral", "mistral", "", "mistral", true},
           {"qwen2-moe", "qwen2_5", "", "qwen2.5"},
-          {"qwen3-moe", "qwen3", "", "chatml"}};
+          {"qwen3-moe", "qwen3", "", "qwen3"}};
 }
 
 // The fixture with its embeddings (and output head) widened to `vocab` rows, row i a copy of

@@ -256,13 +256,17 @@ TEST_F(LayoutFileTest, TemplateFilesNeedUserAndAssistantAndRoundTripThroughJson)
 TEST(TemplateWarningsTest, AnotherFamilysMarkersAreFound) {
   ASSERT_TRUE(fs::exists(tok_dir("qwen3"))) << "qwen3 absent (the build unpacks it: scripts/unpack-tokenizers.sh)";
   const auto qwen = load_tokenizer(tok_dir("qwen3"));
-  EXPECT_TRUE(template_warnings(load_chat_template("chatml"), *qwen, tok_dir("qwen3")).empty());
+  EXPECT_TRUE(template_warnings(load_chat_template("qwen3"), *qwen, tok_dir("qwen3")).empty());
   const auto w = template_warnings(load_chat_template("llama3"), *qwen, tok_dir("qwen3"));
   ASSERT_EQ(w.size(), 2u);
   EXPECT_NE(w[0].find("<|start_header_id|>"), std::string::npos) << w[0];
-  EXPECT_NE(w[1].find("is chatml"), std::string::npos) << w[1];
+  EXPECT_NE(w[1].find("is qwen3"), std::string::npos) << w[1];
+  // ChatML without Qwen3's <think> block is another rendering than the model's own.
+  const auto plain_chatml = template_warnings(load_chat_template("chatml"), *qwen, tok_dir("qwen3"));
+  ASSERT_EQ(plain_chatml.size(), 1u);
+  EXPECT_NE(plain_chatml[0].find("is qwen3"), std::string::npos) << plain_chatml[0];
   const auto llama = load_tokenizer(tok_dir("llama3_2"));
-  EXPECT_TRUE(template_warnings(load_chat_template("llama3"), *llama, tok_dir("llama3_2")).empty());
+  EXPECT_TRUE(template_warnings(load_chat_template("llama3.1"), *llama, tok_dir("llama3_2")).empty());
   EXPECT_FALSE(template_warnings(load_chat_template("chatml"), *llama, tok_dir("llama3_2")).empty());
   const auto mistral = load_tokenizer(tok_dir("mistral"));
   EXPECT_TRUE(template_warnings(load_chat_template("mistral"), *mistral, tok_dir("mistral")).empty());
@@ -433,6 +437,123 @@ TEST_F(PresetFileTest, TemplatesThatNoPresetRendersAlikePickNone) {
   EXPECT_FALSE(unrecognised);
 }
 
+// The models' own chat templates rendered by jinja2 (tests/render_jinja.py, as transformers'
+// apply_chat_template renders them, the template's own default date) against the preset that
+// detect_template picks for each: the whole conversation (what the template writes after the
+// response is the end of turn), and the generation prompt (the prompt ends where the response
+// starts, R1's "<think>\n" inside the response). Conversations with system prompts, several
+// turns, reasoning, surrounding spaces and newlines, and non-ASCII text.
+class JinjaPresetTest : public TempDirTest {
+ protected:
+  // What render_jinja.py prints for `cases` rendered with the template in `config`.
+  json jinja(const fs::path& config, const json& cases) {
+    write_text(tmp_ / "cases.json", cases.dump());
+    const std::string cmd = "python3 '" + (fs::path(AIR_TEST_DATA_DIR) / ".." / "render_jinja.py").string() + "' '" +
+                            config.string() + "' '" + (tmp_ / "cases.json").string() + "' > '" +
+                            (tmp_ / "out.json").string() + "' 2> '" + (tmp_ / "err.txt").string() + "'";
+    const int status = std::system(cmd.c_str());
+    EXPECT_EQ(status, 0) << read_text(tmp_ / "err.txt") << " (python3 with jinja2: Debian python3-jinja2)";
+    return status == 0 ? read_json(tmp_ / "out.json") : json::array();
+  }
+};
+
+json messages_json(const std::vector<Message>& conv) {
+  json out = json::array();
+  for (const Message& m : conv) {
+    json j = {{"role", m.role}, {"content", m.content}};
+    if (!m.reasoning.empty()) j["reasoning_content"] = m.reasoning;
+    out.push_back(j);
+  }
+  return out;
+}
+
+TEST_F(JinjaPresetTest, PresetsRenderWhatTheModelsOwnTemplatesRender) {
+  const fs::path tokenizers = fs::path(AIR_TEST_DATA_DIR) / "tokenizers";
+  const std::vector<std::pair<fs::path, std::string>> models = {
+      {tokenizers / "llama3_2", "llama3.1"},
+      {tokenizers / "qwen3", "qwen3"},
+      {tokenizers / "qwen2_5", "qwen2.5"},
+      {tokenizers / "gemma3", "gemma"},
+      {tokenizers / "deepseek_v3", "deepseek"},
+      {templates_dir() / "gemma-2-2b-it", "gemma"},
+      {templates_dir() / "Phi-3-mini-4k-instruct", "phi3"},
+      {templates_dir() / "Phi-3.5-mini-instruct", "phi3"},
+      {templates_dir() / "phi-4", "phi4"},
+      {templates_dir() / "OLMo-2-1124-13B-Instruct", "olmo2"},
+      {templates_dir() / "DeepSeek-R1", "deepseek"},
+      {templates_dir() / "DeepSeek-R1-Distill-Qwen-32B", "deepseek"},
+  };
+  const std::vector<std::vector<Message>> convs = {
+      {{"system", "Be brief."}, {"user", "What is 2 + 2?"}, {"assistant", "It is 4."}},
+      {{"user", "What is 2 + 2?"}, {"assistant", "It is 4."}},
+      {{"system", "S"}, {"user", "Q1"}, {"assistant", "A1"}, {"user", "Q2"}, {"assistant", "A2"}},
+      {{"user", "Q1"}, {"assistant", "A1"}, {"user", "Q2"}, {"assistant", "A2"}},
+      {{"system", "  Sois bref.  "},
+       {"user", "  Wie viel ist 2 + 2? \xE6\x95\xB0\xE5\xAD\xA6 \xF0\x9F\x99\x82 \n"},
+       {"assistant", "\n  Es ist 4. \xE2\x9C\x93 \n"}},
+      {{"user", "What is 2 + 2?"}, {"assistant", "The answer is 4.", "Two and two.\n\nThat is four."}},
+      {{"system", "S"},
+       {"user", "Q1"},
+       {"assistant", "A1", "old reasoning"},
+       {"user", " Q2 \xC3\xA9 "},
+       {"assistant", "\nA2 ", "\nStep one.\n\nStep two.\n"}},
+  };
+  for (const auto& [dir, preset] : models) {
+    SCOPED_TRACE(dir.filename().string());
+    bool unrecognised = true;
+    ASSERT_EQ(detect_template(dir, &unrecognised), preset);
+    EXPECT_FALSE(unrecognised);
+    const ChatTemplate t = load_chat_template(preset);
+    const json config = read_json(dir / "tokenizer_config.json");
+    const bool reads_reasoning = config["chat_template"].get<std::string>().find("reasoning_content") != std::string::npos;
+    std::string eos = config.value("eos_token", json()).is_object() ? config["eos_token"]["content"].get<std::string>()
+                      : config.value("eos_token", json()).is_string() ? config["eos_token"].get<std::string>()
+                                                                      : std::string();
+    json cases = json::array();
+    for (const auto& conv : convs) {
+      const std::vector<Message> prompt(conv.begin(), conv.end() - 1);
+      cases.push_back({{"messages", messages_json(conv)}, {"add_generation_prompt", false}});
+      // Without reasoning, the prompt is the non-thinking one (Qwen3 closes an empty <think> block).
+      cases.push_back({{"messages", messages_json(prompt)},
+                       {"add_generation_prompt", true},
+                       {"enable_thinking", !conv.back().reasoning.empty()}});
+    }
+    const json out = jinja(dir / "tokenizer_config.json", cases);
+    ASSERT_EQ(out.size(), cases.size());
+    int whole = 0, prompts = 0;
+    for (size_t i = 0; i < convs.size(); ++i) {
+      SCOPED_TRACE("conversation " + std::to_string(i));
+      const json& full = out[2 * i];
+      const json& gen = out[2 * i + 1];
+      if (full.contains("error")) continue;  // the template refuses it (Gemma 2: a system message)
+      const Rendered r = render(t, convs[i]);
+      // The whole conversation, where the template writes the response's reasoning (or there is none).
+      if (reads_reasoning || convs[i].back().reasoning.empty()) {
+        const std::string hf = full["text"];
+        ASSERT_EQ(hf.compare(0, r.text.size(), r.text), 0) << "preset:\n" << r.text << "\ntemplate:\n" << hf;
+        const std::string closing = hf.substr(r.text.size());
+        std::string suffix = t.assistant.suffix, bare = suffix;
+        while (!bare.empty() && bare.back() == '\n') bare.pop_back();
+        EXPECT_TRUE(closing == suffix || closing == bare || closing == suffix + eos)
+            << "after the response the template writes '" << closing << "'";
+        ++whole;
+      }
+      // The prompt: what the template writes to ask for this response. It may open the
+      // reasoning (R1's "<think>\n"): with reasoning, the response does too.
+      const std::string g = gen["text"];
+      ASSERT_GE(g.size(), r.response_begin) << r.text;
+      EXPECT_EQ(r.text.substr(0, r.response_begin), g.substr(0, r.response_begin)) << "generation prompt:\n" << g;
+      const std::string opened = g.substr(r.response_begin);
+      EXPECT_TRUE(opened.empty() || opened == t.reasoning.prefix) << opened;
+      if (!convs[i].back().reasoning.empty())
+        EXPECT_EQ(r.text.compare(0, g.size(), g), 0) << "preset:\n" << r.text << "\ngeneration prompt:\n" << g;
+      ++prompts;
+    }
+    EXPECT_GE(whole, 2);    // Gemma 2 refuses system messages: 3 of the 7 conversations
+    EXPECT_GE(prompts, 3);
+  }
+}
+
 // The presets' markers against the real tokenizers (unpacked by the build from
 // tests/data/tokenizers): one token each for the model's own family; several, and a warning, for another's;
 // none for text markers that the model's own template writes (OLMo 2's <|user|>).
@@ -445,7 +566,7 @@ TEST(PresetTest, MarkersAreCheckedAgainstTheTokenizer) {
     ASSERT_EQ(w.size(), 2u);
     EXPECT_NE(w[0].find(kDsUser), std::string::npos) << w[0];
     EXPECT_NE(w[0].find(kDsBos), std::string::npos) << w[0];
-    EXPECT_NE(w[1].find("is chatml"), std::string::npos) << w[1];
+    EXPECT_NE(w[1].find("is qwen3"), std::string::npos) << w[1];
   } else {
     absent += " qwen3";
   }

@@ -4,12 +4,15 @@
 #include "air/error.h"
 #include "air/line_reader.h"
 #include "air/output.h"
+#include "air/tokenizer.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 
 namespace air::test {
@@ -145,6 +148,104 @@ TEST_F(TrustTest, ConfigPathsAreRelativeToTheConfigFile) {
   EXPECT_NE(run_air({"--config", (cfg / "bad.toml").string(), "render"}, &err), 0);
   EXPECT_NE(err.find((cfg / "in/none.jsonl").string()), std::string::npos) << err;
   EXPECT_NE(err.find("settings were read from --config " + (cfg / "bad.toml").string()), std::string::npos) << err;
+}
+
+// `air weights` maps the step weights onto the reasoning and the answer themselves: a student
+// template that wraps the reasoning otherwise gets each text's weights, and scores without their
+// meta are read in the template their step ranges fit, or the record is left out saying why.
+TEST_F(TrustTest, StepWeightsFollowTheReasoningAndTheAnswer) {
+  const std::vector<std::array<std::string, 3>> recs = {
+      {"Tom has 3 apples and buys 2 more. How many?", "Tom starts with 3.\n\nHe buys 2 more.\n\n3 + 2 = 5.",
+       "He has 5 apples."},
+      {"A box holds 4 rows of 6 eggs. How many eggs?", "Each row has 6.\n\nThere are 4 rows.\n\n4 x 6 = 24.",
+       "There are 24 eggs."},
+      {"Lily reads 10 pages a day for 3 days. Pages?", "A day is 10 pages.\n\nThree days.\n\n10 x 3 = 30.",
+       "She reads 30 pages."}};
+  std::string corpus;
+  for (size_t i = 0; i < recs.size(); ++i)
+    corpus += nlohmann::json{{"id", "r" + std::to_string(i)},
+                             {"messages", {{{"role", "user"}, {"content", recs[i][0]}},
+                                           {{"role", "assistant"}, {"content", recs[i][2]}, {"reasoning_content", recs[i][1]}}}}}
+                  .dump() +
+              "\n";
+  write_text(tmp_ / "c.jsonl", corpus);
+  const std::string c = (tmp_ / "c.jsonl").string(), s = (tmp_ / "s.jsonl").string();
+  std::string err;
+  ASSERT_EQ(run_air({"score", "--model", model(), "--data", c, "--template", "chatml", "--out", s, "--threads", "1",
+                     "--num-heads", "2"},
+                    &err),
+            0)
+      << err;
+  const auto scores = lines_of(s);
+  ASSERT_EQ(scores.size(), recs.size());
+  // With the meta: the student's plain template writes reasoning, "\n\n", answer.
+  const std::vector<std::string> weights{"weights", "--data", c, "--scores", s, "--tokenizer", model(), "--template",
+                                         "plain"};
+  auto with_out = [&](const std::string& out) {
+    std::vector<std::string> a = weights;
+    a.insert(a.end(), {"--out", out});
+    return a;
+  };
+  ASSERT_EQ(run_air(with_out((tmp_ / "w.jsonl").string()), &err), 0) << err;
+  const auto student = lines_of(tmp_ / "w.jsonl");
+  ASSERT_EQ(student.size(), recs.size()) << err;
+  const auto tok = load_tokenizer(model());
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const auto& [q, reasoning, answer] = recs[i];
+    const nlohmann::json sc = nlohmann::json::parse(scores[i]), st = nlohmann::json::parse(student[i]);
+    // Scored as chatml: "<think>\n" reasoning "\n</think>\n\n" answer; the student's plain:
+    // prompt "\n\n" reasoning "\n\n" answer.
+    const size_t rb = q.size() + 2, reasoning_at = 8, answer_at = 8 + reasoning.size() + 11;
+    std::vector<double> byte_weight(answer_at + answer.size(), -1);
+    for (const auto& step : sc["steps"])
+      for (size_t b = step["begin"]; b < step["end"].get<size_t>(); ++b) byte_weight[b] = step["weight"];
+    auto scored_byte = [&](size_t y) -> int64_t {  // y: a byte of the student's response
+      if (y < reasoning.size()) return static_cast<int64_t>(reasoning_at + y);
+      if (y >= reasoning.size() + 2) return static_cast<int64_t>(answer_at + y - reasoning.size() - 2);
+      return -1;
+    };
+    const std::string text = q + "\n\n" + reasoning + "\n\n" + answer;
+    const Encoding enc = tok->encode(text, true);
+    ASSERT_EQ(st["input_ids"].get<std::vector<int64_t>>(), enc.ids) << i;
+    std::vector<double> raw;
+    std::vector<size_t> resp;
+    for (size_t k = 1; k < enc.ids.size(); ++k) {
+      const auto [b, e] = enc.offsets[k];
+      if (e <= rb) continue;
+      double sum = 0, n = 0;
+      for (size_t y = std::max(b, rb); y < e; ++y) {
+        const int64_t x = scored_byte(y - rb);
+        if (x >= 0 && byte_weight[x] >= 0) sum += byte_weight[x], ++n;
+      }
+      raw.push_back(n > 0 ? sum / n : 1.0);
+      resp.push_back(k);
+    }
+    const double scale = static_cast<double>(raw.size()) / std::accumulate(raw.begin(), raw.end(), 0.0);
+    const auto w = st["loss_weights"].get<std::vector<double>>();
+    for (size_t j = 0; j < resp.size(); ++j) EXPECT_NEAR(w[resp[j]], raw[j] * scale, 2e-5) << i << " token " << resp[j];
+    EXPECT_EQ(w[0], 0.0);
+  }
+  // Without the meta: the steps fit the reasoning-marker presets' rendering, which is read.
+  fs::rename(s + ".meta.json", tmp_ / "meta.json");
+  ASSERT_EQ(run_air(with_out((tmp_ / "w2.jsonl").string()), &err), 0) << err;
+  EXPECT_EQ(read_text(tmp_ / "w2.jsonl"), read_text(tmp_ / "w.jsonl"));
+  EXPECT_NE(err.find("has no meta naming its template"), std::string::npos) << err;
+  // Scored with a template whose layout no preset has: left out, saying why.
+  fs::rename(tmp_ / "meta.json", s + ".meta.json");
+  write_text(tmp_ / "t.json", R"({"user": {"prefix": "Q: ", "suffix": "\n"}, "assistant": {"prefix": "A: ", "suffix": "\n"},
+    "reasoning": {"prefix": "[thinking] ", "suffix": " [/thinking]\n"}})");
+  const std::string s2 = (tmp_ / "s2.jsonl").string();
+  ASSERT_EQ(run_air({"score", "--model", model(), "--data", c, "--template", (tmp_ / "t.json").string(), "--out", s2,
+                     "--threads", "1", "--num-heads", "2"},
+                    &err),
+            0)
+      << err;
+  fs::remove(s2 + ".meta.json");
+  std::vector<std::string> a{"weights", "--data", c, "--scores", s2, "--tokenizer", model(), "--template", "plain",
+                             "--out", (tmp_ / "w3.jsonl").string()};
+  EXPECT_NE(run_air(a, &err), 0);
+  EXPECT_NE(err.find("no preset renders it so: give the scores' meta"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(tmp_ / "w3.jsonl"));
 }
 
 // File names that are not UTF-8 are written into JSON outputs with the odd bytes escaped, and

@@ -27,10 +27,16 @@ struct ChatTemplate {
   bool system_in_user = false; // fold the system message into the first user message
   bool add_special_tokens = true;  // also add the tokenizer post-processor's tokens (BOS)
   bool trim = false;               // each message's content without leading and trailing whitespace (Jinja's | trim)
+  bool system_always = false;      // a system turn even when the record has no system message (default_system, maybe empty)
+  bool reasoning_always = false;   // the response's reasoning markers even without reasoning (then they end
+                                   // the prompt, as Qwen3's non-thinking generation prompt); the reasoning
+                                   // without surrounding '\n', the content after it without leading '\n' (Qwen3)
 };
 
-// Built-in presets: "chatml" (Qwen2/Qwen3), "qwen2.5" (ChatML with Qwen2.5's default system
-// message), "llama3", "mistral", "gemma" (Gemma 2 and 3), "phi3" (Phi-3, Phi-3.5), "phi4",
+// Built-in presets: "chatml" (Qwen2, QwQ), "qwen2.5" (ChatML with Qwen2.5's default system
+// message), "qwen3" (ChatML, the response's <think> block always written), "llama3" (Llama 3),
+// "llama3.1" (Llama 3.1, 3.2, 3.3: a system turn with the knowledge and default dates always),
+// "mistral", "gemma" (Gemma 2 and 3), "phi3" (Phi-3, Phi-3.5), "phi4",
 // "olmo2", "deepseek" (DeepSeek-V3, DeepSeek-R1 and its distills), "plain" (prompt, separator,
 // response).
 std::vector<std::string> builtin_templates();
@@ -62,6 +68,15 @@ struct Rendered {
   std::string text;
   size_t response_begin = 0;
   size_t response_end = 0;
+  // Where the response's own texts lie in `text`: its reasoning, its content, each tool call
+  // (kToolCall + i), each from byte `source` of the message's field (a trimmed content starts
+  // past its whitespace). What lies between them is the template's.
+  enum Field { kReasoning = 0, kContent = 1, kToolCall = 2 };
+  struct Piece {
+    int field;
+    size_t begin, size, source;
+  };
+  std::vector<Piece> pieces;
 };
 
 // Renders the conversation; the last message (the assistant's) is the response and nothing

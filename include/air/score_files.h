@@ -36,6 +36,7 @@ struct ScoreEntry {
   double loss_base = 0, loss_ref = 0, entropy = 0;
   int64_t tokens = 0;         // response tokens
   int64_t prompt_tokens = 0;
+  bool truncated = false;     // scored cut at the length limit (its steps cover the part scored)
   std::vector<ScoredStep> steps;
   std::string steps_problem;  // why the steps cannot weight a trainer's loss ("" when they can)
 };
@@ -91,6 +92,7 @@ struct RecordFields {
 struct ScoringSettings {
   CorpusOptions corpus;
   ChatTemplate tmpl;
+  bool template_known = false;  // tmpl is the one scoring used (from the meta), not a default
 };
 ScoringSettings scoring_settings(const std::vector<std::pair<std::string, nlohmann::json>>& metas,
                                  const RecordFields& given, JobEvents& events);

@@ -40,6 +40,16 @@ struct WeightsJobResult {
 // holding no byte of any step weighs 1 before scaling.
 std::vector<double> token_weights(const std::vector<std::pair<size_t, size_t>>& spans,
                                   const std::vector<ScoredStep>& steps);
+// The same where a token's bytes lie in several ranges of the scored response (a student
+// template that writes other markers between the reasoning and the answer).
+std::vector<double> token_weights(const std::vector<std::vector<std::pair<size_t, size_t>>>& spans,
+                                  const std::vector<ScoredStep>& steps);
+
+// Where each byte of the student's response (student.response_begin ...) lies in the scored
+// response (bytes from scored.response_begin), through the texts both rendered: reasoning to
+// reasoning, content to content, each tool call to itself; -1 for the template's own bytes and
+// text that the other rendering left out (trimmed whitespace).
+std::vector<int64_t> response_byte_map(const Rendered& scored, const Rendered& student);
 
 WeightsJobResult run_weights_job(const WeightsJobOptions& opt, JobEvents& events);
 
