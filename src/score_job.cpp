@@ -314,18 +314,33 @@ class WindowWriter {
         return;
       }
       std::vector<const Sample*> samples;
-      for (size_t b : batch) samples.push_back(&std::get<Sample>(entries_[rows[b]].item));
-      const std::vector<ScoreResult> results = scorer_.score(samples, [&](int64_t, int64_t tokens) {
-        tokens_done += tokens;
-        run_tokens_ += tokens;
-      });
+      int64_t batch_tokens = 0;
+      for (size_t b : batch) {
+        samples.push_back(&std::get<Sample>(entries_[rows[b]].item));
+        batch_tokens += lengths[b];
+      }
+      // Inside a long batch: progress by layers, and a stop request ends it (its records are
+      // scored again at resume), so that a stop comes within a layer's time.
+      auto on_layer = [&](int64_t done, int64_t total) {
+        if (stop_requested()) throw ScoringStopped();
+        if (since(last_report_) >= opt_.layer_progress_every) report(tokens_done + batch_tokens * done / std::max<int64_t>(total, 1));
+      };
+      std::vector<ScoreResult> results;
+      try {
+        results = scorer_.score(
+            samples,
+            [&](int64_t, int64_t tokens) {
+              tokens_done += tokens;
+              run_tokens_ += tokens;
+            },
+            on_layer);
+      } catch (const ScoringStopped&) {
+        write_done();
+        return;
+      }
       for (size_t k = 0; k < batch.size(); ++k) results_[rows[batch[k]]] = results[k];
       report(tokens_done);
       if (stop_requested() || since(last_write_) >= opt_.flush_every) write_done();
-    }
-    if (stop_requested()) {
-      write_done();
-      return;
     }
     const double scoring_seconds = since(t_window);
     write_done();
@@ -392,11 +407,11 @@ class WindowWriter {
   // as they cost, not as one record each).
   void report(int64_t window_tokens_done) {
     ScoreProgress& p = progress_;
-    int64_t pending = 0, window_tokens = 0;
+    last_report_ = Clock::now();
+    int64_t pending = 0;
+    const int64_t window_tokens = tokens_;
     for (size_t i = next_write_; i < entries_.size(); ++i)
       pending += !entries_[i].written && (!std::holds_alternative<Sample>(entries_[i].item) || (i < results_.size() && results_[i]));
-    for (const Entry& e : entries_)
-      if (const auto* s = std::get_if<Sample>(&e.item)) window_tokens += static_cast<int64_t>(s->ids.size());
     p.records = base_records_ + written_ + pending;
     p.scored = counts_.scored;
     p.errors = counts_.errors;
@@ -431,6 +446,7 @@ class WindowWriter {
   double window_start_ = 0;     // of the input read when the window began
   const Clock::time_point start_ = Clock::now();
   Clock::time_point last_write_ = Clock::now();
+  Clock::time_point last_report_ = Clock::now();
 };
 
 // OUT.meta.json: the run description, its counts and times.

@@ -50,12 +50,15 @@ int64_t scoring_memory(const ModelConfig& c, const std::vector<int64_t>& lengths
 }
 
 void Scorer::score_rows(const std::vector<const Sample*>& samples, const std::vector<size_t>& rows,
-                        std::vector<ScoreResult>& out) const {
+                        std::vector<ScoreResult>& out, const std::function<void(int64_t, int64_t)>& on_layer) const {
   nn::ForwardOptions plain, masked;
   masked.uniform_heads = &heads_;
   plain.explicit_attention = masked.explicit_attention = opt_.explicit_attention;
   const int64_t L = model_->config.num_hidden_layers;
   const int64_t fork = opt_.share_prefix ? heads_.first_layer() : 0;
+  int64_t layers_done = 0;
+  const std::function<void()> after_layer = [&] { on_layer(++layers_done, fork + 2 * (L - fork)); };
+  if (on_layer) plain.after_layer = masked.after_layer = &after_layer;
   std::vector<int64_t> lens, starts;
   int64_t T = 1;
   for (size_t r : rows) T = std::max(T, static_cast<int64_t>(samples[r]->ids.size()));
@@ -106,7 +109,8 @@ void Scorer::score_rows(const std::vector<const Sample*>& samples, const std::ve
 }
 
 std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples,
-                                      const std::function<void(int64_t, int64_t)>& on_batch) const {
+                                      const std::function<void(int64_t, int64_t)>& on_batch,
+                                      const std::function<void(int64_t, int64_t)>& on_layer) const {
   c10::InferenceMode guard;
   std::vector<ScoreResult> out(samples.size());
   std::vector<int64_t> lengths;
@@ -127,7 +131,9 @@ std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples
   for (const auto& rows : plan_batches(lengths, opt_.batch_tokens)) {
     try {
       if (const std::string why = over_limit(rows); !why.empty()) throw std::length_error(why);
-      score_rows(samples, rows, out);
+      score_rows(samples, rows, out, on_layer);
+    } catch (const ScoringStopped&) {
+      throw;
     } catch (const std::exception&) {
       // One record must not end the run: a failed batch is scored again a record at a time,
       // and a record that fails alone gets an error of its own.
@@ -135,7 +141,9 @@ std::vector<ScoreResult> Scorer::score(const std::vector<const Sample*>& samples
         try {
           if (rows.size() == 1) throw;
           if (const std::string why = over_limit({r}); !why.empty()) throw std::length_error(why);
-          score_rows(samples, {r}, out);
+          score_rows(samples, {r}, out, on_layer);
+        } catch (const ScoringStopped&) {
+          throw;
         } catch (const std::exception& e) {
           out[r] = ScoreResult{};
           out[r].error = std::string("scoring failed: ") + first_line(e.what());

@@ -245,6 +245,36 @@ TEST_F(JobTest, TimingDoesNotChangeTheBytes) {
   EXPECT_TRUE(inside_a_window);
 }
 
+// A stop request inside a long batch ends it after the layer in flight, not after the batch; the
+// progress inside it counts layers; the resumed run writes the same bytes.
+TEST_F(JobTest, AStopInsideALongBatchComesAfterALayer) {
+  const fs::path c = corpus(16);
+  ScoreJobOptions o = score_options(c, tmp_ / "whole.jsonl");
+  Recorder quiet;
+  probe_into(o, quiet);
+  o.window = 16;
+  o.batch_tokens = 1 << 20;  // the window is one batch
+  run_score_job(o, quiet);
+  const auto whole = lines(tmp_ / "whole.jsonl");
+
+  o.out = (tmp_ / "cut.jsonl").string();
+  o.layer_progress_every = 0;  // a report after every layer
+  StopAfterReports ev;
+  ev.after = 2;
+  o.stop = &ev.stop;
+  EXPECT_THROW(run_score_job(o, ev), Interrupted);
+  // Reports inside the batch: tokens done grow before any record is written.
+  ASSERT_GE(ev.progress_seen.size(), 2u);
+  EXPECT_EQ(ev.progress_seen[1].records, 0);
+  EXPECT_GT(ev.progress_seen[1].eta_seconds, 0);
+  EXPECT_LE(ev.progress_seen.size(), 3u);  // the stop came at the next layer
+  EXPECT_EQ(fs::exists(o.out + ".partial") ? lines(o.out + ".partial").size() : 0u, 0u);
+  o.stop = nullptr;
+  o.resume = true;
+  run_score_job(o, quiet);
+  EXPECT_EQ(lines(o.out), whole);
+}
+
 // A model split over several devices (layer ranges, as device_map="auto") scores exactly as on
 // one: two CPU placements here (cuda:0,cuda:0 in scripts/gpu-check.sh on a GPU machine).
 TEST_F(JobTest, LayersSplitOverDevicesScoreAsOnOne) {

@@ -38,13 +38,15 @@ struct ScoreJobOptions {
   // scores depend on the data alone, never on time); a resumed run scores its last window again.
   int64_t window = 256;
   double flush_every = 30;  // seconds: the records of a window scored so far reach OUT at least this often
+  double layer_progress_every = 1;  // seconds between progress reports inside one batch (counted by layers)
   // Continue OUT.partial left by a run cut short (or re-check a complete OUT): the records it
   // holds are checked against the corpus and not scored again.
   bool resume = false;
   Shard shard;
   RuntimeOptions runtime;
   // Set to a signal number (nonzero) from anywhere, e.g. a signal handler: the job reads no more
-  // records, scores and writes the ones it holds, keeps OUT.partial (and its meta) for --resume,
+  // records, ends the batch in flight after the layer it is in (its records are scored again at
+  // resume), writes the records scored before it, keeps OUT.partial (and its meta) for --resume,
   // and throws Interrupted with exit code 128 + that number. Null: never stops early.
   const std::atomic<int>* stop = nullptr;
   // The front-end's configuration (e.g. the TOML of the flags given, on the command line or in a

@@ -9,6 +9,7 @@
 #include "air/nn/model.h"
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,12 @@ struct ScoreOptions {
 // running mean's prefix sums and the loss head's logit blocks.
 int64_t scoring_memory(const ModelConfig& c, const std::vector<int64_t>& lengths);
 
+// Thrown by a score() caller's on_layer to abandon the batch in flight (a stop request): it is
+// not a record's failure, and passes through score() to the caller.
+struct ScoringStopped : std::runtime_error {
+  ScoringStopped() : std::runtime_error("scoring stopped inside a batch") {}
+};
+
 struct ScoreResult {
   std::string error;                // non-empty: the sample could not be scored (why)
   SampleInfluence influence;
@@ -46,15 +53,18 @@ class Scorer {
   // cannot be scored (non-finite losses, a failure inside the model) gets an error of its own;
   // the others are scored as usual.
   // `on_batch`, when given, is told after each batch: the samples and tokens it held.
+  // `on_layer`, when given, is told after each layer of a batch's passes: the layers run and the
+  // batch's total (its progress); it may throw ScoringStopped to abandon the batch.
   std::vector<ScoreResult> score(const std::vector<const Sample*>& samples,
-                                 const std::function<void(int64_t samples, int64_t tokens)>& on_batch = nullptr) const;
+                                 const std::function<void(int64_t samples, int64_t tokens)>& on_batch = nullptr,
+                                 const std::function<void(int64_t done, int64_t total)>& on_layer = nullptr) const;
 
   const HeadSet& heads() const { return heads_; }
 
  private:
   // Scores samples[rows] as one batch into out[rows]; throws what the model throws.
   void score_rows(const std::vector<const Sample*>& samples, const std::vector<size_t>& rows,
-                  std::vector<ScoreResult>& out) const;
+                  std::vector<ScoreResult>& out, const std::function<void(int64_t, int64_t)>& on_layer) const;
 
   nn::CausalLM model_;
   at::ScalarType model_dtype_ = at::kFloat;

@@ -734,6 +734,7 @@ at::Tensor CausalLMImpl::run_layers(at::Tensor h, int64_t begin, int64_t end, co
       }
     }
     h = model->layers->items[i]->forward(h, *cur, opt);
+    if (opt.after_layer && *opt.after_layer) (*opt.after_layer)();
   }
   return h;
 }

@@ -40,6 +40,9 @@ struct ForwardOptions {
   // Attention on the explicit, blocked path even where libtorch's fused kernel applies (the
   // tests compare the two; the fused path needs libtorch 2.1 or later).
   bool explicit_attention = false;
+  // Called after each layer (nullptr = none): a long batch's progress, and where a stop request
+  // may end it (by throwing).
+  const std::function<void()>* after_layer = nullptr;
 };
 
 // Whether this build has the fused attention path (libtorch 2.1 or later).
