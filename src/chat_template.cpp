@@ -174,6 +174,14 @@ ChatTemplate builtin(const std::string& name, const std::string& separator) {
     t.add_special_tokens = false;
     return t;
   }
+  if (name == "deepseek-r1") {
+    // DeepSeek-R1 and its distills: DeepSeek-V3's format, and an earlier assistant turn keeps
+    // only what follows its last '</think>' (content.split('</think>')[-1]).
+    ChatTemplate t = builtin("deepseek", separator);
+    t.name = name;
+    t.cut_history_reasoning = true;
+    return t;
+  }
   if (name == "plain") {
     ChatTemplate t;
     t.name = name;
@@ -241,7 +249,7 @@ std::string special_token(const nlohmann::json& cfg, const char* key) {
 
 std::vector<std::string> builtin_templates() {
   return {"chatml", "qwen2.5", "qwen3", "llama3", "llama3.1", "mistral", "gemma", "phi3", "phi4", "olmo2", "deepseek",
-          "plain"};
+          "deepseek-r1", "plain"};
 }
 
 ChatTemplate load_chat_template(const std::string& name, const std::string& separator) {
@@ -284,6 +292,7 @@ nlohmann::ordered_json template_to_json(const ChatTemplate& t) {
   // Written only when set, so earlier runs' templates read the same.
   if (t.trim) j["trim"] = true;
   if (t.system_always) j["system_always"] = true;
+  if (t.cut_history_reasoning) j["cut_history_reasoning"] = true;
   if (t.reasoning_always) j["reasoning_always"] = true;
   return j;
 }
@@ -291,13 +300,13 @@ nlohmann::ordered_json template_to_json(const ChatTemplate& t) {
 ChatTemplate template_from_json(const nlohmann::json& j) {
   static const std::set<std::string> kKeys = {"name", "begin", "system", "user", "assistant", "tool", "reasoning",
                                               "tool_call", "default_system", "system_in_user", "add_special_tokens", "trim",
-                                              "system_always", "reasoning_always", "origin"};
+                                              "system_always", "reasoning_always", "cut_history_reasoning", "origin"};
   if (!j.is_object()) throw UsageError("a template is a JSON object, got " + std::string(j.type_name()));
   for (const auto& [key, value] : j.items())
     if (!kKeys.count(key))
       throw UsageError("unknown template entry \"" + key + "\" (known: name, begin, system, user, assistant, tool, "
                        "reasoning, tool_call, default_system, system_in_user, add_special_tokens, trim, system_always, "
-                       "reasoning_always)");
+                       "reasoning_always, cut_history_reasoning)");
   auto text = [&](const nlohmann::json& obj, const std::string& key, const std::string& at) {
     if (!obj.contains(key)) return std::string();
     if (!obj[key].is_string())
@@ -334,6 +343,7 @@ ChatTemplate template_from_json(const nlohmann::json& j) {
   t.trim = flag("trim", false);
   t.system_always = flag("system_always", false);
   t.reasoning_always = flag("reasoning_always", false);
+  t.cut_history_reasoning = flag("cut_history_reasoning", false);
   return t;
 }
 
@@ -368,7 +378,7 @@ std::string detect_template(const std::filesystem::path& model_dir, bool* unreco
     // turn: not the preset's rendering.
     if (has(deepseek_marker("User")) && has(deepseek_marker("Assistant")) && !has("</think>'}}") &&
         !has("<think>'}}"))
-      return "deepseek";
+      return has("</think>") ? "deepseek-r1" : "deepseek";  // R1 cuts earlier turns at '</think>' 
   }
   if (unrecognised) *unrecognised = true;
   return "plain";
@@ -419,6 +429,7 @@ Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
   Rendered r;
   r.text = t.begin;
   std::string pending_system;
+  bool system_pending = false;
   bool has_system = false;
   for (const auto& m : messages) has_system |= m.role == "system";
   std::vector<Message> msgs;
@@ -429,7 +440,8 @@ Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
     const Message& m = msgs[i];
     const bool last = i + 1 == msgs.size();
     if (m.role == "system" && t.system_in_user) {
-      pending_system += (pending_system.empty() ? "" : "\n\n") + m.content;
+      pending_system += (system_pending ? "\n\n" : "") + m.content;
+      system_pending = true;  // an empty system message still opens the user turn with "\n\n" (Gemma 3)
       continue;
     }
     const ChatTemplate::Role& role = m.role == "system" ? t.system
@@ -446,20 +458,50 @@ Rendered render(const ChatTemplate& t, const std::vector<Message>& messages) {
       count = kept.size();
     }
     std::string content;
-    if (m.role == "user" && !pending_system.empty()) {
+    if (m.role == "user" && system_pending) {
       content = pending_system + "\n\n";
       pending_system.clear();
+      system_pending = false;
     }
     std::vector<Rendered::Piece> pieces;  // in `content`
     std::string empty_block;  // Qwen3's empty <think> block: the prompt's, as its non-thinking generation prompt writes it
+    // Qwen3's template reads reasoning written in the content too ("<think>\n...\n</think>\n\n"
+    // before the answer, when the message has no reasoning field): the reasoning is what lies
+    // between the last <think> before the first </think> and it, the answer what follows the last
+    // </think>; earlier turns keep the answer alone.
+    size_t inline_from = 0, inline_size = 0;
+    if (t.reasoning_always && m.role == "assistant" && m.reasoning.empty() && !t.trim) {
+      const size_t first_close = m.content.find("</think>");
+      if (first_close != std::string::npos) {
+        size_t end = first_close;
+        while (end > 0 && m.content[end - 1] == '\n') --end;
+        const size_t open = end >= 7 ? m.content.rfind("<think>", end - 7) : std::string::npos;
+        size_t begin = open == std::string::npos ? 0 : open + 7;
+        while (begin < end && m.content[begin] == '\n') ++begin;
+        inline_from = begin;
+        inline_size = end - begin;
+        from = m.content.rfind("</think>") + 8;
+        count = m.content.size() - from;
+        while (count > 0 && m.content[from] == '\n') ++from, --count;
+      }
+    }
+    if (!last && t.cut_history_reasoning && m.role == "assistant") {
+      const size_t close = m.content.rfind("</think>");
+      if (close != std::string::npos && close + 8 >= from) {
+        count = from + count - std::min(from + count, close + 8);
+        from = close + 8;
+      }
+    }
     if (last && t.reasoning_always && m.role == "assistant") {
-      const size_t rb = std::min(m.reasoning.size(), m.reasoning.find_first_not_of('\n'));
-      const std::string reasoning = stripped_newlines(m.reasoning);
+      const bool own = inline_size == 0;
+      const size_t rb = own ? std::min(m.reasoning.size(), m.reasoning.find_first_not_of('\n')) : inline_from;
+      const std::string reasoning = own ? stripped_newlines(m.reasoning) : m.content.substr(inline_from, inline_size);
       const std::string block = t.reasoning.prefix + reasoning + t.reasoning.suffix;
       if (reasoning.empty()) {
         empty_block = block;
       } else {
-        pieces.push_back({Rendered::kReasoning, content.size() + t.reasoning.prefix.size(), reasoning.size(), rb});
+        pieces.push_back({own ? Rendered::kReasoning : Rendered::kContent, content.size() + t.reasoning.prefix.size(),
+                          reasoning.size(), rb});
         content += block;
       }
       while (count > 0 && m.content[from] == '\n') ++from, --count;

@@ -80,10 +80,6 @@ ModelContext model_context(const std::filesystem::path& dir) {
   return c;
 }
 
-namespace {
-
-}  // namespace
-
 std::string CorpusSettings::template_file() const {
   std::error_code ec;
   return tmpl != "auto" && std::filesystem::is_regular_file(tmpl, ec) ? tmpl : std::string();
@@ -98,7 +94,18 @@ CorpusSetup make_corpus_setup(const CorpusSettings& f, const std::string& tokeni
   if (name == "auto") {
     bool unrecognised = false;
     name = detect_template(dir, &unrecognised);
-    s.template_origin = "detected from " + (dir / "tokenizer_config.json").string();
+    std::error_code ec;
+    const std::filesystem::path config = dir / "tokenizer_config.json";
+    s.template_origin = std::filesystem::exists(config, ec)
+                            ? "detected from " + config.string()
+                            : "no tokenizer_config.json in " + (dir.empty() ? std::string(".") : dir.string()) +
+                                  " to detect a chat template from";
+    bool chat_markers = false;  // the tokenizer knows a chat family's turn markers
+    for (const char* marker : {"<|im_start|>", "<|start_header_id|>", "<start_of_turn>", "<|user|>", "[INST]"})
+      chat_markers = chat_markers || s.tokenizer->token_id(marker).has_value();
+    if (name == "plain" && !std::filesystem::exists(config, ec) && chat_markers)
+      s.warnings.push_back(s.template_origin + ": records are rendered with the plain template; name the model's "
+                           "template (" + option_name("template") + ") if it has one");
     if (unrecognised) {
       std::string presets;
       for (const auto& t : builtin_templates())

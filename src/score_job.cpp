@@ -526,6 +526,7 @@ CorpusStats score_corpus(const ScoreJobOptions& opt, const CorpusSetup& corpus, 
       });
   cursor.check_all_taken();
   window.flush();
+  stop_if_asked();  // a stop inside the last window's batches: OUT stays partial
   window.finish();
   out.commit();
   return st;

@@ -252,7 +252,7 @@ TEST_F(JobTest, AStopInsideALongBatchComesAfterALayer) {
   ScoreJobOptions o = score_options(c, tmp_ / "whole.jsonl");
   Recorder quiet;
   probe_into(o, quiet);
-  o.window = 16;
+  o.window = 64;             // past the corpus's end: the last window is scored after the reading
   o.batch_tokens = 1 << 20;  // the window is one batch
   run_score_job(o, quiet);
   const auto whole = lines(tmp_ / "whole.jsonl");
@@ -269,6 +269,7 @@ TEST_F(JobTest, AStopInsideALongBatchComesAfterALayer) {
   EXPECT_GT(ev.progress_seen[1].eta_seconds, 0);
   EXPECT_LE(ev.progress_seen.size(), 3u);  // the stop came at the next layer
   EXPECT_EQ(fs::exists(o.out + ".partial") ? lines(o.out + ".partial").size() : 0u, 0u);
+  EXPECT_FALSE(fs::exists(o.out));  // never a finished-looking output
   o.stop = nullptr;
   o.resume = true;
   run_score_job(o, quiet);

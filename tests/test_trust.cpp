@@ -148,6 +148,16 @@ TEST_F(TrustTest, ConfigPathsAreRelativeToTheConfigFile) {
   EXPECT_NE(run_air({"--config", (cfg / "bad.toml").string(), "render"}, &err), 0);
   EXPECT_NE(err.find((cfg / "in/none.jsonl").string()), std::string::npos) << err;
   EXPECT_NE(err.find("settings were read from --config " + (cfg / "bad.toml").string()), std::string::npos) << err;
+  // A config that is missing or a folder is a usage error, not a crash.
+  EXPECT_EQ(run_air({"--config", (cfg / "none.toml").string(), "render"}, &err), 2);
+  EXPECT_NE(err.find("does not exist"), std::string::npos) << err;
+  EXPECT_EQ(run_air({"--config", cfg.string(), "render"}, &err), 2);
+  // The config is an input: an output named as it is refused, the file kept.
+  const std::string self = "[render]\nmodel = \"" + model() + "\"\ndata = \"in/d.jsonl\"\nout = \"self.toml\"\n";
+  write_text(cfg / "self.toml", self);
+  EXPECT_EQ(run_air({"--config", (cfg / "self.toml").string(), "render"}, &err), 2);
+  EXPECT_NE(err.find("is the --config file"), std::string::npos) << err;
+  EXPECT_EQ(read_text(cfg / "self.toml"), self);
 }
 
 // `air weights` maps the step weights onto the reasoning and the answer themselves: a student

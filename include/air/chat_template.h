@@ -28,6 +28,7 @@ struct ChatTemplate {
   bool add_special_tokens = true;  // also add the tokenizer post-processor's tokens (BOS)
   bool trim = false;               // each message's content without leading and trailing whitespace (Jinja's | trim)
   bool system_always = false;      // a system turn even when the record has no system message (default_system, maybe empty)
+  bool cut_history_reasoning = false;  // earlier assistant turns keep what follows their last "</think>" (DeepSeek-R1)
   bool reasoning_always = false;   // the response's reasoning markers even without reasoning (then they end
                                    // the prompt, as Qwen3's non-thinking generation prompt); the reasoning
                                    // without surrounding '\n', the content after it without leading '\n' (Qwen3)
@@ -36,8 +37,9 @@ struct ChatTemplate {
 // Built-in presets: "chatml" (Qwen2, QwQ), "qwen2.5" (ChatML with Qwen2.5's default system
 // message), "qwen3" (ChatML, the response's <think> block always written), "llama3" (Llama 3),
 // "llama3.1" (Llama 3.1, 3.2, 3.3: a system turn with the knowledge and default dates always),
-// "mistral", "gemma" (Gemma 2 and 3), "phi3" (Phi-3, Phi-3.5), "phi4",
-// "olmo2", "deepseek" (DeepSeek-V3, DeepSeek-R1 and its distills), "plain" (prompt, separator,
+// "mistral", "gemma" (Gemma 2 and 3), "phi3" (Phi-3, Phi-3.5), "phi4", "olmo2", "deepseek"
+// (DeepSeek-V3), "deepseek-r1" (DeepSeek-R1 and its distills: "deepseek" with earlier turns'
+// reasoning cut), "plain" (prompt, separator,
 // response).
 std::vector<std::string> builtin_templates();
 // A preset by name, or a JSON template file (see configs/templates/). `separator` is the

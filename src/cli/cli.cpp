@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 namespace air::cli {
@@ -65,13 +66,31 @@ std::string thousands(int64_t n) {
   return (n < 0 ? "-" : "") + out;
 }
 
+// The --config file is an input: an output named as it (out = the file itself) is refused.
+void refuse_writing_the_config(const CLI::App& app) {
+  const std::string config = config_file_given(app);
+  std::error_code ec;
+  if (config.empty() || !std::filesystem::is_regular_file(config, ec)) return;
+  for (const CLI::App* cmd : app.get_subcommands())
+    for (const CLI::Option* o : cmd->get_options()) {
+      if (o->count() == 0 || o->get_lnames().empty()) continue;
+      const std::string name = o->get_lnames().front();
+      if (name != "out" && name != "weights-out" && name != "json" && name != "meta" && name != "rejects") continue;
+      for (const std::string& v : o->results())
+        if (std::filesystem::exists(v, ec) && std::filesystem::equivalent(v, config, ec))
+          throw UsageError("--" + name + " " + v + " is the --config file " + config +
+                           " the settings are read from: choose another output");
+    }
+}
+
 // After an error in a run that read a --config file: which file the settings came from (its
 // relative paths are relative to its folder).
 void name_the_config(const CLI::App& app) {
-  const CLI::Option* config = app.get_config_ptr();
-  if (config && config->count() > 0 && !config->as<std::string>().empty())
-    spdlog::error("settings were read from --config {} (its relative paths are relative to its folder)",
-                  config->as<std::string>());
+  const std::string file = config_file_given(app);
+  // Only a file that was read (not one that is missing or not a file).
+  std::error_code ec;
+  if (!file.empty() && std::filesystem::is_regular_file(file, ec))
+    spdlog::error("settings were read from --config {} (its relative paths are relative to its folder)", file);
 }
 
 }  // namespace
@@ -224,7 +243,10 @@ int run(int argc, const char* const* argv) {
   app.config_formatter(toml_config(&app));
   // Set up before parsing: a flag's own check (--max-memory) may already have something to say.
   if (!spdlog::get("air")) setup_logging(log_level);
-  app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
+  app.parse_complete_callback([&] {
+    spdlog::set_level(spdlog::level::from_str(log_level));
+    refuse_writing_the_config(app);
+  });
   register_inspect(app);
   register_loss(app);
   register_tokenize(app);
@@ -240,8 +262,8 @@ int run(int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
-    const CLI::Option* config = app.get_config_ptr();
-    const std::string file = config && config->count() ? config->as<std::string>() : std::string("the config file");
+    std::string file = config_file_given(app);
+    if (file.empty()) file = "the config file";
     std::string what = e.what();
     const std::string unknown = "INI was not able to parse ";
     if (what.rfind(unknown, 0) == 0) what = "no command has the setting '" + clip_utf8(what.substr(unknown.size()), 80) + "'";

@@ -122,9 +122,7 @@ class TomlConfig : public CLI::Config {
  private:
   // The folder of the --config file being read ("" when it is the working directory).
   std::filesystem::path config_folder() const {
-    const CLI::Option* config = app_ ? app_->get_config_ptr() : nullptr;
-    if (!config || config->count() == 0) return {};
-    return std::filesystem::path(config->as<std::string>()).parent_path();
+    return app_ ? std::filesystem::path(config_file_given(*app_)).parent_path() : std::filesystem::path();
   }
 
   const CLI::App* app_;
@@ -188,6 +186,12 @@ std::string toml_value(const std::string& s) {
 }
 
 }  // namespace
+
+std::string config_file_given(const CLI::App& app) {
+  const CLI::Option* config = app.get_config_ptr();
+  // The raw value: as<>() would validate it again, throwing where the file is missing.
+  return config && config->count() > 0 && !config->results().empty() ? config->results().front() : std::string();
+}
 
 std::shared_ptr<CLI::Config> toml_config(const CLI::App* app) { return std::make_shared<TomlConfig>(app); }
 

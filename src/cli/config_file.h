@@ -18,6 +18,9 @@ namespace air::cli {
 // out, heads, ...) are relative to the folder of the --config file of `app` (the main app).
 std::shared_ptr<CLI::Config> toml_config(const CLI::App* app);
 
+// The --config file given to `app` (the main app), as given ("" when none).
+std::string config_file_given(const CLI::App& app);
+
 // The flags given to `cmd` (on the command line or in a config file), as a TOML `[name]` table
 // that toml_config() reads back to the same values, paths made absolute. Flags not given are
 // left out.
