@@ -254,10 +254,43 @@ nn::CausalLM load_causal_lm(const Checkpoint& ckpt, const c10::Device& first, at
   return model;
 }
 
-int64_t available_memory_bytes() {
+namespace {
+
+// The first number in a file (-1 when there is none: absent, "max", empty).
+int64_t number_in(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::string text;
+  if (!(in >> text) || text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return -1;
+  return std::strtoll(text.c_str(), nullptr, 10);
+}
+
+// What the memory controller leaves to the cgroup at `dir` (under `mount`) and its ancestors up
+// to the mount: the least of each level's limit less its use (-1 when no level sets one).
+int64_t cgroup_room(const std::filesystem::path& mount, const std::string& group, const char* limit_file,
+                    const char* usage_file) {
+  int64_t room = -1;
+  std::filesystem::path rel = std::filesystem::path(group).relative_path();
+  for (;;) {
+    const std::filesystem::path dir = mount / rel;
+    const int64_t limit = number_in(dir / limit_file), used = number_in(dir / usage_file);
+    // cgroup v1 writes "no limit" as a number near 2^63.
+    if (limit >= 0 && limit < (int64_t{1} << 60) && used >= 0) {
+      const int64_t left = std::max<int64_t>(0, limit - used);
+      room = room < 0 ? left : std::min(room, left);
+    }
+    if (rel.empty()) break;
+    rel = rel.parent_path();
+    if (rel == rel.root_path()) rel.clear();
+  }
+  return room;
+}
+
+}  // namespace
+
+int64_t available_memory_bytes(const std::filesystem::path& root) {
   int64_t avail = 0;
   {
-    std::ifstream in("/proc/meminfo");
+    std::ifstream in(root / "proc/meminfo");
     std::string key, unit;
     int64_t kb = 0;
     while (in >> key >> kb) {
@@ -265,14 +298,30 @@ int64_t available_memory_bytes() {
       if (key == "MemAvailable:") avail = kb * 1024;
     }
   }
-  // cgroup v2: the limit less what the group already uses.
-  std::ifstream max_in("/sys/fs/cgroup/memory.max"), cur_in("/sys/fs/cgroup/memory.current");
-  std::string max_text;
-  int64_t current = 0;
-  if (max_in >> max_text && max_text != "max" && cur_in >> current) {
-    const int64_t left = std::strtoll(max_text.c_str(), nullptr, 10) - current;
-    if (avail == 0 || left < avail) avail = std::max<int64_t>(0, left);
+  // This process's own cgroup (a Slurm job's --mem, a container's limit), found through
+  // /proc/self/cgroup: "0::/path" for cgroup v2, "N:...memory...:/path" for v1's memory
+  // controller; its limit and its ancestors' lower what MemAvailable says.
+  std::ifstream groups(root / "proc/self/cgroup");
+  int64_t room = -1;
+  for (std::string line; std::getline(groups, line);) {
+    const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    int64_t r = -1;
+    if (line.compare(0, a, "0") == 0 && controllers.empty()) {
+      r = cgroup_room(root / "sys/fs/cgroup", path, "memory.max", "memory.current");
+    } else {
+      bool memory = false;
+      for (size_t s = 0; s <= controllers.size();) {
+        const size_t e = std::min(controllers.find(',', s), controllers.size());
+        memory = memory || controllers.compare(s, e - s, "memory") == 0;
+        s = e + 1;
+      }
+      if (memory) r = cgroup_room(root / "sys/fs/cgroup/memory", path, "memory.limit_in_bytes", "memory.usage_in_bytes");
+    }
+    if (r >= 0) room = room < 0 ? r : std::min(room, r);
   }
+  if (room >= 0 && (avail == 0 || room < avail)) avail = room;
   return avail;
 }
 

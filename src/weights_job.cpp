@@ -52,7 +52,8 @@ std::vector<double> token_weights(const std::vector<std::vector<std::pair<size_t
   std::vector<double> w(spans.size(), 1.0);
   for (size_t k = 0; k < spans.size(); ++k) {
     double bytes = 0, sum = 0;
-    for (const auto [b, e] : spans[k]) {
+    for (const auto& span : spans[k]) {
+      const size_t b = span.first, e = span.second;
       // Steps are in byte order: the first that ends past b, then on while they begin before e.
       auto t = std::partition_point(steps.begin(), steps.end(), [&](const ScoredStep& st) { return st.end <= b; });
       for (; t != steps.end() && t->begin < e; ++t) {

@@ -4,6 +4,7 @@
 #include "air/error.h"
 #include "air/line_reader.h"
 #include "air/output.h"
+#include "air/runtime.h"
 #include "air/tokenizer.h"
 #include "test_util.h"
 
@@ -201,7 +202,7 @@ TEST_F(TrustTest, StepWeightsFollowTheReasoningAndTheAnswer) {
   ASSERT_EQ(student.size(), recs.size()) << err;
   const auto tok = load_tokenizer(model());
   for (size_t i = 0; i < recs.size(); ++i) {
-    const auto& [q, reasoning, answer] = recs[i];
+    const std::string &q = recs[i][0], &reasoning = recs[i][1], &answer = recs[i][2];
     const nlohmann::json sc = nlohmann::json::parse(scores[i]), st = nlohmann::json::parse(student[i]);
     // Scored as chatml: "<think>\n" reasoning "\n</think>\n\n" answer; the student's plain:
     // prompt "\n\n" reasoning "\n\n" answer.
@@ -417,6 +418,55 @@ TEST_F(TrustTest, SelectSaysWhatItSelects) {
   EXPECT_NE(run_air({"select", "--data", c, "--scores", s, (tmp_ / "again.jsonl").string(), "--top-k", "3", "--out", out}, &err), 0);
   EXPECT_NE(err.find("two runs over the same records"), std::string::npos) << err;
   EXPECT_NE(err.find("air compare"), std::string::npos) << err;
+}
+
+// The memory this process may take is bounded by its own cgroup and the cgroup's ancestors (a
+// Slurm job's --mem sits above the step's group), cgroup v2 and v1, read through a fake /proc
+// and /sys tree.
+TEST_F(TrustTest, TheProcessesOwnCgroupBoundsItsMemory) {
+  constexpr int64_t G = int64_t{1} << 30;
+  auto tree = [&](const std::string& name, const std::string& cgroup,
+                  const std::vector<std::pair<std::string, std::string>>& files) {
+    const fs::path root = tmp_ / name;
+    fs::create_directories(root / "proc/self");
+    write_text(root / "proc/meminfo", "MemTotal: 33554432 kB\nMemFree: 1000 kB\nMemAvailable: 16777216 kB\n");
+    write_text(root / "proc/self/cgroup", cgroup);
+    for (const auto& [path, text] : files) {
+      fs::create_directories((root / path).parent_path());
+      write_text(root / path, text + "\n");
+    }
+    return available_memory_bytes(root);
+  };
+  // v2: the job's limit (4G, 1G used) above the step's (none).
+  EXPECT_EQ(tree("v2", "0::/system.slice/slurm/job_7/step_0\n",
+                 {{"sys/fs/cgroup/system.slice/slurm/job_7/memory.max", std::to_string(4 * G)},
+                  {"sys/fs/cgroup/system.slice/slurm/job_7/memory.current", std::to_string(G)},
+                  {"sys/fs/cgroup/system.slice/slurm/job_7/step_0/memory.max", "max"},
+                  {"sys/fs/cgroup/system.slice/slurm/job_7/step_0/memory.current", std::to_string(G / 2)}}),
+            3 * G);
+  // No limit anywhere: MemAvailable.
+  EXPECT_EQ(tree("none", "0::/user.slice\n",
+                 {{"sys/fs/cgroup/user.slice/memory.max", "max"}, {"sys/fs/cgroup/user.slice/memory.current", "5"}}),
+            16 * G);
+  // A container's namespaced view ("0::/"): the limit at the mount's root.
+  EXPECT_EQ(tree("container", "0::/\n", {{"sys/fs/cgroup/memory.max", std::to_string(2 * G)},
+                                          {"sys/fs/cgroup/memory.current", "0"}}),
+            2 * G);
+  // v1: the memory controller's line among others, its "no limit" a number near 2^63 above it.
+  EXPECT_EQ(tree("v1", "4:cpu,cpuacct:/slurm/uid_0/job_9\n12:memory:/slurm/uid_0/job_9\n",
+                 {{"sys/fs/cgroup/memory/slurm/uid_0/job_9/memory.limit_in_bytes", std::to_string(8 * G)},
+                  {"sys/fs/cgroup/memory/slurm/uid_0/job_9/memory.usage_in_bytes", std::to_string(2 * G)},
+                  {"sys/fs/cgroup/memory/slurm/uid_0/memory.limit_in_bytes", "9223372036854771712"},
+                  {"sys/fs/cgroup/memory/slurm/uid_0/memory.usage_in_bytes", std::to_string(3 * G)}}),
+            6 * G);
+  // v1 with controllers mounted together ("cpuset,memory"), a group path the mount does not show
+  // (another namespace): the limit found at the mount's root.
+  EXPECT_EQ(tree("v1-joint", "7:cpuset,memory:/docker/abc\n",
+                 {{"sys/fs/cgroup/memory/memory.limit_in_bytes", std::to_string(G)},
+                  {"sys/fs/cgroup/memory/memory.usage_in_bytes", std::to_string(G / 4)}}),
+            G - G / 4);
+  // This machine's own answer is positive and no more than MemAvailable says.
+  EXPECT_GT(available_memory_bytes(), 0);
 }
 
 }  // namespace

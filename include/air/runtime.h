@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <c10/core/ScalarType.h>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,9 +26,10 @@ struct RuntimeOptions {
   int64_t max_memory = 0;      // bytes the process may use in all (0 = the memory available at start)
 };
 
-// Bytes this process may still take: MemAvailable of /proc/meminfo, lowered to what the cgroup's
-// memory.max leaves where one is set (a Slurm job, a container).
-int64_t available_memory_bytes();
+// Bytes this process may still take: MemAvailable of /proc/meminfo, lowered to what the memory
+// limits of this process's own cgroup and its ancestors leave (a Slurm job's --mem, a container),
+// cgroup v2 or v1, found through /proc/self/cgroup. `root` prefixes /proc and /sys (tests).
+int64_t available_memory_bytes(const std::filesystem::path& root = "/");
 // Resident bytes of this process now (/proc/self/statm).
 int64_t resident_bytes();
 // "16G", "512M", "1.5G", "2048" (bytes; K, M, G, T are powers of 1024) -> bytes; throws
